@@ -1,0 +1,150 @@
+"""Causal flash attention of variable-length query chunks over a paged KV cache."""
+
+import torch
+import triton
+import triton.language as tl
+from torch import Tensor
+
+from .attention_tiles import LOG2E, attend_kv_tiles, dot_precision
+
+
+@triton.jit
+def _find_sequence(cu_seqlens_q_ptr, tile, num_seqs, BLOCK_M: tl.constexpr):
+    """Binary search for the sequence owning query tile `tile`; sequence b's tiles
+    start at cu_seqlens_q[b] // BLOCK_M + b, which leaves room for its partial tile."""
+    lo = 0
+    hi = num_seqs
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if tl.load(cu_seqlens_q_ptr + mid) // BLOCK_M + mid <= tile:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo - 1
+
+
+@triton.jit
+def _prefill_kernel(
+    q_ptr, k_cache_ptr, v_cache_ptr, out_ptr, block_tables_ptr, cu_seqlens_q_ptr, seq_lens_k_ptr,
+    scale_log2e, num_seqs, group, block_size,
+    stride_qt, stride_qh, stride_ot, stride_oh, stride_cb, stride_cs, stride_ch, stride_bt,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, HEAD_DIM: tl.constexpr,
+    DOT_PRECISION: tl.constexpr,
+):
+    """One program per (query tile of one sequence, query head)."""
+    tile = tl.program_id(0)
+    head = tl.program_id(1)
+    b = _find_sequence(cu_seqlens_q_ptr, tile, num_seqs, BLOCK_M)
+    q_begin = tl.load(cu_seqlens_q_ptr + b)
+    q_len = tl.load(cu_seqlens_q_ptr + b + 1) - q_begin
+    m_start = (tile - q_begin // BLOCK_M - b) * BLOCK_M
+    if m_start >= q_len:
+        return
+    seq_len = tl.load(seq_lens_k_ptr + b)
+    first_pos = seq_len - q_len + m_start  # absolute position of the tile's first query
+
+    rows = m_start + tl.arange(0, BLOCK_M)
+    row_ok = rows < q_len
+    dims = tl.arange(0, HEAD_DIM)
+    tok = (q_begin + rows).to(tl.int64)
+    q = tl.load(q_ptr + tok[:, None] * stride_qt + head * stride_qh + dims[None, :],
+                mask=row_ok[:, None], other=0.0)
+    q_pos = first_pos + tl.arange(0, BLOCK_M)
+    acc = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
+    l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
+    m_i = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
+    bt_row = block_tables_ptr + b.to(tl.int64) * stride_bt
+    kv_head_offset = (head // group) * stride_ch
+    # Keys up to first_pos are visible to every row: whole tiles of them skip the mask.
+    unmasked_end = (first_pos + 1) // BLOCK_N * BLOCK_N
+    acc, l_i, m_i = attend_kv_tiles(
+        acc, l_i, m_i, q, q_pos, k_cache_ptr, v_cache_ptr, bt_row, kv_head_offset,
+        block_size, stride_cb, stride_cs, 0, unmasked_end, scale_log2e,
+        MASKED=False, BLOCK_N=BLOCK_N, HEAD_DIM=HEAD_DIM, DOT_PRECISION=DOT_PRECISION,
+    )
+    acc, l_i, m_i = attend_kv_tiles(
+        acc, l_i, m_i, q, q_pos, k_cache_ptr, v_cache_ptr, bt_row, kv_head_offset,
+        block_size, stride_cb, stride_cs, unmasked_end, tl.minimum(seq_len, first_pos + BLOCK_M),
+        scale_log2e,
+        MASKED=True, BLOCK_N=BLOCK_N, HEAD_DIM=HEAD_DIM, DOT_PRECISION=DOT_PRECISION,
+    )
+    out = acc / l_i[:, None]
+    tl.store(out_ptr + tok[:, None] * stride_ot + head * stride_oh + dims[None, :],
+             out.to(out_ptr.dtype.element_ty), mask=row_ok[:, None])
+
+
+def paged_prefill_attention_ref(
+    q: Tensor, k_cache: Tensor, v_cache: Tensor, block_tables: Tensor,
+    cu_seqlens_q: Tensor, seq_lens_k: Tensor, scale: float,
+) -> Tensor:
+    """Torch reference and CPU path: one vectorised causal attention per sequence,
+    softmax in fp32."""
+    n_q_heads, head_dim = q.shape[1], q.shape[2]
+    block_size, n_kv_heads = k_cache.shape[1], k_cache.shape[2]
+    group = n_q_heads // n_kv_heads
+    out = torch.empty_like(q, memory_format=torch.contiguous_format)
+    bounds = cu_seqlens_q.tolist()
+    for b, seq_len in enumerate(seq_lens_k.tolist()):
+        q_len = bounds[b + 1] - bounds[b]
+        if q_len == 0:
+            continue
+        blocks = block_tables[b, : -(-seq_len // block_size)].long()
+        k = k_cache[blocks].reshape(-1, n_kv_heads, head_dim)[:seq_len].float()
+        v = v_cache[blocks].reshape(-1, n_kv_heads, head_dim)[:seq_len].float()
+        qb = q[bounds[b] : bounds[b + 1]].float().view(q_len, n_kv_heads, group, head_dim)
+        scores = torch.einsum("qhgd,nhd->hgqn", qb, k) * scale
+        q_pos = torch.arange(seq_len - q_len, seq_len, device=q.device)
+        visible = torch.arange(seq_len, device=q.device)[None, :] <= q_pos[:, None]
+        scores = scores.masked_fill(~visible, float("-inf"))
+        ob = torch.einsum("hgqn,nhd->qhgd", scores.softmax(dim=-1), v)
+        out[bounds[b] : bounds[b + 1]] = ob.reshape(q_len, n_q_heads, head_dim).to(q.dtype)
+    return out
+
+
+def _pick_blocks(n_tokens: int, num_seqs: int, head_dim: int) -> tuple[int, int]:
+    """BLOCK_M follows the mean chunk length (decode-like rows waste less of a tile);
+    big head dims get smaller tiles to bound registers/shared memory."""
+    max_m = 128 if head_dim <= 128 else 64
+    block_m = min(max_m, max(16, triton.next_power_of_2(max(1, n_tokens // max(1, num_seqs)))))
+    return block_m, (64 if head_dim <= 128 else 32)
+
+
+def paged_prefill_attention(
+    q: Tensor, k_cache: Tensor, v_cache: Tensor, block_tables: Tensor,
+    cu_seqlens_q: Tensor, seq_lens_k: Tensor, scale: float,
+    *, block_m: int | None = None, block_n: int | None = None,
+) -> Tensor:
+    """q [T, Hq, D] holds the chunks of B sequences back to back (rows
+    cu_seqlens_q[b]:cu_seqlens_q[b+1]); each chunk is the last tokens of the first
+    seq_lens_k[b] cached tokens and attends causally to them."""
+    assert q.dim() == 3 and q.stride(2) == 1
+    n_tokens, n_q_heads, head_dim = q.shape
+    assert k_cache.dim() == 4 and k_cache.shape == v_cache.shape and k_cache.stride() == v_cache.stride()
+    _, block_size, n_kv_heads, _ = k_cache.shape
+    assert k_cache.shape[3] == head_dim and k_cache.stride(3) == 1
+    assert q.dtype == k_cache.dtype == v_cache.dtype
+    assert n_q_heads % n_kv_heads == 0
+    assert head_dim >= 16 and triton.next_power_of_2(head_dim) == head_dim
+    num_seqs = seq_lens_k.shape[0]
+    assert block_tables.dim() == 2 and block_tables.shape[0] == num_seqs and block_tables.stride(1) == 1
+    assert block_tables.dtype in (torch.int32, torch.int64)
+    assert cu_seqlens_q.shape == (num_seqs + 1,) and cu_seqlens_q.dtype == torch.int32
+    assert seq_lens_k.dtype == torch.int32 and cu_seqlens_q.is_contiguous() and seq_lens_k.is_contiguous()
+    out = torch.empty_like(q, memory_format=torch.contiguous_format)
+    if n_tokens == 0:
+        return out
+    auto_m, auto_n = _pick_blocks(n_tokens, num_seqs, head_dim)
+    block_m, block_n = block_m or auto_m, block_n or auto_n
+    assert min(block_m, block_n) >= 16
+    assert triton.next_power_of_2(block_m) == block_m and triton.next_power_of_2(block_n) == block_n
+    # Upper bound on the tile count: every sequence may add one partial tile.
+    grid = (n_tokens // block_m + num_seqs, n_q_heads)
+    _prefill_kernel[grid](
+        q, k_cache, v_cache, out, block_tables, cu_seqlens_q, seq_lens_k,
+        scale * LOG2E, num_seqs, n_q_heads // n_kv_heads, block_size,
+        q.stride(0), q.stride(1), out.stride(0), out.stride(1),
+        k_cache.stride(0), k_cache.stride(1), k_cache.stride(2), block_tables.stride(0),
+        BLOCK_M=block_m, BLOCK_N=block_n, HEAD_DIM=head_dim, DOT_PRECISION=dot_precision(q.dtype),
+        num_warps=8 if block_m >= 128 else 4,
+    )
+    return out

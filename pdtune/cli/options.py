@@ -1,0 +1,30 @@
+"""Option aliases shared by the commands, so every command spells an engine knob the same way."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from pdtune.config import DEFAULT_MODEL
+
+Model = Annotated[Optional[str], typer.Option(
+    "--model", "-m", help=f"Model folder (config.json + safetensors), a .gguf file, or a preset; default {DEFAULT_MODEL}.")]
+Mode = Annotated[Optional[str], typer.Option("--mode", help="Scheduling mode: sequential or chunked.")]
+Dtype = Annotated[Optional[str], typer.Option("--dtype", help="auto, float32, bfloat16 or float16.")]
+Device = Annotated[Optional[str], typer.Option("--device", help="auto, cpu or cuda.")]
+LoadFormat = Annotated[Optional[str], typer.Option(
+    "--load-format", help="auto, safetensors, gguf, or dummy (random weights of the model's shape).")]
+AttentionBackend = Annotated[Optional[str], typer.Option(
+    "--attention-backend", help="triton or torch (auto: triton on GPU, torch on CPU).")]
+ConfigFile = Annotated[Optional[str], typer.Option("--config", help="JSON engine config (as `pdtune search` writes).")]
+NumKvBlocks = Annotated[Optional[int], typer.Option("--num-kv-blocks", help="Exact KV pool size in blocks.")]
+KvCacheGb = Annotated[Optional[float], typer.Option("--kv-cache-gb", help="KV pool size on CPU, in GB.")]
+GpuMemoryUtilization = Annotated[Optional[float], typer.Option(
+    "--gpu-memory-utilization", help="Share of GPU memory for weights, activations and KV (default 0.9).")]
+MaxNumSeqs = Annotated[Optional[int], typer.Option("--max-num-seqs", help="Most sequences in one step.")]
+MaxNumBatchedTokens = Annotated[Optional[int], typer.Option(
+    "--max-num-batched-tokens", help="Token budget of one step.")]
+MaxModelLen = Annotated[Optional[int], typer.Option("--max-model-len", help="Context length (prompt + output).")]
+Seed = Annotated[Optional[int], typer.Option("--seed", help="Seed for dummy weights and unseeded sampling.")]
+

@@ -1,0 +1,81 @@
+"""Every engine knob in one frozen dataclass; values found at run time live elsewhere."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+DEFAULT_MODEL = "smollm2-135m-instruct"
+MODES = ("sequential", "chunked")
+LOAD_FORMATS = ("auto", "safetensors", "gguf", "dummy")
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    model: str = DEFAULT_MODEL
+    load_format: str = "auto"
+    dtype: str = "auto"
+    device: str = "auto"
+    mode: str = "chunked"
+    attention_backend: str = "auto"
+    block_size: int = 16
+    num_kv_blocks: int | None = None  # overrides the sizing below when set
+    kv_cache_gb: float = 1.0  # KV pool size on CPU
+    gpu_memory_utilization: float = 0.9  # share of GPU memory the engine may take in all
+    max_num_seqs: int = 256
+    max_num_batched_tokens: int = 2048
+    max_model_len: int | None = None  # defaults to the model's context length
+    enable_prefix_caching: bool = True
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        from pdtune.errors import PdtuneError
+
+        checks = [
+            (self.mode in MODES, f"mode must be one of {MODES}, got {self.mode!r}"),
+            (self.load_format in LOAD_FORMATS, f"load format must be one of {LOAD_FORMATS}, got {self.load_format!r}"),
+            (self.dtype in DTYPES, f"dtype must be one of {DTYPES}, got {self.dtype!r}"),
+            (self.device in ("auto", "cpu", "cuda"), f"device must be auto, cpu or cuda, got {self.device!r}"),
+            (self.block_size > 0 and self.block_size & (self.block_size - 1) == 0, "block size must be a power of two"),
+            (self.max_num_seqs > 0 and self.max_num_batched_tokens > 0, "batch limits must be positive"),
+            (0.0 < self.gpu_memory_utilization <= 1.0, "gpu memory utilization must be in (0, 1]"),
+            (self.num_kv_blocks is None or self.num_kv_blocks > 0, "num_kv_blocks must be positive"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise PdtuneError(message)
+
+
+def build_engine_config(config_file: str | None = None, **overrides) -> EngineConfig:
+    """A config from a JSON file (as `pdtune search` writes), with explicit overrides on top.
+
+    The file may hold the engine fields at the top level or under an "engine" key; overrides
+    that are None are left to the file or the defaults.
+    """
+    import json
+    from dataclasses import fields
+
+    from pdtune.errors import InputFileError
+
+    values: dict = {}
+    if config_file is not None:
+        try:
+            with open(config_file) as f:
+                data = json.load(f)
+        except FileNotFoundError as exc:
+            raise InputFileError(f"config file not found: {config_file}") from exc
+        except json.JSONDecodeError as exc:
+            raise InputFileError(f"{config_file}: not valid JSON ({exc})") from exc
+        data = data.get("engine", data) if isinstance(data, dict) else None
+        if not isinstance(data, dict):
+            raise InputFileError(f"{config_file}: expected a JSON object of engine settings")
+        known = {f.name for f in fields(EngineConfig)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise InputFileError(f"{config_file}: unknown settings {unknown}")
+        values.update(data)
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return EngineConfig(**values)
+    except TypeError as exc:
+        raise InputFileError(f"bad engine settings: {exc}") from exc

@@ -1,0 +1,114 @@
+"""Wires the stages: requests in, schedule, plan, run, sample, finished outputs out."""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+from pdtune.config import EngineConfig
+from pdtune.errors import InvalidRequestError, PdtuneError
+from pdtune.executor.model_runner import ModelRunner, kv_bytes_per_block
+from pdtune.model.loader import LoadedModel, load_model
+from pdtune.planner.policies import make_policy
+from pdtune.request.output import RequestOutput
+from pdtune.request.sampling import SamplingParams
+from pdtune.request.sequence import Sequence
+from pdtune.scheduler.block_manager import BlockManager
+from pdtune.scheduler.scheduler import Scheduler
+
+
+def activation_bytes(loaded: LoadedModel, config: EngineConfig) -> int:
+    """Upper estimate of one step's transient memory (hidden states, MLP, logits)."""
+    a, tokens = loaded.arch, config.max_num_batched_tokens
+    per_token = 4 * a.hidden_size + 3 * a.intermediate_size + a.q_size + 2 * a.kv_size
+    return 2 * tokens * per_token * loaded.dtype.itemsize + 3 * config.max_num_seqs * a.vocab_size * 4
+
+
+def size_kv_pool(loaded: LoadedModel, config: EngineConfig) -> int:
+    per_block = kv_bytes_per_block(loaded, config.block_size)
+    if config.num_kv_blocks is not None:
+        return config.num_kv_blocks
+    if loaded.device.type == "cuda":
+        free, total = torch.cuda.mem_get_info(loaded.device)
+        budget = total * config.gpu_memory_utilization - (total - free) - activation_bytes(loaded, config)
+    else:
+        budget = config.kv_cache_gb * 1e9
+    blocks = int(budget // per_block)
+    if blocks < 1:
+        raise PdtuneError("no memory is left for the KV cache: lower the batch limits or raise the memory share")
+    return blocks
+
+
+class Engine:
+    def __init__(self, config: EngineConfig):
+        self.config = config
+        self.loaded = load_model(config)
+        self.tokenizer = self.loaded.tokenizer
+        self.max_model_len = config.max_model_len or self.loaded.arch.max_position_embeddings
+        self.num_kv_blocks = size_kv_pool(self.loaded, config)
+        self.runner = ModelRunner(self.loaded, config, self.num_kv_blocks)
+        self.block_manager = BlockManager(self.num_kv_blocks, config.block_size, config.enable_prefix_caching)
+        self.scheduler = Scheduler(self.block_manager, config.max_num_seqs, config.max_num_batched_tokens,
+                                   self.max_model_len)
+        self.policy = make_policy(config.mode)
+        self.num_steps = 0
+
+    @property
+    def kv_capacity_tokens(self) -> int:
+        return self.num_kv_blocks * self.config.block_size
+
+    def add_request(self, prompt_token_ids: list[int], params: SamplingParams, request_id: str | None = None,
+                    arrival_time: float | None = None) -> Sequence:
+        """Queues a request; raises InvalidRequestError when it can never be served."""
+        seq = Sequence(list(prompt_token_ids), params)
+        if request_id is not None:
+            seq.request_id = request_id
+        if arrival_time is not None:
+            seq.arrival_time = arrival_time
+        vocab = self.loaded.arch.vocab_size
+        if any(not 0 <= t < vocab for t in seq.prompt_token_ids):
+            raise InvalidRequestError(f"prompt token ids must be in [0, {vocab})")
+        self.scheduler.add(seq)
+        return seq
+
+    def has_unfinished(self) -> bool:
+        return self.scheduler.has_unfinished()
+
+    def step(self) -> list[RequestOutput]:
+        """Runs one step; returns the requests that finished in it."""
+        plan = self.policy.plan(self.scheduler)
+        if not plan:
+            return []
+        results = self.runner.run(plan)
+        self.scheduler.commit(plan)
+        now = time.perf_counter()
+        finished = []
+        for chunk, token, logprobs in results:
+            seq = chunk.seq
+            seq.token_ids.append(token)
+            seq.token_times.append(now)
+            if logprobs is not None:
+                seq.logprobs.append(logprobs)
+            reason = self._finish_reason(seq, token)
+            if reason is not None:
+                self.scheduler.finish(seq, reason)
+                finished.append(RequestOutput.from_sequence(seq))
+        self.num_steps += 1
+        return finished
+
+    def _finish_reason(self, seq: Sequence, token: int) -> str | None:
+        p = seq.params
+        if (not p.ignore_eos and token in self.tokenizer.eos_token_ids) or token in p.stop_token_ids:
+            seq.output_text = self.tokenizer.decode(seq.output_token_ids)
+            return "stop"
+        if p.stop:
+            text = self.tokenizer.decode(seq.output_token_ids)
+            cut = min((i for i in (text.find(s) for s in p.stop) if i >= 0), default=-1)
+            if cut >= 0:
+                seq.output_text = text[:cut]
+                return "stop"
+        if seq.num_output_tokens >= p.max_tokens or len(seq) >= self.max_model_len:
+            seq.output_text = self.tokenizer.decode(seq.output_token_ids)
+            return "length"
+        return None

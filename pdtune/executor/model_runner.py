@@ -1,0 +1,95 @@
+"""Runs one step: lays out the scheduled chunks as a flat batch, calls the model, samples."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from pdtune.config import EngineConfig
+from pdtune.model.attention import AttentionMetadata
+from pdtune.model.loader import LoadedModel
+from pdtune.request.sequence import TokenLogprobs
+from pdtune.sampler import Sampler
+from pdtune.scheduler.scheduler import ScheduledChunk, StepPlan
+
+
+@dataclass
+class StepInputs:
+    chunks: list[ScheduledChunk]  # prefill rows (more than one new token) first, then single-token rows
+    input_ids: torch.Tensor
+    positions: torch.Tensor
+    meta: AttentionMetadata
+    logits_rows: torch.Tensor  # row of each completing chunk's last token
+    sampled_chunks: list[ScheduledChunk]
+
+
+def _block_tables(chunks: list[ScheduledChunk], device: torch.device) -> torch.Tensor:
+    width = max(len(c.seq.block_table) for c in chunks)
+    table = [c.seq.block_table + [0] * (width - len(c.seq.block_table)) for c in chunks]
+    return torch.tensor(table, dtype=torch.int32, device=device)
+
+
+def kv_bytes_per_block(loaded: LoadedModel, block_size: int) -> int:
+    a = loaded.arch
+    return 2 * a.num_layers * block_size * a.num_kv_heads * a.head_dim * loaded.dtype.itemsize
+
+
+class ModelRunner:
+    def __init__(self, loaded: LoadedModel, config: EngineConfig, num_kv_blocks: int):
+        self.model = loaded.model
+        self.device = loaded.device
+        self.block_size = config.block_size
+        self.sampler = Sampler(self.device, config.seed)
+        a = loaded.arch
+        self.kv_cache = torch.zeros(2, a.num_layers, num_kv_blocks, config.block_size, a.num_kv_heads, a.head_dim,
+                                    dtype=loaded.dtype, device=self.device)
+        for i, layer in enumerate(self.model.layers):
+            layer.self_attn.attn.k_cache = self.kv_cache[0, i]
+            layer.self_attn.attn.v_cache = self.kv_cache[1, i]
+
+    def prepare(self, plan: StepPlan) -> StepInputs:
+        chunks = sorted(plan.chunks, key=lambda c: c.num_new_tokens == 1)  # stable: prefill rows first
+        bs = self.block_size
+        input_ids, positions, slots, logits_rows, sampled = [], [], [], [], []
+        for chunk in chunks:
+            seq, start = chunk.seq, chunk.seq.num_computed_tokens
+            end = start + chunk.num_new_tokens
+            input_ids.extend(seq.token_ids[start:end])
+            positions.extend(range(start, end))
+            table = seq.block_table
+            slots.extend(table[p // bs] * bs + p % bs for p in range(start, end))
+            if chunk.completes:
+                logits_rows.append(len(input_ids) - 1)
+                sampled.append(chunk)
+        prefill = [c for c in chunks if c.num_new_tokens > 1]
+        decode = chunks[len(prefill):]
+        dev = self.device
+        cu = [0]
+        for c in prefill:
+            cu.append(cu[-1] + c.num_new_tokens)
+        meta = AttentionMetadata(
+            slot_mapping=torch.tensor(slots, dtype=torch.int64, device=dev),
+            num_prefill_tokens=cu[-1],
+            prefill_cu_seqlens_q=torch.tensor(cu, dtype=torch.int32, device=dev) if prefill else None,
+            prefill_seq_lens=torch.tensor([c.seq.num_computed_tokens + c.num_new_tokens for c in prefill],
+                                          dtype=torch.int32, device=dev) if prefill else None,
+            prefill_block_tables=_block_tables(prefill, dev) if prefill else None,
+            decode_seq_lens=torch.tensor([c.seq.num_computed_tokens + 1 for c in decode],
+                                         dtype=torch.int32, device=dev) if decode else None,
+            decode_block_tables=_block_tables(decode, dev) if decode else None,
+        )
+        return StepInputs(chunks, torch.tensor(input_ids, dtype=torch.int64, device=dev),
+                          torch.tensor(positions, dtype=torch.int64, device=dev), meta,
+                          torch.tensor(logits_rows, dtype=torch.int64, device=dev), sampled)
+
+    @torch.inference_mode()
+    def run(self, plan: StepPlan) -> list[tuple[ScheduledChunk, int, TokenLogprobs | None]]:
+        """Returns the sampled token (and logprobs) of every chunk that reached its sequence's end."""
+        inputs = self.prepare(plan)
+        hidden = self.model(inputs.input_ids, inputs.positions, inputs.meta)
+        if not inputs.sampled_chunks:
+            return []
+        logits = self.model.compute_logits(hidden[inputs.logits_rows])
+        tokens, logprobs = self.sampler(logits, [c.seq for c in inputs.sampled_chunks])
+        return list(zip(inputs.sampled_chunks, tokens, logprobs))

@@ -1,0 +1,52 @@
+"""Paged attention over the shared KV pool; the step's layout comes in an explicit metadata object."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from pdtune.model.ops import Ops
+
+
+@dataclass
+class AttentionMetadata:
+    """Where one step's tokens go in the KV pool and what each query may see.
+
+    Tokens are laid out prefill rows first (query chunks longer than one token), then
+    single-token rows (decode), so each group runs its own kernel.
+    """
+
+    slot_mapping: torch.Tensor  # [T] slot of each new token, -1 for padding
+    num_prefill_tokens: int
+    prefill_cu_seqlens_q: torch.Tensor | None  # [P+1]
+    prefill_seq_lens: torch.Tensor | None  # [P] keys visible to each prefill sequence
+    prefill_block_tables: torch.Tensor | None  # [P, max_blocks]
+    decode_seq_lens: torch.Tensor | None  # [D]
+    decode_block_tables: torch.Tensor | None  # [D, max_blocks]
+
+
+class PagedAttention(torch.nn.Module):
+    def __init__(self, num_heads: int, num_kv_heads: int, head_dim: int, ops: Ops):
+        super().__init__()
+        self.num_heads, self.num_kv_heads, self.head_dim = num_heads, num_kv_heads, head_dim
+        self.scale = head_dim**-0.5
+        self.ops = ops
+        self.k_cache: torch.Tensor | None = None  # [num_blocks, block_size, kv_heads, head_dim]
+        self.v_cache: torch.Tensor | None = None
+
+    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, meta: AttentionMetadata) -> torch.Tensor:
+        self.ops.write_kv(k, v, self.k_cache, self.v_cache, meta.slot_mapping)
+        out = torch.empty_like(q)
+        num_prefill = meta.num_prefill_tokens
+        if num_prefill:
+            out[:num_prefill] = self.ops.prefill_attention(
+                q[:num_prefill], self.k_cache, self.v_cache, meta.prefill_block_tables,
+                meta.prefill_cu_seqlens_q, meta.prefill_seq_lens, self.scale,
+            )
+        if num_prefill < q.shape[0]:
+            out[num_prefill:] = self.ops.decode_attention(
+                q[num_prefill:], self.k_cache, self.v_cache, meta.decode_block_tables,
+                meta.decode_seq_lens, self.scale,
+            )
+        return out

@@ -1,0 +1,145 @@
+"""One Llama-family decoder (Llama 2/3, Mistral, Qwen2/2.5, Qwen3) in the engine's fused layout."""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from pdtune.model.arch import ModelArch
+from pdtune.model.attention import AttentionMetadata, PagedAttention
+from pdtune.model.ops import Ops
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, size: int, eps: float, ops: Ops):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(size))
+        self.eps, self.ops = eps, ops
+
+    def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None):
+        return self.ops.rms_norm(x, self.weight, self.eps, residual)
+
+
+class Attention(nn.Module):
+    def __init__(self, arch: ModelArch, ops: Ops):
+        super().__init__()
+        self.arch, self.ops = arch, ops
+        self.qkv_proj = nn.Linear(arch.hidden_size, arch.q_size + 2 * arch.kv_size, bias=arch.qkv_bias)
+        self.o_proj = nn.Linear(arch.q_size, arch.hidden_size, bias=False)
+        if arch.qk_norm:
+            self.q_norm = RMSNorm(arch.head_dim, arch.rms_norm_eps, ops)
+            self.k_norm = RMSNorm(arch.head_dim, arch.rms_norm_eps, ops)
+        self.attn = PagedAttention(arch.num_heads, arch.num_kv_heads, arch.head_dim, ops)
+
+    def forward(self, x: torch.Tensor, positions: torch.Tensor, cos_sin: torch.Tensor, meta: AttentionMetadata):
+        a = self.arch
+        q, k, v = self.qkv_proj(x).split([a.q_size, a.kv_size, a.kv_size], dim=-1)
+        q = q.reshape(-1, a.num_heads, a.head_dim)
+        k = k.reshape(-1, a.num_kv_heads, a.head_dim)
+        v = v.reshape(-1, a.num_kv_heads, a.head_dim)
+        if a.qk_norm:
+            q, k = self.q_norm(q), self.k_norm(k)
+        q, k = self.ops.apply_rotary(q, k, positions, cos_sin)
+        out = self.attn(q, k, v.contiguous(), meta)
+        return self.o_proj(out.reshape(-1, a.q_size))
+
+
+class MLP(nn.Module):
+    def __init__(self, arch: ModelArch, ops: Ops):
+        super().__init__()
+        self.ops = ops
+        self.gate_up_proj = nn.Linear(arch.hidden_size, 2 * arch.intermediate_size, bias=False)
+        self.down_proj = nn.Linear(arch.intermediate_size, arch.hidden_size, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down_proj(self.ops.silu_and_mul(self.gate_up_proj(x)))
+
+
+class DecoderLayer(nn.Module):
+    def __init__(self, arch: ModelArch, ops: Ops):
+        super().__init__()
+        self.input_layernorm = RMSNorm(arch.hidden_size, arch.rms_norm_eps, ops)
+        self.self_attn = Attention(arch, ops)
+        self.post_attention_layernorm = RMSNorm(arch.hidden_size, arch.rms_norm_eps, ops)
+        self.mlp = MLP(arch, ops)
+
+    def forward(self, hidden, residual, positions, cos_sin, meta):
+        if residual is None:
+            hidden, residual = self.input_layernorm(hidden), hidden
+        else:
+            hidden, residual = self.input_layernorm(hidden, residual)
+        hidden = self.self_attn(hidden, positions, cos_sin, meta)
+        hidden, residual = self.post_attention_layernorm(hidden, residual)
+        return self.mlp(hidden), residual
+
+
+# HF checkpoint name -> (engine parameter, shard index within the fused parameter)
+_FUSED = {"q_proj": ("qkv_proj", 0), "k_proj": ("qkv_proj", 1), "v_proj": ("qkv_proj", 2),
+          "gate_proj": ("gate_up_proj", 0), "up_proj": ("gate_up_proj", 1)}
+
+
+class LlamaForCausalLM(nn.Module):
+    """The forward pass is split (embed, layers[start:end], logits) so that a step may run
+    only a block of layers, as the PD-multiplexed mode does for prefill."""
+
+    def __init__(self, arch: ModelArch, ops: Ops):
+        super().__init__()
+        self.arch = arch
+        self.embed_tokens = nn.Embedding(arch.vocab_size, arch.hidden_size)
+        self.layers = nn.ModuleList(DecoderLayer(arch, ops) for _ in range(arch.num_layers))
+        self.norm = RMSNorm(arch.hidden_size, arch.rms_norm_eps, ops)
+        self.lm_head = None if arch.tie_word_embeddings else nn.Linear(arch.hidden_size, arch.vocab_size, bias=False)
+        self.cos_sin: torch.Tensor | None = None  # float32 rotary table, set by the loader
+
+    def embed(self, input_ids: torch.Tensor) -> torch.Tensor:
+        return self.embed_tokens(input_ids)
+
+    def forward_layers(self, hidden, residual, positions, meta: AttentionMetadata, start: int = 0, end: int | None = None):
+        for layer in self.layers[start:end]:
+            hidden, residual = layer(hidden, residual, positions, self.cos_sin, meta)
+        return hidden, residual
+
+    def forward(self, input_ids: torch.Tensor, positions: torch.Tensor, meta: AttentionMetadata) -> torch.Tensor:
+        hidden, residual = self.forward_layers(self.embed(input_ids), None, positions, meta)
+        return self.norm(hidden, residual)[0]
+
+    def compute_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        weight = self.embed_tokens.weight if self.lm_head is None else self.lm_head.weight
+        return F.linear(hidden, weight).float()
+
+    @torch.no_grad()
+    def load_weights(self, weights: Iterable[tuple[str, torch.Tensor]]) -> None:
+        """Copies HF-named tensors into the fused layout; every parameter must be filled."""
+        a = self.arch
+        shard_sizes = {"qkv_proj": [a.q_size, a.kv_size, a.kv_size],
+                       "gate_up_proj": [a.intermediate_size, a.intermediate_size]}
+        params = dict(self.named_parameters())
+        pending = {name: set() for name in params}
+        for name, tensor in weights:
+            name = name.removeprefix("model.")
+            if name == "lm_head.weight" and self.lm_head is None:
+                continue
+            if "rotary_emb" in name:
+                continue
+            target, shard = name, None
+            for hf_part, (fused, index) in _FUSED.items():
+                if f".{hf_part}." in name:
+                    target, shard = name.replace(hf_part, fused), index
+            if target not in params:
+                raise KeyError(f"checkpoint tensor {name!r} has no place in {a.architecture}")
+            param = params[target]
+            if shard is None:
+                param.copy_(tensor)
+                pending[target].add(0)
+            else:
+                sizes = shard_sizes[target.split(".")[-2]]
+                offset = sum(sizes[:shard])
+                param.narrow(0, offset, sizes[shard]).copy_(tensor)
+                pending[target].add(shard)
+        missing = [n for n, got in pending.items() if not got or ("qkv" in n and len(got) < 3)
+                   or ("gate_up" in n and len(got) < 2)]
+        if missing:
+            raise KeyError(f"checkpoint lacks tensors for {missing[:4]}{' ...' if len(missing) > 4 else ''}")

@@ -1,0 +1,37 @@
+"""Picks the kernel implementations: Triton on GPU, the torch references on CPU."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+BACKENDS = ("auto", "triton", "torch")
+
+
+@dataclass(frozen=True)
+class Ops:
+    """The kernels one model instance calls; chosen once, passed explicitly to the layers."""
+
+    backend: str
+    rms_norm: Callable
+    apply_rotary: Callable
+    silu_and_mul: Callable
+    write_kv: Callable
+    decode_attention: Callable
+    prefill_attention: Callable
+
+
+def select_ops(backend: str, device: torch.device) -> Ops:
+    from pdtune import kernels as k
+
+    if backend not in BACKENDS:
+        raise ValueError(f"attention backend must be one of {BACKENDS}, got {backend!r}")
+    if backend == "auto":
+        backend = "triton" if device.type == "cuda" else "torch"
+    if backend == "triton":
+        return Ops("triton", k.rms_norm, k.apply_rotary, k.silu_and_mul, k.write_kv,
+                   k.paged_decode_attention, k.paged_prefill_attention)
+    return Ops("torch", k.rms_norm_ref, k.apply_rotary_ref, k.silu_and_mul_ref, k.write_kv_ref,
+               k.paged_decode_attention_ref, k.paged_prefill_attention_ref)

@@ -1,0 +1,75 @@
+"""The one object that holds a request's state from arrival to finish."""
+
+from __future__ import annotations
+
+import enum
+import time
+from dataclasses import dataclass, field
+from itertools import count
+
+from pdtune.request.sampling import SamplingParams
+
+_ids = count()
+
+
+class Status(enum.Enum):
+    WAITING = "waiting"
+    RUNNING = "running"
+    FINISHED = "finished"
+
+
+@dataclass
+class TokenLogprobs:
+    """The sampled token's log-probability and the most likely alternatives, from the raw logits."""
+
+    token_id: int
+    logprob: float
+    top: list[tuple[int, float]]
+
+
+@dataclass
+class Sequence:
+    prompt_token_ids: list[int]
+    params: SamplingParams
+    arrival_time: float = field(default_factory=time.perf_counter)
+    request_id: str = field(default_factory=lambda: str(next(_ids)))
+    token_ids: list[int] = field(init=False)
+    status: Status = Status.WAITING
+    num_computed_tokens: int = 0  # tokens whose KV is in the cache
+    num_cached_tokens: int = 0  # of the prompt, found in the prefix cache at the last admission
+    block_table: list[int] = field(default_factory=list)
+    finish_reason: str | None = None
+    output_text: str = ""
+    logprobs: list[TokenLogprobs] = field(default_factory=list)
+    token_times: list[float] = field(default_factory=list)  # perf_counter time of each output token
+    num_preemptions: int = 0
+    generator: object | None = None  # torch.Generator of a seeded request, made by the sampler
+
+    def __post_init__(self) -> None:
+        self.token_ids = list(self.prompt_token_ids)
+
+    def __len__(self) -> int:
+        return len(self.token_ids)
+
+    @property
+    def num_prompt_tokens(self) -> int:
+        return len(self.prompt_token_ids)
+
+    @property
+    def output_token_ids(self) -> list[int]:
+        return self.token_ids[self.num_prompt_tokens:]
+
+    @property
+    def num_output_tokens(self) -> int:
+        return len(self.token_ids) - self.num_prompt_tokens
+
+    @property
+    def num_uncomputed_tokens(self) -> int:
+        return len(self.token_ids) - self.num_computed_tokens
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status == Status.FINISHED
+
+    def block_tokens(self, index: int, block_size: int) -> list[int]:
+        return self.token_ids[index * block_size:(index + 1) * block_size]

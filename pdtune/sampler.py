@@ -1,0 +1,71 @@
+"""Logits to tokens: greedy, temperature, top-k, top-p, min-p, per-request seeds and logprobs."""
+
+from __future__ import annotations
+
+import torch
+
+from pdtune.request.sequence import Sequence, TokenLogprobs
+
+
+class Sampler:
+    """Samples by the exponential race (argmax of p / Exp(1) noise), so a seeded request draws its
+    noise from its own generator and gets the same tokens whatever else is in the batch."""
+
+    def __init__(self, device: torch.device, seed: int):
+        self.device = device
+        self.generator = torch.Generator(device=device).manual_seed(seed)
+
+    def _noise(self, seqs: list[Sequence], vocab: int) -> torch.Tensor:
+        noise = torch.empty(len(seqs), vocab, device=self.device).exponential_(generator=self.generator)
+        for i, seq in enumerate(seqs):
+            if seq.params.seed is not None:
+                if seq.generator is None:
+                    seq.generator = torch.Generator(device=self.device).manual_seed(seq.params.seed)
+                noise[i].exponential_(generator=seq.generator)
+        return noise
+
+    @staticmethod
+    def _filtered_probs(logits: torch.Tensor, seqs: list[Sequence]) -> torch.Tensor:
+        params = [s.params for s in seqs]
+        dev = logits.device
+        temps = torch.tensor([p.temperature for p in params], device=dev).unsqueeze(1)
+        logits = logits / temps
+        vocab = logits.shape[1]
+        top_k = torch.tensor([p.top_k or vocab for p in params], device=dev).unsqueeze(1)
+        top_p = torch.tensor([p.top_p for p in params], device=dev).unsqueeze(1)
+        min_p = torch.tensor([p.min_p for p in params], device=dev).unsqueeze(1)
+        sorted_logits, order = logits.sort(dim=-1, descending=True)
+        ranks = torch.arange(vocab, device=dev).unsqueeze(0)
+        sorted_probs = sorted_logits.softmax(dim=-1)
+        mass_before = sorted_probs.cumsum(dim=-1) - sorted_probs
+        drop = (ranks >= top_k) | (mass_before >= top_p) | (sorted_probs < min_p * sorted_probs[:, :1])
+        drop[:, 0] = False
+        sorted_logits = sorted_logits.masked_fill(drop, float("-inf"))
+        filtered = torch.empty_like(logits).scatter_(1, order, sorted_logits)
+        return filtered.softmax(dim=-1)
+
+    def __call__(self, logits: torch.Tensor, seqs: list[Sequence]) -> tuple[list[int], list[TokenLogprobs | None]]:
+        tokens = logits.argmax(dim=-1)
+        sampled = [i for i, s in enumerate(seqs) if not s.params.greedy]
+        if sampled:
+            rows = torch.tensor(sampled, device=logits.device)
+            sub = [seqs[i] for i in sampled]
+            probs = self._filtered_probs(logits[rows], sub)
+            tokens[rows] = (probs / self._noise(sub, logits.shape[1])).argmax(dim=-1)
+        token_list = tokens.tolist()
+        return token_list, self._logprobs(logits, seqs, token_list)
+
+    @staticmethod
+    def _logprobs(logits: torch.Tensor, seqs: list[Sequence], tokens: list[int]) -> list[TokenLogprobs | None]:
+        wanted = [s.params.logprobs for s in seqs]
+        if all(w is None for w in wanted):
+            return [None] * len(seqs)
+        logp = logits.log_softmax(dim=-1)
+        k = max(w or 0 for w in wanted)
+        top_vals, top_ids = logp.topk(max(k, 1), dim=-1)
+        chosen = logp.gather(1, torch.tensor(tokens, device=logp.device).unsqueeze(1)).squeeze(1).tolist()
+        top_vals, top_ids = top_vals.tolist(), top_ids.tolist()
+        return [
+            None if w is None else TokenLogprobs(tokens[i], chosen[i], list(zip(top_ids[i][:w], top_vals[i][:w])))
+            for i, w in enumerate(wanted)
+        ]

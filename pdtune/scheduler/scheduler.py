@@ -1,0 +1,131 @@
+"""Request queues, KV admission and preemption by recompute; the planner decides what each step runs."""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+from pdtune.errors import InvalidRequestError, PromptTooLongError
+from pdtune.request.sequence import Sequence, Status
+from pdtune.scheduler.block_manager import BlockManager
+
+
+@dataclass
+class ScheduledChunk:
+    """`num_new_tokens` tokens of `seq` starting at its first uncomputed one."""
+
+    seq: Sequence
+    num_new_tokens: int
+
+    @property
+    def completes(self) -> bool:
+        """Whether this chunk reaches the sequence's last token, so a token is sampled."""
+        return self.seq.num_computed_tokens + self.num_new_tokens == len(self.seq)
+
+
+@dataclass
+class StepPlan:
+    chunks: list[ScheduledChunk] = field(default_factory=list)
+    preempted: list[Sequence] = field(default_factory=list)
+
+    @property
+    def num_tokens(self) -> int:
+        return sum(c.num_new_tokens for c in self.chunks)
+
+    def __bool__(self) -> bool:
+        return bool(self.chunks)
+
+
+class Scheduler:
+    def __init__(self, block_manager: BlockManager, max_num_seqs: int, max_num_batched_tokens: int, max_model_len: int):
+        self.blocks = block_manager
+        self.max_num_seqs = max_num_seqs
+        self.max_num_batched_tokens = max_num_batched_tokens
+        self.max_model_len = max_model_len
+        self.waiting: deque[Sequence] = deque()
+        self.running: list[Sequence] = []  # admitted, holding KV blocks, oldest first
+        self.num_preemptions = 0
+
+    def add(self, seq: Sequence) -> None:
+        n = seq.num_prompt_tokens
+        if n == 0:
+            raise InvalidRequestError("the prompt is empty")
+        if n >= self.max_model_len:
+            raise PromptTooLongError(
+                f"the prompt has {n} tokens but the model's context is {self.max_model_len} tokens (prompt plus at least one output token)"
+            )
+        if self.blocks.blocks_needed(n + 1) > self.blocks.num_blocks:
+            raise PromptTooLongError(
+                f"the prompt needs {self.blocks.blocks_needed(n + 1)} KV blocks but the pool has {self.blocks.num_blocks}"
+            )
+        self.waiting.append(seq)
+
+    def has_unfinished(self) -> bool:
+        return bool(self.waiting or self.running)
+
+    def _preempt(self, seq: Sequence, plan: StepPlan) -> None:
+        """Frees a sequence's KV; it goes back to the front of the queue and recomputes later."""
+        self.running.remove(seq)
+        self.blocks.free_sequence(seq)
+        seq.status = Status.WAITING
+        seq.num_computed_tokens = 0
+        seq.num_preemptions += 1
+        self.num_preemptions += 1
+        self.waiting.appendleft(seq)
+        plan.preempted.append(seq)
+
+    def schedule_running(self, plan: StepPlan, budget: int, decode_only: bool = False) -> int:
+        """Schedules the admitted sequences (decodes, then unfinished prefill chunks) oldest first,
+        preempting the youngest when KV blocks run out. Returns the budget left."""
+        scheduled = {id(c.seq) for c in plan.chunks}
+        for seq in list(self.running):
+            if seq not in self.running or id(seq) in scheduled or budget <= 0:
+                continue
+            remaining = seq.num_uncomputed_tokens
+            if decode_only and remaining != 1:
+                continue
+            num_new = min(remaining, budget)
+            while not self.blocks.can_append(seq, num_new):
+                victim = self.running[-1]
+                self._preempt(victim, plan)
+                plan.chunks = [c for c in plan.chunks if c.seq is not victim]
+                if victim is seq:
+                    break
+            if seq.status != Status.RUNNING:
+                continue
+            self.blocks.append_slots(seq, num_new)
+            plan.chunks.append(ScheduledChunk(seq, num_new))
+            budget -= num_new
+        return budget
+
+    def schedule_waiting(self, plan: StepPlan, budget: int, allow_chunking: bool) -> int:
+        """Admits waiting sequences in queue order while KV blocks, seats and the token budget last."""
+        while self.waiting and budget > 0 and len(self.running) < self.max_num_seqs:
+            seq = self.waiting[0]
+            hit = len(self.blocks.match_prefix(seq)) * self.blocks.block_size
+            remaining = len(seq) - hit
+            if remaining > budget and not allow_chunking and plan.chunks:
+                break
+            num_new = min(remaining, budget) if allow_chunking else remaining
+            if not self.blocks.can_allocate(seq, num_new):
+                break
+            self.waiting.popleft()
+            self.blocks.allocate(seq)
+            self.blocks.append_slots(seq, num_new)
+            seq.status = Status.RUNNING
+            self.running.append(seq)
+            plan.chunks.append(ScheduledChunk(seq, num_new))
+            budget -= num_new
+        return budget
+
+    def commit(self, plan: StepPlan) -> None:
+        """Records the KV the step wrote; called once the step has run."""
+        for chunk in plan.chunks:
+            chunk.seq.num_computed_tokens += chunk.num_new_tokens
+            self.blocks.commit_full_blocks(chunk.seq)
+
+    def finish(self, seq: Sequence, reason: str) -> None:
+        seq.status = Status.FINISHED
+        seq.finish_reason = reason
+        self.running.remove(seq)
+        self.blocks.free_sequence(seq)
