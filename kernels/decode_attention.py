@@ -45,9 +45,11 @@ def _decode_split_kernel(
         block_size, stride_cb, stride_cs, start, end, scale_log2e,
         MASKED=True, BLOCK_N=BLOCK_N, HEAD_DIM=HEAD_DIM, DOT_PRECISION=DOT_PRECISION,
     )
-    # An empty split (short sequence) leaves l_i == 0: it gets lse -inf and weight 0.
+    # l_i >= 1 once any key was seen (the max contributes exp2(0)); an empty split
+    # (short sequence) has l_i == 0, m_i == -inf, acc == 0 and so gets lse -inf, out 0.
+    l_i = tl.maximum(l_i, 1.0)
     lse = m_i + tl.log2(l_i)
-    out = acc / tl.where(l_i > 0, l_i, 1.0)[:, None]
+    out = acc / l_i[:, None]
     part = (b * n_q_heads + heads) * num_splits + split
     tl.store(part_lse_ptr + part, lse, mask=row_ok)
     tl.store(part_out_ptr + part.to(tl.int64)[:, None] * HEAD_DIM + dims[None, :], out,
@@ -87,12 +89,14 @@ def paged_decode_attention_ref(
     blk_idx = torch.arange(n_blocks, device=q.device)
     used = blk_idx[None, :] * block_size < seq_lens[:, None].long()
     blocks = torch.where(used, block_tables[:, :n_blocks].long(), 0)
-    k = k_cache[blocks].reshape(batch, n_blocks * block_size, n_kv_heads, head_dim).float()
-    v = v_cache[blocks].reshape(batch, n_blocks * block_size, n_kv_heads, head_dim).float()
-    qg = q.float().view(batch, n_kv_heads, n_q_heads // n_kv_heads, head_dim)
-    scores = torch.einsum("bhgd,bnhd->bhgn", qg, k) * scale
     pos = torch.arange(n_blocks * block_size, device=q.device)
     visible = pos[None, :] < seq_lens[:, None].long()
+    # Slots past a sequence's end may hold anything (even NaN): zero them, not just mask.
+    keep = visible[:, :, None, None]
+    k = torch.where(keep, k_cache[blocks].reshape(batch, -1, n_kv_heads, head_dim).float(), 0.0)
+    v = torch.where(keep, v_cache[blocks].reshape(batch, -1, n_kv_heads, head_dim).float(), 0.0)
+    qg = q.float().view(batch, n_kv_heads, n_q_heads // n_kv_heads, head_dim)
+    scores = torch.einsum("bhgd,bnhd->bhgn", qg, k) * scale
     scores = scores.masked_fill(~visible[:, None, None, :], float("-inf"))
     out = torch.einsum("bhgn,bnhd->bhgd", scores.softmax(dim=-1), v)
     return out.reshape(batch, n_q_heads, head_dim).to(q.dtype)

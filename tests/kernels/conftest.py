@@ -39,6 +39,11 @@ def _build_paged_kv(
     return keys, values, k_cache, v_cache, block_tables
 
 
+@pytest.fixture(autouse=True)
+def _seed() -> None:
+    torch.manual_seed(0)
+
+
 @pytest.fixture
 def paged_kv() -> Callable[..., tuple]:
     """Factory: (seq_lens, n_kv_heads, head_dim, block_size, dtype=fp32, seed=0) ->

@@ -44,6 +44,7 @@ def test_rms_norm_bf16_residual() -> None:
     out, r = rms_norm(x, w, 1e-6, res)
     ref_out, ref_r = rms_norm_ref(x, w, 1e-6, res)
     assert out.dtype == r.dtype == torch.bfloat16
-    # Within one bf16 ulp: the interpreter truncates fp32 -> bf16 where GPUs round.
+    # The interpreter truncates fp32 -> bf16 where GPUs round: allow one bf16 ulp for r
+    # and about two for the output (normalised from the truncated r, then truncated itself).
     torch.testing.assert_close(r, ref_r, atol=1e-6, rtol=2**-7)
-    torch.testing.assert_close(out, ref_out, atol=1e-2, rtol=1e-2)
+    torch.testing.assert_close(out, ref_out, atol=1e-6, rtol=3e-2)

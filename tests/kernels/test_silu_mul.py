@@ -15,4 +15,4 @@ def test_silu_and_mul_matches_ref(inter: int) -> None:
 
 def test_silu_and_mul_bf16() -> None:
     x = torch.randn(5, 256).bfloat16()
-    torch.testing.assert_close(silu_and_mul(x), silu_and_mul_ref(x), atol=1e-2, rtol=1e-2)
+    torch.testing.assert_close(silu_and_mul(x), silu_and_mul_ref(x), atol=2e-2, rtol=2e-2)
