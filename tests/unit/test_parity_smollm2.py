@@ -1,0 +1,77 @@
+"""pdtune vs transformers on the real default model, the SmolLM2-135M-Instruct Q4_1 GGUF.
+
+Both sides dequantize the same file to float32; the chat prompt ids, the greedy answers and
+their logprobs must agree. The models are loaded once per session (conftest fixtures).
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import GenerationConfig
+
+from pdtune import SamplingParams
+
+pytestmark = pytest.mark.slow
+
+MAX_NEW_TOKENS = 16
+LOGPROB_ATOL = 1e-3
+
+QUESTIONS = (
+    "What is the capital of France?",
+    "Name three primary colors.",
+    "Write a haiku about the sea.",
+)
+
+
+def chat(question: str) -> list[dict]:
+    return [{"role": "user", "content": question}]
+
+
+@pytest.fixture(scope="module")
+def answers(smollm2_llm, smollm2_hf):
+    """{question: (prompt ids, pdtune output, hf tokens, hf logprobs)}; pdtune runs all questions as one batch."""
+    llm = smollm2_llm
+    hf_model, hf_tokenizer = smollm2_hf
+    prompts = [llm.encode(chat(q)) for q in QUESTIONS]
+    params = SamplingParams(temperature=0.0, max_tokens=MAX_NEW_TOKENS, ignore_eos=True, logprobs=1)
+    outputs = llm.generate(prompts, params)
+    gen_config = GenerationConfig(
+        do_sample=False, max_new_tokens=MAX_NEW_TOKENS, min_new_tokens=0, eos_token_id=None,
+        pad_token_id=hf_tokenizer.pad_token_id or 0, return_dict_in_generate=True, output_logits=True,
+    )
+    result = {}
+    for question, prompt, out in zip(QUESTIONS, prompts, outputs, strict=True):
+        ids = torch.tensor([prompt])
+        with torch.no_grad():
+            hf_out = hf_model.generate(ids, attention_mask=torch.ones_like(ids), generation_config=gen_config)
+        hf_tokens = hf_out.sequences[0, len(prompt):].tolist()
+        hf_logprobs = [torch.log_softmax(step[0].float(), -1)[t].item() for step, t in zip(hf_out.logits, hf_tokens)]
+        result[question] = (prompt, out, hf_tokens, hf_logprobs)
+    return result
+
+
+@pytest.mark.parametrize("question", QUESTIONS)
+def test_chat_template_ids_match_transformers(smollm2_llm, smollm2_hf, question: str) -> None:
+    _, hf_tokenizer = smollm2_hf
+    expected = hf_tokenizer.apply_chat_template(chat(question), add_generation_prompt=True, tokenize=True)
+    if not isinstance(expected, list):  # a BatchEncoding in recent transformers
+        expected = expected["input_ids"]
+    assert smollm2_llm.encode(chat(question)) == list(expected)
+
+
+@pytest.mark.parametrize("question", QUESTIONS)
+def test_greedy_answer_matches_transformers(answers, question: str) -> None:
+    prompt, out, hf_tokens, hf_logprobs = answers[question]
+    assert out.prompt_token_ids == prompt
+    assert out.token_ids == hf_tokens, f"pdtune {out.token_ids} != transformers {hf_tokens}"
+    assert len(out.logprobs) == len(hf_tokens)
+    for j, (lp, token, hf_lp) in enumerate(zip(out.logprobs, hf_tokens, hf_logprobs)):
+        assert lp.token_id == token
+        assert abs(lp.logprob - hf_lp) <= LOGPROB_ATOL, f"token {j}: pdtune {lp.logprob:.5f} vs transformers {hf_lp:.5f}"
+
+
+def test_capital_of_france_is_paris(smollm2_llm, answers) -> None:
+    _, out, _, _ = answers["What is the capital of France?"]
+    text = smollm2_llm.tokenizer.decode(out.token_ids)
+    assert "Paris" in text, text
