@@ -26,6 +26,7 @@ class EngineConfig:
     max_num_batched_tokens: int = 2048
     max_model_len: int | None = None  # defaults to the model's context length
     enable_prefix_caching: bool = True
+    enforce_eager: bool = False  # GPU: run decode eagerly instead of replaying CUDA graphs
     seed: int = 0
 
     def __post_init__(self) -> None:

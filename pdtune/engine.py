@@ -47,7 +47,7 @@ class Engine:
         self.tokenizer = self.loaded.tokenizer
         self.max_model_len = config.max_model_len or self.loaded.arch.max_position_embeddings
         self.num_kv_blocks = size_kv_pool(self.loaded, config)
-        self.runner = ModelRunner(self.loaded, config, self.num_kv_blocks)
+        self.runner = ModelRunner(self.loaded, config, self.num_kv_blocks, self.max_model_len)
         self.block_manager = BlockManager(self.num_kv_blocks, config.block_size, config.enable_prefix_caching)
         self.scheduler = Scheduler(self.block_manager, config.max_num_seqs, config.max_num_batched_tokens,
                                    self.max_model_len)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from pdtune.config import EngineConfig
+from pdtune.executor.cuda_graphs import DecodeGraphs
 from pdtune.model.attention import AttentionMetadata
 from pdtune.model.loader import LoadedModel
 from pdtune.request.sequence import TokenLogprobs
@@ -24,10 +25,10 @@ class StepInputs:
     sampled_chunks: list[ScheduledChunk]
 
 
-def _block_tables(chunks: list[ScheduledChunk], device: torch.device) -> torch.Tensor:
+def _block_tables(chunks: list[ScheduledChunk]) -> torch.Tensor:
     width = max(len(c.seq.block_table) for c in chunks)
     table = [c.seq.block_table + [0] * (width - len(c.seq.block_table)) for c in chunks]
-    return torch.tensor(table, dtype=torch.int32, device=device)
+    return torch.tensor(table, dtype=torch.int32)
 
 
 def kv_bytes_per_block(loaded: LoadedModel, block_size: int) -> int:
@@ -36,7 +37,7 @@ def kv_bytes_per_block(loaded: LoadedModel, block_size: int) -> int:
 
 
 class ModelRunner:
-    def __init__(self, loaded: LoadedModel, config: EngineConfig, num_kv_blocks: int):
+    def __init__(self, loaded: LoadedModel, config: EngineConfig, num_kv_blocks: int, max_model_len: int):
         self.model = loaded.model
         self.device = loaded.device
         self.block_size = config.block_size
@@ -47,8 +48,12 @@ class ModelRunner:
         for i, layer in enumerate(self.model.layers):
             layer.self_attn.attn.k_cache = self.kv_cache[0, i]
             layer.self_attn.attn.v_cache = self.kv_cache[1, i]
+        self.graphs: DecodeGraphs | None = None
+        if self.device.type == "cuda" and not config.enforce_eager:
+            self.graphs = DecodeGraphs(self.model, config.max_num_seqs, -(-max_model_len // config.block_size))
 
     def prepare(self, plan: StepPlan) -> StepInputs:
+        """Builds the step's tensors on the host; `to_device` moves them in one go."""
         chunks = sorted(plan.chunks, key=lambda c: c.num_new_tokens == 1)  # stable: prefill rows first
         bs = self.block_size
         input_ids, positions, slots, logits_rows, sampled = [], [], [], [], []
@@ -64,32 +69,47 @@ class ModelRunner:
                 sampled.append(chunk)
         prefill = [c for c in chunks if c.num_new_tokens > 1]
         decode = chunks[len(prefill):]
-        dev = self.device
         cu = [0]
         for c in prefill:
             cu.append(cu[-1] + c.num_new_tokens)
+        i32 = torch.int32
         meta = AttentionMetadata(
-            slot_mapping=torch.tensor(slots, dtype=torch.int64, device=dev),
+            slot_mapping=torch.tensor(slots, dtype=torch.int64),
             num_prefill_tokens=cu[-1],
-            prefill_cu_seqlens_q=torch.tensor(cu, dtype=torch.int32, device=dev) if prefill else None,
-            prefill_seq_lens=torch.tensor([c.seq.num_computed_tokens + c.num_new_tokens for c in prefill],
-                                          dtype=torch.int32, device=dev) if prefill else None,
-            prefill_block_tables=_block_tables(prefill, dev) if prefill else None,
-            decode_seq_lens=torch.tensor([c.seq.num_computed_tokens + 1 for c in decode],
-                                         dtype=torch.int32, device=dev) if decode else None,
-            decode_block_tables=_block_tables(decode, dev) if decode else None,
+            prefill_cu_seqlens_q=torch.tensor(cu, dtype=i32) if prefill else None,
+            prefill_seq_lens=torch.tensor([c.seq.num_computed_tokens + c.num_new_tokens for c in prefill], dtype=i32)
+            if prefill else None,
+            prefill_block_tables=_block_tables(prefill) if prefill else None,
+            decode_seq_lens=torch.tensor([c.seq.num_computed_tokens + 1 for c in decode], dtype=i32) if decode else None,
+            decode_block_tables=_block_tables(decode) if decode else None,
         )
-        return StepInputs(chunks, torch.tensor(input_ids, dtype=torch.int64, device=dev),
-                          torch.tensor(positions, dtype=torch.int64, device=dev), meta,
-                          torch.tensor(logits_rows, dtype=torch.int64, device=dev), sampled)
+        return StepInputs(chunks, torch.tensor(input_ids, dtype=torch.int64), torch.tensor(positions, dtype=torch.int64),
+                          meta, torch.tensor(logits_rows, dtype=torch.int64), sampled)
+
+    def _eager_logits(self, inputs: StepInputs) -> torch.Tensor | None:
+        dev = self.device
+        meta = AttentionMetadata(**{k: v.to(dev, non_blocking=True) if isinstance(v, torch.Tensor) else v
+                                    for k, v in vars(inputs.meta).items()})
+        hidden = self.model(inputs.input_ids.to(dev, non_blocking=True), inputs.positions.to(dev, non_blocking=True), meta)
+        if not inputs.sampled_chunks:
+            return None
+        return self.model.compute_logits(hidden[inputs.logits_rows.to(dev, non_blocking=True)])
+
+    def _use_graphs(self, inputs: StepInputs) -> bool:
+        return (self.graphs is not None and inputs.meta.num_prefill_tokens == 0
+                and self.graphs.bucket(len(inputs.chunks)) is not None)
 
     @torch.inference_mode()
     def run(self, plan: StepPlan) -> list[tuple[ScheduledChunk, int, TokenLogprobs | None]]:
         """Returns the sampled token (and logprobs) of every chunk that reached its sequence's end."""
         inputs = self.prepare(plan)
-        hidden = self.model(inputs.input_ids, inputs.positions, inputs.meta)
-        if not inputs.sampled_chunks:
+        if self._use_graphs(inputs):
+            m = inputs.meta
+            logits = self.graphs.run(inputs.input_ids, inputs.positions, m.slot_mapping, m.decode_seq_lens,
+                                     m.decode_block_tables)
+        else:
+            logits = self._eager_logits(inputs)
+        if logits is None:
             return []
-        logits = self.model.compute_logits(hidden[inputs.logits_rows])
         tokens, logprobs = self.sampler(logits, [c.seq for c in inputs.sampled_chunks])
         return list(zip(inputs.sampled_chunks, tokens, logprobs))

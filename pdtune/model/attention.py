@@ -37,16 +37,17 @@ class PagedAttention(torch.nn.Module):
 
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, meta: AttentionMetadata) -> torch.Tensor:
         self.ops.write_kv(k, v, self.k_cache, self.v_cache, meta.slot_mapping)
-        out = torch.empty_like(q)
         num_prefill = meta.num_prefill_tokens
-        if num_prefill:
-            out[:num_prefill] = self.ops.prefill_attention(
-                q[:num_prefill], self.k_cache, self.v_cache, meta.prefill_block_tables,
-                meta.prefill_cu_seqlens_q, meta.prefill_seq_lens, self.scale,
-            )
-        if num_prefill < q.shape[0]:
-            out[num_prefill:] = self.ops.decode_attention(
-                q[num_prefill:], self.k_cache, self.v_cache, meta.decode_block_tables,
-                meta.decode_seq_lens, self.scale,
-            )
-        return out
+        if num_prefill == 0:
+            return self._decode(q, meta)
+        if num_prefill == q.shape[0]:
+            return self._prefill(q, meta)
+        return torch.cat([self._prefill(q[:num_prefill], meta), self._decode(q[num_prefill:], meta)])
+
+    def _prefill(self, q: torch.Tensor, meta: AttentionMetadata) -> torch.Tensor:
+        return self.ops.prefill_attention(q, self.k_cache, self.v_cache, meta.prefill_block_tables,
+                                          meta.prefill_cu_seqlens_q, meta.prefill_seq_lens, self.scale)
+
+    def _decode(self, q: torch.Tensor, meta: AttentionMetadata) -> torch.Tensor:
+        return self.ops.decode_attention(q, self.k_cache, self.v_cache, meta.decode_block_tables,
+                                         meta.decode_seq_lens, self.scale)
