@@ -31,6 +31,7 @@ class LoadedModel:
     name: str
     dtype: torch.dtype
     device: torch.device
+    hf_config: dict  # the HF-style config the model was built from (for baselines and reports)
 
 
 def presets() -> list[str]:
@@ -151,4 +152,4 @@ def load_model(config: EngineConfig) -> LoadedModel:
     max_pos = max(arch.max_position_embeddings, config.max_model_len or 0)
     model.cos_sin = build_cos_sin_cache(arch.head_dim, max_pos, arch.rope_theta, arch.rope_scaling).to(device)
     model.eval()
-    return LoadedModel(model, arch, make_tokenizer(arch.eos_token_ids), name, dtype, device)
+    return LoadedModel(model, arch, make_tokenizer(arch.eos_token_ids), name, dtype, device, hf_cfg)

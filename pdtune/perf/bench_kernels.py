@@ -1,0 +1,128 @@
+"""bench-kernels: decode step time vs batch and context, prefill throughput vs tokens, each beside
+its roofline and beside `transformers` measured in the same run."""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+from dataclasses import asdict, dataclass, field
+
+import torch
+
+from pdtune.config import EngineConfig
+from pdtune.engine import Engine
+from pdtune.perf import hf_baseline, step_bench
+from pdtune.perf.environment import environment
+from pdtune.perf.model_costs import decode_bytes, num_params, prefill_flops
+from pdtune.perf.timing import measure_ceilings
+
+
+@dataclass(frozen=True)
+class KernelBenchConfig:
+    engine: EngineConfig
+    batches: tuple[int, ...] = (1, 8, 16, 32, 64, 128, 256)
+    contexts: tuple[int, ...] = (1024, 4096, 16384)
+    prefill_tokens: tuple[int, ...] = (512, 1024, 2048, 4096, 8192, 16384)
+    hf_decode_points: tuple[tuple[int, int], ...] = ((1, 1024), (64, 1024))
+    compare_transformers: bool = True
+    out_dir: str = "results/bench-kernels"
+
+
+@dataclass
+class KernelBenchResult:
+    environment: dict
+    model: str
+    params: int
+    dtype: str
+    kv_capacity_tokens: int
+    ceilings: dict
+    decode: list[dict] = field(default_factory=list)
+    prefill: list[dict] = field(default_factory=list)
+
+
+def _decode_rows(engine: Engine, cfg: KernelBenchConfig, ceil, itemsize: int) -> list[dict]:
+    rows = []
+    for context in cfg.contexts:
+        for batch in cfg.batches:
+            graph_ms = step_bench.decode_step_ms(engine, batch, context, use_graphs=True)
+            if graph_ms is None and engine.runner.graphs is not None:
+                continue  # does not fit the KV pool (or the graph buckets)
+            eager_ms = step_bench.decode_step_ms(engine, batch, context, use_graphs=False)
+            if eager_ms is None:
+                continue
+            floor_ms = decode_bytes(engine.loaded.arch, itemsize, batch, context) / ceil.copy_bytes_per_s * 1e3
+            rows.append(dict(batch=batch, context=context, graph_ms=graph_ms, eager_ms=eager_ms,
+                             roofline_ms=floor_ms, graph_over_roofline=(graph_ms or eager_ms) / floor_ms))
+    return rows
+
+
+def _prefill_rows(engine: Engine, cfg: KernelBenchConfig, ceil) -> list[dict]:
+    rows = []
+    for tokens in cfg.prefill_tokens:
+        ms = step_bench.prefill_ms(engine, tokens)
+        if ms is None:
+            continue
+        floor_ms = prefill_flops(engine.loaded.arch, tokens) / ceil.matmul_flops_per_s * 1e3
+        rows.append(dict(tokens=tokens, pdtune_ms=ms, pdtune_tok_s=tokens / ms * 1e3, roofline_ms=floor_ms,
+                         roofline_tok_s=tokens / floor_ms * 1e3))
+    return rows
+
+
+def _add_transformers(result: KernelBenchResult, hf_cfg: dict, cfg: KernelBenchConfig, dtype, device) -> None:
+    model = hf_baseline.build_hf_model(hf_cfg, dtype, device)
+    for row in result.prefill:
+        try:
+            ms = hf_baseline.hf_prefill_ms(model, row["tokens"], device)
+            row.update(transformers_ms=ms, transformers_tok_s=row["tokens"] / ms * 1e3,
+                       speedup_vs_transformers=ms / row["pdtune_ms"])
+        except torch.OutOfMemoryError:
+            row.update(transformers_ms=None)
+            torch.cuda.empty_cache()
+    for batch, context in cfg.hf_decode_points:
+        row = next((r for r in result.decode if r["batch"] == batch and r["context"] == context), None)
+        if row is None:
+            continue
+        ms = hf_baseline.hf_decode_step_ms(model, batch, context, device)
+        row.update(transformers_ms=ms, speedup_vs_transformers=ms / (row["graph_ms"] or row["eager_ms"]))
+    del model
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
+def run_kernel_bench(cfg: KernelBenchConfig) -> KernelBenchResult:
+    engine = Engine(cfg.engine)
+    loaded = engine.loaded
+    device, dtype = loaded.device, loaded.dtype
+    ceil = measure_ceilings(device, dtype)
+    step_bench.fill_kv_randomly(engine)
+    result = KernelBenchResult(
+        environment=environment(), model=loaded.name, params=num_params(loaded.arch), dtype=str(dtype),
+        kv_capacity_tokens=engine.kv_capacity_tokens, ceilings=asdict(ceil),
+    )
+    result.decode = _decode_rows(engine, cfg, ceil, dtype.itemsize)
+    result.prefill = _prefill_rows(engine, cfg, ceil)
+    hf_cfg = engine.loaded.hf_config
+    del engine, loaded
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    if cfg.compare_transformers:
+        _add_transformers(result, hf_cfg, cfg, dtype, device)
+    save(result, cfg.out_dir)
+    return result
+
+
+def save(result: KernelBenchResult, out_dir: str) -> list[str]:
+    import pandas as pd
+
+    os.makedirs(out_dir, exist_ok=True)
+    paths = [os.path.join(out_dir, n) for n in ("bench-kernels.json", "decode.csv", "prefill.csv")]
+    with open(paths[0], "w") as f:
+        json.dump(asdict(result), f, indent=1)
+    pd.DataFrame(result.decode).to_csv(paths[1], index=False)
+    pd.DataFrame(result.prefill).to_csv(paths[2], index=False)
+    from pdtune.report.plots import plot_kernel_bench
+
+    return paths + plot_kernel_bench(result, out_dir)

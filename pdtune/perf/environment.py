@@ -1,0 +1,45 @@
+"""What a measurement ran on: saved beside every result so figures can be compared honestly."""
+
+from __future__ import annotations
+
+import platform
+import sys
+import time
+from importlib.metadata import PackageNotFoundError, version
+
+import torch
+
+
+def _version(package: str) -> str | None:
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return None
+
+
+def environment(command: str | None = None) -> dict:
+    env = {
+        "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "command": command or " ".join(sys.argv),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        **{name: _version(name) for name in ("pdtune", "triton", "transformers")},
+    }
+    if torch.cuda.is_available():
+        props = torch.cuda.get_device_properties(0)
+        env.update(gpu=props.name, gpu_memory_gib=round(props.total_memory / 2**30, 1), sm_count=props.multi_processor_count)
+        try:
+            import pynvml
+
+            pynvml.nvmlInit()
+            handle = pynvml.nvmlDeviceGetHandleByIndex(0)
+            env.update(driver=pynvml.nvmlSystemGetDriverVersion(),
+                       sm_clock_mhz=pynvml.nvmlDeviceGetClockInfo(handle, pynvml.NVML_CLOCK_SM),
+                       power_limit_w=pynvml.nvmlDeviceGetEnforcedPowerLimit(handle) / 1000)
+        except Exception as exc:  # NVML missing or not permitted: record why, keep the run
+            env["nvml_error"] = repr(exc)
+    else:
+        env["gpu"] = None
+    return env

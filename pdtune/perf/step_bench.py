@@ -1,0 +1,72 @@
+"""Times pdtune's own decode and prefill steps on synthetic block tables over a random KV pool."""
+
+from __future__ import annotations
+
+import torch
+
+from pdtune.engine import Engine
+from pdtune.model.attention import AttentionMetadata
+from pdtune.perf.timing import time_ms
+
+
+def fill_kv_randomly(engine: Engine, seed: int = 0) -> None:
+    """Timing over zeros can flatter kernels; the pool gets values of a trained model's scale."""
+    gen = torch.Generator(device=engine.runner.device).manual_seed(seed)
+    for layer_cache in engine.runner.kv_cache.flatten(0, 1):
+        layer_cache.normal_(0.0, 1.0, generator=gen)
+
+
+def _block_tables(engine: Engine, batch: int, tokens: int) -> torch.Tensor | None:
+    blocks = -(-tokens // engine.config.block_size)
+    if batch * blocks > engine.num_kv_blocks:
+        return None
+    return torch.randperm(engine.num_kv_blocks)[: batch * blocks].view(batch, blocks).to(torch.int32)
+
+
+def decode_step_ms(engine: Engine, batch: int, context: int, use_graphs: bool) -> float | None:
+    """One decode step (all layers, LM head) for `batch` sequences with `context` cached tokens
+    each; None when the pool is too small. With graphs, the host-to-device copy of the step's
+    inputs is included, as in the engine."""
+    bt = _block_tables(engine, batch, context + 1)
+    if bt is None:
+        return None
+    bs = engine.config.block_size
+    ids = torch.randint(0, engine.loaded.arch.vocab_size, (batch,))
+    positions = torch.full((batch,), context, dtype=torch.int64)
+    slots = (bt[:, context // bs].to(torch.int64) * bs + context % bs)
+    seq_lens = torch.full((batch,), context + 1, dtype=torch.int32)
+    runner, dev = engine.runner, engine.runner.device
+    if use_graphs:
+        if runner.graphs is None or runner.graphs.bucket(batch) is None:
+            return None
+        return time_ms(lambda: runner.graphs.run(ids, positions, slots, seq_lens, bt), dev)
+    meta = AttentionMetadata(slots.to(dev), 0, None, None, None, seq_lens.to(dev), bt.to(dev))
+    ids_d, pos_d = ids.to(dev), positions.to(dev)
+    model = runner.model
+
+    @torch.inference_mode()
+    def step():
+        return model.compute_logits(model(ids_d, pos_d, meta))
+
+    return time_ms(step, dev)
+
+
+def prefill_ms(engine: Engine, tokens: int, iters: int = 5) -> float | None:
+    """One sequence of `tokens` new tokens in one eager step, logits of its last token."""
+    bt = _block_tables(engine, 1, tokens)
+    if bt is None:
+        return None
+    dev, bs = engine.runner.device, engine.config.block_size
+    pos = torch.arange(tokens)
+    slots = bt[0].to(torch.int64)[pos // bs] * bs + pos % bs
+    meta = AttentionMetadata(slots.to(dev), tokens, torch.tensor([0, tokens], dtype=torch.int32, device=dev),
+                             torch.tensor([tokens], dtype=torch.int32, device=dev), bt.to(dev), None, None)
+    ids = torch.randint(0, engine.loaded.arch.vocab_size, (tokens,), device=dev)
+    pos_d = pos.to(dev)
+    model = engine.runner.model
+
+    @torch.inference_mode()
+    def step():
+        return model.compute_logits(model(ids, pos_d, meta)[-1:])
+
+    return time_ms(step, dev, iters=iters, warmup=2)
