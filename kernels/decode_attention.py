@@ -109,8 +109,12 @@ def _sm_count(device: torch.device) -> int:
 
 
 def _pick_num_splits(batch: int, n_kv_heads: int, max_len: int, block_n: int, device: torch.device) -> int:
-    """Enough (batch x kv head x split) programs for ~2 waves, but >= 4 KV tiles a split."""
-    want = triton.cdiv(2 * _sm_count(device), batch * n_kv_heads)
+    """Split only when (batch x kv head) programs leave SMs idle; then aim at ~4 programs
+    per SM (latency hiding), with >= 4 KV tiles a split."""
+    programs = batch * n_kv_heads
+    if programs >= _sm_count(device):
+        return 1
+    want = triton.cdiv(4 * _sm_count(device), programs)
     return max(1, min(want, triton.cdiv(max_len, 4 * block_n), 64))
 
 

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
+from collections.abc import Callable
+from typing import NamedTuple
 
-os.environ.setdefault("TRITON_INTERPRET", "1")  # CPU-only: Triton kernels run in the interpreter
+import pytest
+import torch
 
-import importlib.util  # noqa: E402
-from collections.abc import Callable  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
-
-import pytest  # noqa: E402
-import torch  # noqa: E402
+if not torch.cuda.is_available():
+    # No GPU: Triton kernels can only run in the interpreter, which must be switched on
+    # before any @triton.jit decoration runs (i.e. before pdtune.kernels is imported).
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
@@ -47,11 +49,9 @@ TINY_ARCHITECTURES: dict[str, tuple[str, str, dict]] = {
 }
 
 
-@dataclass
-class TinyModel:
-    name: str
-    folder: str
-    hf: torch.nn.Module  # the transformers model, float32, eval mode
+class TinyModel(NamedTuple):
+    folder: str  # config.json + model.safetensors (+ generation_config.json), no tokenizer
+    hf: torch.nn.Module  # the same transformers model, float32, eval mode
 
 
 def _randomize(model: torch.nn.Module, seed: int) -> None:
@@ -72,11 +72,11 @@ def _randomize(model: torch.nn.Module, seed: int) -> None:
                 p.copy_(torch.randn(p.shape, generator=gen) * (1.5 / p.shape[1] ** 0.5))
 
 
-def build_tiny_model(name: str, folder: str, seed: int = 0) -> TinyModel:
+def build_tiny_model(name: str, folder: str, seed: int = 0, **overrides) -> TinyModel:
     import transformers
 
     config_cls, model_cls, extra = TINY_ARCHITECTURES[name]
-    config = getattr(transformers, config_cls)(**_COMMON, **extra)
+    config = getattr(transformers, config_cls)(**{**_COMMON, **extra, **overrides})
     config.architectures = [model_cls]
     torch.manual_seed(seed)
     model = getattr(transformers, model_cls)(config).to(torch.float32).eval()
@@ -84,21 +84,27 @@ def build_tiny_model(name: str, folder: str, seed: int = 0) -> TinyModel:
     if config.tie_word_embeddings:
         assert model.lm_head.weight.data_ptr() == model.model.embed_tokens.weight.data_ptr()
     model.save_pretrained(folder, safe_serialization=True)
-    return TinyModel(name, folder, model)
+    return TinyModel(folder, model)
 
 
 @pytest.fixture(scope="session")
-def tiny_hf_model(tmp_path_factory) -> Callable[[str], TinyModel]:
-    """Factory: tiny_hf_model("llama" | "mistral" | "qwen2" | "qwen3") -> TinyModel(name, folder, hf).
+def tiny_hf_model(tmp_path_factory) -> Callable[..., TinyModel]:
+    """Factory: tiny_hf_model("llama" | "mistral" | "qwen2" | "qwen3", seed=None, **config_overrides)
+    -> TinyModel(folder, hf), which unpacks as `folder, hf = tiny_hf_model("llama")`.
 
-    Each architecture is built and saved once per session (safetensors, no tokenizer)."""
-    cache: dict[str, TinyModel] = {}
+    Each (architecture, seed, overrides) is built and saved once per session. Treat the returned
+    HF model as read-only: it is shared by every test that asks for the same one."""
+    cache: dict[tuple, TinyModel] = {}
 
-    def make(name: str) -> TinyModel:
-        if name not in cache:
+    def make(name: str, seed: int | None = None, **overrides) -> TinyModel:
+        if name not in TINY_ARCHITECTURES:
+            raise ValueError(f"unknown tiny architecture {name!r}; pick one of {sorted(TINY_ARCHITECTURES)}")
+        seed = sorted(TINY_ARCHITECTURES).index(name) if seed is None else seed
+        key = (name, seed, tuple(sorted(overrides.items())))
+        if key not in cache:
             folder = str(tmp_path_factory.mktemp(f"tiny-{name}"))
-            cache[name] = build_tiny_model(name, folder, seed=sorted(TINY_ARCHITECTURES).index(name))
-        return cache[name]
+            cache[key] = build_tiny_model(name, folder, seed=seed, **overrides)
+        return cache[key]
 
     return make
 

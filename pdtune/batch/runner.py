@@ -65,10 +65,11 @@ def run_batch(input_path: str | Path, output_path: str | Path, make_llm: Callabl
                 failed += 1
                 if progress:
                     progress.advance(0, failed=True)
-        start = time.perf_counter()
         outputs: list[RequestOutput] = []
+        start = time.perf_counter()
         if todo:
             llm = make_llm()
+            start = time.perf_counter()  # throughput and wall time exclude loading the model
             engine = llm.engine
             served = engine.loaded.name
             others = sorted({r.model for r in todo if r.model and r.model != served})

@@ -32,6 +32,7 @@ class BlockManager:
         self.free: OrderedDict[int, None] = OrderedDict((i, None) for i in range(num_blocks))  # LRU order
         self.cached: dict[bytes, int] = {}  # hash -> block id
         self.hashes: dict[str, list[bytes]] = {}  # request id -> hashes of its full blocks
+        self.committed: dict[str, int] = {}  # request id -> leading blocks already published
         self.prefix_queries = 0  # prompt tokens looked up
         self.prefix_hits = 0  # of those, found in the cache
 
@@ -56,7 +57,7 @@ class BlockManager:
         for i in range(len(known), num_blocks):
             parent = chain_hash(parent, seq.block_tokens(i, self.block_size))
             known.append(parent)
-        return known[:num_blocks]
+        return known if len(known) == num_blocks else known[:num_blocks]
 
     def _take(self, block_id: int) -> None:
         block = self.blocks[block_id]
@@ -117,8 +118,13 @@ class BlockManager:
         if not self.enable_prefix_caching:
             return
         num_full = seq.num_computed_tokens // self.block_size
-        for i, h in enumerate(self._full_block_hashes(seq, num_full)):
-            block = self.blocks[seq.block_table[i]]
+        done = self.committed.get(seq.request_id, 0)
+        if num_full <= done:
+            return
+        hashes = self._full_block_hashes(seq, num_full)
+        self.committed[seq.request_id] = num_full
+        for i in range(done, num_full):
+            h, block = hashes[i], self.blocks[seq.block_table[i]]
             if block.hash is None and h not in self.cached:
                 block.hash = h
                 self.cached[h] = block.block_id
@@ -131,3 +137,4 @@ class BlockManager:
                 self.free[block_id] = None
         seq.block_table = []
         self.hashes.pop(seq.request_id, None)
+        self.committed.pop(seq.request_id, None)

@@ -79,7 +79,7 @@ class Scheduler:
         preempting the youngest when KV blocks run out. Returns the budget left."""
         scheduled = {id(c.seq) for c in plan.chunks}
         for seq in list(self.running):
-            if seq not in self.running or id(seq) in scheduled or budget <= 0:
+            if seq.status != Status.RUNNING or id(seq) in scheduled or budget <= 0:
                 continue
             remaining = seq.num_uncomputed_tokens
             if decode_only and remaining != 1:

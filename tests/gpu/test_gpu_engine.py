@@ -11,19 +11,26 @@ PROMPTS = [list(range(3, 3 + n)) for n in (1, 9, 16, 17, 50, 130)]
 GREEDY = SamplingParams(max_tokens=24, temperature=0, ignore_eos=True, logprobs=1)
 
 
-def run(**kw):
-    return LLM("tiny", load_format="dummy", **kw).generate(PROMPTS, GREEDY)
+@pytest.fixture(scope="module")
+def qwen3_folder(tiny_hf_model):
+    """A real checkpoint folder: CPU and GPU load the very same weights."""
+    return tiny_hf_model("qwen3").folder
+
+
+def run(model="tiny", **kw):
+    load_format = "dummy" if model == "tiny" else "auto"
+    return LLM(model, load_format=load_format, num_kv_blocks=128, **kw).generate(PROMPTS, GREEDY)
 
 
 @pytest.fixture(scope="module")
-def cpu_reference():
-    return run(device="cpu", dtype="float32")
+def cpu_reference(qwen3_folder):
+    return run(qwen3_folder, device="cpu", dtype="float32", attention_backend="torch")
 
 
 @pytest.mark.parametrize("backend,eager", [("triton", False), ("triton", True), ("torch", True)])
 @pytest.mark.parametrize("mode", ["sequential", "chunked"])
-def test_float32_gpu_greedy_tokens_equal_the_cpu_path(cpu_reference, backend, eager, mode):
-    outs = run(device="cuda", dtype="float32", attention_backend=backend, enforce_eager=eager, mode=mode,
+def test_float32_gpu_greedy_tokens_equal_the_cpu_path(qwen3_folder, cpu_reference, backend, eager, mode):
+    outs = run(qwen3_folder, device="cuda", dtype="float32", attention_backend=backend, enforce_eager=eager, mode=mode,
                max_num_batched_tokens=64)
     for got, ref in zip(outs, cpu_reference):
         assert got.token_ids == ref.token_ids

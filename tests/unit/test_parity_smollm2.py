@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-from transformers import GenerationConfig
 
 from pdtune import SamplingParams
 
@@ -36,16 +35,19 @@ def answers(smollm2_llm, smollm2_hf):
     prompts = [llm.encode(chat(q)) for q in QUESTIONS]
     params = SamplingParams(temperature=0.0, max_tokens=MAX_NEW_TOKENS, ignore_eos=True, logprobs=1)
     outputs = llm.generate(prompts, params)
-    gen_config = GenerationConfig(
-        do_sample=False, max_new_tokens=MAX_NEW_TOKENS, min_new_tokens=0, eos_token_id=None,
-        pad_token_id=hf_tokenizer.pad_token_id or 0, return_dict_in_generate=True, output_logits=True,
-    )
     result = {}
     for question, prompt, out in zip(QUESTIONS, prompts, outputs, strict=True):
         ids = torch.tensor([prompt])
         with torch.no_grad():
-            hf_out = hf_model.generate(ids, attention_mask=torch.ones_like(ids), generation_config=gen_config)
+            # Keyword arguments, not a GenerationConfig: there a None eos_token_id is filled back in
+            # from the model's generation config and transformers would stop at EOS.
+            hf_out = hf_model.generate(
+                ids, attention_mask=torch.ones_like(ids), do_sample=False, max_new_tokens=MAX_NEW_TOKENS,
+                min_new_tokens=0, eos_token_id=None, pad_token_id=hf_tokenizer.pad_token_id or 0,
+                return_dict_in_generate=True, output_logits=True,
+            )
         hf_tokens = hf_out.sequences[0, len(prompt):].tolist()
+        assert len(hf_tokens) == len(hf_out.logits) == MAX_NEW_TOKENS
         hf_logprobs = [torch.log_softmax(step[0].float(), -1)[t].item() for step, t in zip(hf_out.logits, hf_tokens)]
         result[question] = (prompt, out, hf_tokens, hf_logprobs)
     return result
@@ -72,6 +74,11 @@ def test_greedy_answer_matches_transformers(answers, question: str) -> None:
 
 
 def test_capital_of_france_is_paris(smollm2_llm, answers) -> None:
-    _, out, _, _ = answers["What is the capital of France?"]
-    text = smollm2_llm.tokenizer.decode(out.token_ids)
-    assert "Paris" in text, text
+    """Without ignore_eos the answer stops at EOS, is the parity run's prefix, and names Paris."""
+    question = "What is the capital of France?"
+    _, parity_out, _, _ = answers[question]
+    out = smollm2_llm.generate([chat(question)], SamplingParams(temperature=0.0, max_tokens=32))[0]
+    assert out.finish_reason == "stop", out
+    assert out.token_ids[-1] in smollm2_llm.tokenizer.eos_token_ids
+    assert out.token_ids == parity_out.token_ids[:len(out.token_ids)]
+    assert "Paris" in out.text, out.text

@@ -9,9 +9,10 @@ no padding.
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
-from transformers import GenerationConfig
 
 from pdtune import LLM, SamplingParams
 
@@ -28,13 +29,13 @@ def make_prompts(lengths, vocab: int = 300, seed: int = 1234) -> list[list[int]]
 @torch.no_grad()
 def hf_greedy(model, prompt: list[int], max_new_tokens: int) -> tuple[list[int], list[float]]:
     """transformers' greedy generate on one unpadded prompt: (tokens, logprob of each token)."""
-    gen_config = GenerationConfig(
-        do_sample=False, max_new_tokens=max_new_tokens, min_new_tokens=0,
-        eos_token_id=None, pad_token_id=0, bos_token_id=None,
-        return_dict_in_generate=True, output_logits=True,
-    )
+    # Generation options go in as keyword arguments: a GenerationConfig's None eos_token_id would be
+    # filled back in from the model's generation_config.json, and HF would stop at the EOS token.
     ids = torch.tensor([prompt])
-    out = model.generate(ids, attention_mask=torch.ones_like(ids), generation_config=gen_config)
+    out = model.generate(
+        ids, attention_mask=torch.ones_like(ids), do_sample=False, max_new_tokens=max_new_tokens,
+        min_new_tokens=0, eos_token_id=None, pad_token_id=0, return_dict_in_generate=True, output_logits=True,
+    )
     tokens = out.sequences[0, len(prompt):].tolist()
     assert len(tokens) == max_new_tokens == len(out.logits)
     logprobs = [torch.log_softmax(step[0].float(), dim=-1)[t].item() for step, t in zip(out.logits, tokens)]
@@ -42,7 +43,7 @@ def hf_greedy(model, prompt: list[int], max_new_tokens: int) -> tuple[list[int],
     return tokens, logprobs
 
 
-_HF_CACHE: dict[tuple[str, int], list[tuple[list[int], list[float]]]] = {}
+_HF_CACHE: dict[tuple[str, int], dict[tuple[int, ...], tuple[list[int], list[float]]]] = {}
 
 
 def hf_reference(tiny, prompts, max_new_tokens: int):
@@ -120,10 +121,13 @@ def test_prompt_order_does_not_matter(tiny_hf_model) -> None:
 
 def test_triton_backend_parity(tiny_hf_model) -> None:
     """The Triton kernels (run by the interpreter on CPU) give transformers' tokens too."""
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cpu" and os.environ.get("TRITON_INTERPRET") != "1":
+        pytest.skip("Triton on CPU needs TRITON_INTERPRET=1")
     tiny = tiny_hf_model("qwen3")
     prompts = make_prompts((5, 18))
     reference = hf_reference(tiny, prompts, 4)
-    llm = make_llm(tiny.folder, attention_backend="triton", device="cpu")
+    llm = make_llm(tiny.folder, attention_backend="triton", device=device)
     assert llm.engine.loaded.model.layers[0].self_attn.ops.backend == "triton"
     outputs = pdtune_greedy(llm, prompts, 4)
     assert_parity(outputs, reference, prompts)
