@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from pdtune.cli.bench_batch import bench_batch
 from pdtune.cli.bench_kernels import bench_kernels
 from pdtune.cli.run_batch import run_batch
 
@@ -11,6 +12,7 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_
                   help="Benchmark and tune SLO-oriented LLM serving with an in-process PD-multiplexed engine.")
 app.command("run-batch")(run_batch)
 app.command("bench-kernels")(bench_kernels)
+app.command("bench-batch")(bench_batch)
 
 
 @app.callback()
