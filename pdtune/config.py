@@ -5,7 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
-MODES = ("sequential", "chunked")
+MODES = ("sequential", "chunked", "pdmux")
+PDMUX_POLICIES = ("adaptive", "static", "sglang")
+DISPATCH_ORDERS = ("edf", "fcfs")
+# SGLang's pdmux table for 132 SMs, as (prefill SMs, decode SMs).
+DEFAULT_SPLITS: tuple[tuple[int, int], ...] = ((112, 20), (104, 28), (96, 36), (88, 44), (80, 52), (72, 60))
 LOAD_FORMATS = ("auto", "safetensors", "gguf", "dummy")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 
@@ -27,6 +31,16 @@ class EngineConfig:
     max_model_len: int | None = None  # defaults to the model's context length
     enable_prefix_caching: bool = True
     enforce_eager: bool = False  # GPU: run decode eagerly instead of replaying CUDA graphs
+    # PD-multiplexing (mode "pdmux")
+    pdmux_policy: str = "adaptive"
+    pdmux_splits: tuple[tuple[int, int], ...] = DEFAULT_SPLITS
+    pdmux_static_split: tuple[int, int] | None = None  # policy "static": (prefill SMs, decode SMs)
+    pdmux_gang: int | None = None  # policy "static": prefill layers launched beside each decode step
+    pdmux_prefill_tokens: int = 16384  # most prompt tokens in one layer-split prefill batch
+    slo_ttft_ms: float = 2000.0
+    slo_tpot_ms: float = 50.0
+    dispatch: str = "edf"  # order in which waiting requests enter prefill: edf or fcfs
+    trace_path: str | None = None  # JSONL of every pdmux step decision
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -41,6 +55,11 @@ class EngineConfig:
             (self.max_num_seqs > 0 and self.max_num_batched_tokens > 0, "batch limits must be positive"),
             (0.0 < self.gpu_memory_utilization <= 1.0, "gpu memory utilization must be in (0, 1]"),
             (self.num_kv_blocks is None or self.num_kv_blocks > 0, "num_kv_blocks must be positive"),
+            (self.pdmux_policy in PDMUX_POLICIES, f"pdmux policy must be one of {PDMUX_POLICIES}, got {self.pdmux_policy!r}"),
+            (self.dispatch in DISPATCH_ORDERS, f"dispatch must be one of {DISPATCH_ORDERS}, got {self.dispatch!r}"),
+            (self.pdmux_policy != "static" or (self.pdmux_static_split and self.pdmux_gang),
+             "pdmux policy 'static' needs a split and a gang size (pdtune search writes both)"),
+            (self.slo_ttft_ms > 0 and self.slo_tpot_ms > 0, "SLO targets must be positive"),
         ]
         for ok, message in checks:
             if not ok:

@@ -10,12 +10,15 @@ from pdtune.config import EngineConfig
 from pdtune.errors import InvalidRequestError, PdtuneError
 from pdtune.executor.model_runner import ModelRunner, kv_bytes_per_block
 from pdtune.model.loader import LoadedModel, load_model
-from pdtune.planner.policies import make_policy
+from pdtune.executor.partitions import make_partitions, simulated_partitions
+from pdtune.executor.pdmux import PdmuxExecutor
+from pdtune.planner.pdmux import PdmuxPlanner, StepTimePredictor
 from pdtune.request.output import RequestOutput
 from pdtune.request.sampling import SamplingParams
 from pdtune.request.sequence import Sequence
 from pdtune.scheduler.block_manager import BlockManager
 from pdtune.scheduler.scheduler import Scheduler
+from pdtune.steppers import PdmuxStepper, SyncStepper
 
 
 def activation_bytes(loaded: LoadedModel, config: EngineConfig) -> int:
@@ -51,8 +54,22 @@ class Engine:
         self.block_manager = BlockManager(self.num_kv_blocks, config.block_size, config.enable_prefix_caching)
         self.scheduler = Scheduler(self.block_manager, config.max_num_seqs, config.max_num_batched_tokens,
                                    self.max_model_len)
-        self.policy = make_policy(config.mode)
+        self.stepper = self._make_stepper()
         self.num_steps = 0
+
+    def _make_stepper(self):
+        config, runner = self.config, self.runner
+        if config.mode != "pdmux":
+            return SyncStepper(config, self.scheduler, runner)
+        if runner.device.type == "cuda":
+            partitions = make_partitions(config.pdmux_splits)
+            total_sms = torch.cuda.get_device_properties(runner.device).multi_processor_count
+        else:  # the simulated executor: same planner and launch code, no SM partitions
+            partitions, total_sms = simulated_partitions(config.pdmux_splits), 132
+        executor = PdmuxExecutor(runner, partitions, config.max_num_seqs, -(-self.max_model_len // config.block_size),
+                                 use_graphs=runner.device.type == "cuda" and not config.enforce_eager)
+        predictor = StepTimePredictor(self.loaded.arch, self.loaded.dtype.itemsize, total_sms)
+        return PdmuxStepper(config, self.scheduler, runner, executor, PdmuxPlanner(config, partitions, predictor))
 
     @property
     def kv_capacity_tokens(self) -> int:
@@ -77,11 +94,7 @@ class Engine:
 
     def step(self) -> list[RequestOutput]:
         """Runs one step; returns the requests that finished in it."""
-        plan = self.policy.plan(self.scheduler)
-        if not plan:
-            return []
-        results = self.runner.run(plan)
-        self.scheduler.commit(plan)
+        results = self.stepper.step()
         now = time.perf_counter()
         finished = []
         for chunk, token, logprobs in results:

@@ -48,8 +48,8 @@ class ModelRunner:
         for i, layer in enumerate(self.model.layers):
             layer.self_attn.attn.k_cache = self.kv_cache[0, i]
             layer.self_attn.attn.v_cache = self.kv_cache[1, i]
-        self.graphs: DecodeGraphs | None = None
-        if self.device.type == "cuda" and not config.enforce_eager:
+        self.graphs: DecodeGraphs | None = None  # pdmux captures its own, one set per partition
+        if self.device.type == "cuda" and not config.enforce_eager and config.mode != "pdmux":
             self.graphs = DecodeGraphs(self.model, config.max_num_seqs, -(-max_model_len // config.block_size))
 
     def prepare(self, plan: StepPlan) -> StepInputs:
@@ -86,30 +86,37 @@ class ModelRunner:
         return StepInputs(chunks, torch.tensor(input_ids, dtype=torch.int64), torch.tensor(positions, dtype=torch.int64),
                           meta, torch.tensor(logits_rows, dtype=torch.int64), sampled)
 
-    def _eager_logits(self, inputs: StepInputs) -> torch.Tensor | None:
+    def to_device(self, inputs: StepInputs) -> tuple[torch.Tensor, torch.Tensor, AttentionMetadata]:
         dev = self.device
         meta = AttentionMetadata(**{k: v.to(dev, non_blocking=True) if isinstance(v, torch.Tensor) else v
                                     for k, v in vars(inputs.meta).items()})
-        hidden = self.model(inputs.input_ids.to(dev, non_blocking=True), inputs.positions.to(dev, non_blocking=True), meta)
+        return inputs.input_ids.to(dev, non_blocking=True), inputs.positions.to(dev, non_blocking=True), meta
+
+    def _eager_logits(self, inputs: StepInputs) -> torch.Tensor | None:
+        input_ids, positions, meta = self.to_device(inputs)
+        hidden = self.model(input_ids, positions, meta)
         if not inputs.sampled_chunks:
             return None
-        return self.model.compute_logits(hidden[inputs.logits_rows.to(dev, non_blocking=True)])
+        return self.model.compute_logits(hidden[inputs.logits_rows.to(self.device, non_blocking=True)])
 
-    def _use_graphs(self, inputs: StepInputs) -> bool:
-        return (self.graphs is not None and inputs.meta.num_prefill_tokens == 0
-                and self.graphs.bucket(len(inputs.chunks)) is not None)
+    def decode_logits(self, inputs: StepInputs, graphs: DecodeGraphs | None) -> torch.Tensor:
+        """A decode-only step: replayed from `graphs` when its batch fits a bucket, else eager."""
+        if graphs is not None and graphs.bucket(len(inputs.chunks)) is not None:
+            m = inputs.meta
+            return graphs.run(inputs.input_ids, inputs.positions, m.slot_mapping, m.decode_seq_lens,
+                              m.decode_block_tables)
+        return self._eager_logits(inputs)
+
+    def sample(self, inputs: StepInputs, logits: torch.Tensor | None) -> list[tuple[ScheduledChunk, int, TokenLogprobs | None]]:
+        if logits is None:
+            return []
+        tokens, logprobs = self.sampler(logits, [c.seq for c in inputs.sampled_chunks])
+        return list(zip(inputs.sampled_chunks, tokens, logprobs))
 
     @torch.inference_mode()
     def run(self, plan: StepPlan) -> list[tuple[ScheduledChunk, int, TokenLogprobs | None]]:
         """Returns the sampled token (and logprobs) of every chunk that reached its sequence's end."""
         inputs = self.prepare(plan)
-        if self._use_graphs(inputs):
-            m = inputs.meta
-            logits = self.graphs.run(inputs.input_ids, inputs.positions, m.slot_mapping, m.decode_seq_lens,
-                                     m.decode_block_tables)
-        else:
-            logits = self._eager_logits(inputs)
-        if logits is None:
-            return []
-        tokens, logprobs = self.sampler(logits, [c.seq for c in inputs.sampled_chunks])
-        return list(zip(inputs.sampled_chunks, tokens, logprobs))
+        if inputs.meta.num_prefill_tokens == 0:
+            return self.sample(inputs, self.decode_logits(inputs, self.graphs))
+        return self.sample(inputs, self._eager_logits(inputs))

@@ -45,6 +45,7 @@ class Scheduler:
         self.waiting: deque[Sequence] = deque()
         self.running: list[Sequence] = []  # admitted, holding KV blocks, oldest first
         self.num_preemptions = 0
+        self.protected: set[int] = set()  # ids of sequences whose KV is being written elsewhere (pdmux prefill)
 
     def add(self, seq: Sequence) -> None:
         n = seq.num_prompt_tokens
@@ -79,14 +80,14 @@ class Scheduler:
         preempting the youngest when KV blocks run out. Returns the budget left."""
         scheduled = {id(c.seq) for c in plan.chunks}
         for seq in list(self.running):
-            if seq.status != Status.RUNNING or id(seq) in scheduled or budget <= 0:
+            if seq.status != Status.RUNNING or id(seq) in scheduled or id(seq) in self.protected or budget <= 0:
                 continue
             remaining = seq.num_uncomputed_tokens
             if decode_only and remaining != 1:
                 continue
             num_new = min(remaining, budget)
             while not self.blocks.can_append(seq, num_new):
-                victim = self.running[-1]
+                victim = next((s for s in reversed(self.running) if id(s) not in self.protected), seq)
                 self._preempt(victim, plan)
                 plan.chunks = [c for c in plan.chunks if c.seq is not victim]
                 if victim is seq:

@@ -1,0 +1,137 @@
+"""PD-multiplexed launches: one decode step and a block of prefill layers on the two streams of a
+partition, ordered by CUDA events only (no device-wide synchronisation)."""
+
+from __future__ import annotations
+
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+
+import torch
+
+from pdtune.executor.cuda_graphs import DecodeGraphs
+from pdtune.executor.model_runner import ModelRunner, StepInputs
+from pdtune.executor.partitions import Partition
+from pdtune.scheduler.scheduler import StepPlan
+
+
+class DoneEvent:
+    """The simulated executor's event (CPU): work launched on no stream has already run."""
+
+    def query(self) -> bool:
+        return True
+
+    def synchronize(self) -> None:
+        pass
+
+
+def _record(stream: torch.cuda.Stream | None):
+    if stream is None:
+        return DoneEvent()
+    event = torch.cuda.Event(enable_timing=True)
+    event.record(stream)
+    return event
+
+
+def _on(stream: torch.cuda.Stream | None):
+    return nullcontext() if stream is None else torch.cuda.stream(stream)
+
+
+@dataclass
+class PrefillJob:
+    """A prefill batch moving through the layers over several steps; hidden state and residual
+    are carried between steps."""
+
+    plan: StepPlan
+    inputs: StepInputs
+    num_layers: int
+    next_layer: int = 0
+    hidden: torch.Tensor | None = None
+    residual: torch.Tensor | None = None
+    positions: torch.Tensor | None = None
+    meta: object = None
+    logits: torch.Tensor | None = None
+    stream: torch.cuda.Stream | None = None
+    done: object = None  # event after the last launched block
+    block_start: object = None
+    block_layers: int = 0
+    block_started_at: float = 0.0
+
+    @property
+    def num_tokens(self) -> int:
+        return self.plan.num_tokens
+
+    @property
+    def remaining_layers(self) -> int:
+        return self.num_layers - self.next_layer
+
+    @property
+    def finished(self) -> bool:
+        """All layers launched and the last block done (polled, never waited on)."""
+        return self.remaining_layers == 0 and self.done.query()
+
+
+class PdmuxExecutor:
+    def __init__(self, runner: ModelRunner, partitions: list[Partition], graph_batch: int, max_blocks_per_seq: int,
+                 use_graphs: bool):
+        self.runner = runner
+        self.model = runner.model
+        self.partitions = partitions
+        self.graphs: dict[str, DecodeGraphs] = {}
+        if use_graphs:
+            pool = torch.cuda.graph_pool_handle()
+            for p in partitions:
+                if p.decode_stream is not None:  # one set per decode partition: a graph keeps its SMs
+                    self.graphs[p.name] = DecodeGraphs(self.model, graph_batch, max_blocks_per_seq, p.decode_stream, pool)
+
+    def start_prefill(self, plan: StepPlan) -> PrefillJob:
+        return PrefillJob(plan, self.runner.prepare(plan), len(self.model.layers))
+
+    @torch.inference_mode()
+    def launch_prefill(self, job: PrefillJob, partition: Partition, num_layers: int) -> None:
+        """Launches the next `num_layers` layers (embedding before the first, logits after the last)."""
+        stream = partition.prefill_stream
+        with _on(stream):
+            if job.next_layer == 0:
+                ids, job.positions, job.meta = self.runner.to_device(job.inputs)
+                job.hidden = self.model.embed(ids)
+            elif stream is not job.stream and stream is not None:
+                stream.wait_event(job.done)  # the previous block ran on another partition's stream
+                for t in (job.hidden, job.residual, job.positions, *vars(job.meta).values()):
+                    if isinstance(t, torch.Tensor):
+                        t.record_stream(stream)
+            job.block_start, job.block_started_at = _record(stream), time.perf_counter()
+            end = min(job.next_layer + num_layers, job.num_layers)
+            job.hidden, job.residual = self.model.forward_layers(job.hidden, job.residual, job.positions, job.meta,
+                                                                 job.next_layer, end)
+            if end == job.num_layers:
+                rows = job.inputs.logits_rows.to(self.runner.device, non_blocking=True)
+                job.logits = self.model.compute_logits(self.model.norm(job.hidden, job.residual)[0][rows])
+                job.hidden = job.residual = None
+            job.block_layers = end - job.next_layer
+            job.next_layer, job.stream = end, stream
+            job.done = _record(stream)
+
+    def block_ms(self, job: PrefillJob) -> float | None:
+        """Measured time of the job's last block, once it has finished."""
+        if not job.done.query():
+            return None
+        if isinstance(job.done, DoneEvent):
+            return (time.perf_counter() - job.block_started_at) * 1e3
+        return job.block_start.elapsed_time(job.done)
+
+    @torch.inference_mode()
+    def decode(self, partition: Partition, inputs: StepInputs) -> tuple[torch.Tensor, float]:
+        """One decode step on the partition's decode SMs; returns logits and its measured ms."""
+        stream = partition.decode_stream
+        graphs = self.graphs.get(partition.name)
+        started = time.perf_counter()
+        with _on(stream):
+            start = _record(stream)
+            logits = self.runner.decode_logits(inputs, graphs)
+            end = _record(stream)
+        if stream is None:
+            return logits, (time.perf_counter() - started) * 1e3
+        torch.cuda.current_stream().wait_event(end)
+        end.synchronize()  # the one wait of a step: the decode tokens are needed on the host
+        return logits, start.elapsed_time(end)

@@ -1,0 +1,152 @@
+"""The pdmux planner: each step picks the SM split and the gang (prefill layers beside one decode
+step), and orders waiting requests by their TTFT deadlines."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import defaultdict, deque
+from dataclasses import dataclass
+
+from pdtune.config import EngineConfig
+from pdtune.executor.partitions import Partition
+from pdtune.model.arch import ModelArch
+from pdtune.perf.model_costs import kv_bytes_per_token, num_params, prefill_flops
+from pdtune.scheduler.scheduler import Scheduler
+
+# Share of full HBM bandwidth a partition reaches (measured on the H100: device-facts.md, 2 GiB copy).
+_BANDWIDTH_SHARE = ((8, 0.2), (16, 0.39), (32, 0.69), (48, 1.0))
+H100_COPY_BYTES_PER_S = 2.95e12  # measured (results/h100/bench-kernels)
+H100_MATMUL_FLOPS_PER_S = 7.48e14
+SGLANG_DECODE_BS_DIVISOR = 36
+SGLANG_SPLIT_TOKEN_BUDGET = 65536
+
+
+def bandwidth_share(sms: int) -> float:
+    prev_sms, prev_share = 0, 0.0
+    for point_sms, share in _BANDWIDTH_SHARE:
+        if sms <= point_sms:
+            return prev_share + (share - prev_share) * (sms - prev_sms) / (point_sms - prev_sms)
+        prev_sms, prev_share = point_sms, share
+    return 1.0
+
+
+class StepTimePredictor:
+    """Roofline priors for a decode step and a prefill layer on a partition, scaled by factors
+    learned online from measured times. The worst recent factor is the contention guard band."""
+
+    def __init__(self, arch: ModelArch, itemsize: int, total_sms: int, copy_bytes_per_s: float = H100_COPY_BYTES_PER_S,
+                 matmul_flops_per_s: float = H100_MATMUL_FLOPS_PER_S, window: int = 32):
+        self.arch, self.itemsize, self.total_sms = arch, itemsize, total_sms
+        self.bw, self.rate = copy_bytes_per_s, matmul_flops_per_s
+        self.weight_bytes = num_params(arch) * itemsize
+        self.ratios: dict[tuple[str, str], deque] = defaultdict(lambda: deque(maxlen=window))
+
+    def _factor(self, kind: str, part: Partition, worst: bool) -> float:
+        seen = self.ratios[(kind, part.name)]
+        if not seen:
+            return 1.0
+        return max(seen) if worst else sum(seen) / len(seen)
+
+    def decode_prior_ms(self, part: Partition, batch: int, context_tokens: int) -> float:
+        data = self.weight_bytes + context_tokens * kv_bytes_per_token(self.arch, self.itemsize)
+        return data / (self.bw * bandwidth_share(part.decode_sms)) * 1e3
+
+    def layer_prior_ms(self, part: Partition, tokens: int) -> float:
+        share = max(part.prefill_sms, 1) / self.total_sms
+        return prefill_flops(self.arch, tokens) / self.arch.num_layers / (self.rate * share) * 1e3
+
+    def decode_ms(self, part: Partition, batch: int, context_tokens: int, worst: bool = False) -> float:
+        return self.decode_prior_ms(part, batch, context_tokens) * self._factor("decode", part, worst)
+
+    def layer_ms(self, part: Partition, tokens: int) -> float:
+        return self.layer_prior_ms(part, tokens) * self._factor("layer", part, False)
+
+    def observe_decode(self, part: Partition, batch: int, context_tokens: int, measured_ms: float) -> None:
+        self.ratios[("decode", part.name)].append(measured_ms / self.decode_prior_ms(part, batch, context_tokens))
+
+    def observe_layers(self, part: Partition, tokens: int, layers: int, measured_ms: float) -> None:
+        self.ratios[("layer", part.name)].append(measured_ms / layers / self.layer_prior_ms(part, tokens))
+
+
+@dataclass
+class StepDecision:
+    partition: Partition
+    gang: int
+    predicted_decode_ms: float | None
+    predicted_prefill_ms: float | None
+
+
+class PdmuxPlanner:
+    def __init__(self, config: EngineConfig, partitions: list[Partition], predictor: StepTimePredictor):
+        self.config = config
+        self.predictor = predictor
+        self.mixed = [p for p in partitions if p.prefill_sms and p.decode_sms]  # ascending decode SMs
+        self.prefill_alone = next(p for p in partitions if not p.decode_sms)
+        self.decode_alone = next(p for p in partitions if not p.prefill_sms)
+        self.trace = open(config.trace_path, "a") if config.trace_path else None
+        self.num_steps = 0
+
+    def _static_partition(self) -> Partition:
+        want = self.config.pdmux_static_split
+        return min(self.mixed, key=lambda p: abs(p.requested[1] - want[1]) + abs(p.requested[0] - want[0]))
+
+    def decide(self, decode_batch: int, context_tokens: int, prefill_tokens: int, remaining_layers: int) -> StepDecision:
+        """Decode keeps its TPOT: the smallest decode partition predicted (with the guard band) to
+        meet it; prefill gets the other SMs and about one decode step's worth of layers."""
+        pred = self.predictor
+        if not remaining_layers:
+            part = self.decode_alone
+            return StepDecision(part, 0, pred.decode_ms(part, decode_batch, context_tokens), None)
+        if not decode_batch:
+            part = self.prefill_alone
+            return StepDecision(part, remaining_layers, None, pred.layer_ms(part, prefill_tokens) * remaining_layers)
+        policy = self.config.pdmux_policy
+        if policy == "static":
+            part, gang = self._static_partition(), self.config.pdmux_gang
+        elif policy == "sglang":
+            part = self.mixed[min(decode_batch // SGLANG_DECODE_BS_DIVISOR, len(self.mixed) - 1)]
+            gang = max(1, SGLANG_SPLIT_TOKEN_BUDGET // max(prefill_tokens, 1))
+        else:
+            slo = self.config.slo_tpot_ms
+            part = next((p for p in self.mixed if pred.decode_ms(p, decode_batch, context_tokens, worst=True) <= slo),
+                        self.mixed[-1])
+            per_layer = pred.layer_ms(part, prefill_tokens)
+            gang = max(1, round(pred.decode_ms(part, decode_batch, context_tokens) / per_layer))
+        gang = min(gang, remaining_layers)
+        return StepDecision(part, gang, pred.decode_ms(part, decode_batch, context_tokens),
+                            pred.layer_ms(part, prefill_tokens) * gang)
+
+    def order_waiting(self, scheduler: Scheduler, now: float | None = None) -> None:
+        """EDF on TTFT deadlines (arrival + SLO - predicted prefill). Cached multi-turn prompts go
+        first when the most urgent request keeps enough slack; requests that can no longer meet
+        their TTFT are deferred behind those that can (still served, counted as misses)."""
+        if self.config.dispatch == "fcfs" or len(scheduler.waiting) < 2:
+            return
+        now = time.perf_counter() if now is None else now
+        blocks = scheduler.blocks
+        slo_s = self.config.slo_ttft_ms / 1e3
+        rows = []
+        for seq in scheduler.waiting:
+            hit = len(blocks.match_prefix(seq)) * blocks.block_size
+            prefill_s = self.predictor.layer_ms(self.prefill_alone, len(seq) - hit) * self.predictor.arch.num_layers / 1e3
+            deadline = seq.arrival_time + slo_s - prefill_s
+            rows.append((deadline < now, deadline, hit, prefill_s, seq))
+        rows.sort(key=lambda r: (r[0], r[1]))
+        head_slack = rows[0][1] - now
+        cached = [r for r in rows if r[2] and not r[0] and r[3] < head_slack]
+        ordered = cached + [r for r in rows if not (r[2] and not r[0] and r[3] < head_slack)]
+        scheduler.waiting.clear()
+        scheduler.waiting.extend(r[4] for r in ordered)
+
+    def record(self, decision: StepDecision, decode_batch: int, prefill_tokens: int, measured_decode_ms: float | None,
+               measured_prefill_ms: float | None) -> None:
+        self.num_steps += 1
+        if self.trace is None:
+            return
+        row = {"step": self.num_steps, "split": decision.partition.name, "gang": decision.gang,
+               "decode_batch": decode_batch, "prefill_tokens": prefill_tokens,
+               "predicted_decode_ms": decision.predicted_decode_ms, "measured_decode_ms": measured_decode_ms,
+               "predicted_prefill_ms": decision.predicted_prefill_ms, "measured_prefill_block_ms": measured_prefill_ms}
+        self.trace.write(json.dumps(row) + "\n")
+        self.trace.flush()

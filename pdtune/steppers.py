@@ -1,0 +1,96 @@
+"""One engine step per mode: what runs, on which SMs, and which sampled tokens come back."""
+
+from __future__ import annotations
+
+import torch
+
+from pdtune.config import EngineConfig
+from pdtune.executor.model_runner import ModelRunner
+from pdtune.executor.pdmux import PdmuxExecutor, PrefillJob
+from pdtune.planner.pdmux import PdmuxPlanner
+from pdtune.planner.policies import make_policy
+from pdtune.scheduler.scheduler import Scheduler, StepPlan
+
+StepResults = list  # of (ScheduledChunk, token id, TokenLogprobs | None)
+
+
+class SyncStepper:
+    """sequential and chunked: one plan, one forward over the whole GPU."""
+
+    def __init__(self, config: EngineConfig, scheduler: Scheduler, runner: ModelRunner):
+        self.policy = make_policy(config.mode)
+        self.scheduler, self.runner = scheduler, runner
+
+    def step(self) -> StepResults:
+        plan = self.policy.plan(self.scheduler)
+        if not plan:
+            return []
+        results = self.runner.run(plan)
+        self.scheduler.commit(plan)
+        return results
+
+
+class PdmuxStepper:
+    """pdmux: each step is one decode iteration on the decode partition beside the next block of
+    layers of the current prefill batch on the prefill partition."""
+
+    def __init__(self, config: EngineConfig, scheduler: Scheduler, runner: ModelRunner, executor: PdmuxExecutor,
+                 planner: PdmuxPlanner):
+        self.config, self.scheduler, self.runner = config, scheduler, runner
+        self.executor, self.planner = executor, planner
+        self.job: PrefillJob | None = None
+        self.pending_block: tuple | None = None  # (partition, tokens, layers) of a block not yet measured
+
+    def _finish_prefill(self) -> StepResults:
+        job, self.job = self.job, None
+        self.scheduler.commit(job.plan)
+        self.scheduler.protected.clear()
+        return self.runner.sample(job.inputs, job.logits)
+
+    def _start_prefill(self) -> None:
+        self.planner.order_waiting(self.scheduler)
+        plan = StepPlan()
+        self.scheduler.schedule_waiting(plan, self.config.pdmux_prefill_tokens, allow_chunking=False)
+        if plan:
+            self.job = self.executor.start_prefill(plan)
+            self.scheduler.protected = {id(c.seq) for c in plan.chunks}
+
+    def _observe_prefill_block(self) -> float | None:
+        if self.pending_block is None:
+            return None
+        part, tokens, layers, job = self.pending_block
+        measured = self.executor.block_ms(job)
+        if measured is not None:
+            self.planner.predictor.observe_layers(part, tokens, layers, measured)
+            self.pending_block = None
+        return measured
+
+    @torch.inference_mode()
+    def step(self) -> StepResults:
+        results: StepResults = []
+        measured_prefill = self._observe_prefill_block()
+        if self.job is not None and self.job.finished:
+            results += self._finish_prefill()
+        if self.job is None and self.scheduler.waiting:
+            self._start_prefill()
+        decode_plan = StepPlan()
+        self.scheduler.schedule_running(decode_plan, self.scheduler.max_num_seqs, decode_only=True)
+        job = self.job
+        context = sum(len(c.seq) for c in decode_plan.chunks)
+        remaining = job.remaining_layers if job else 0
+        prefill_tokens = job.num_tokens if job else 0
+        decision = self.planner.decide(len(decode_plan.chunks), context, prefill_tokens, remaining)
+        if remaining:
+            self.executor.launch_prefill(job, decision.partition, decision.gang)
+            self.pending_block = (decision.partition, prefill_tokens, decision.gang, job)
+        measured_decode = None
+        if decode_plan:
+            inputs = self.runner.prepare(decode_plan)
+            logits, measured_decode = self.executor.decode(decision.partition, inputs)
+            results += self.runner.sample(inputs, logits)
+            self.scheduler.commit(decode_plan)
+            self.planner.predictor.observe_decode(decision.partition, len(decode_plan.chunks), context, measured_decode)
+        elif job is not None:
+            job.done.synchronize()  # nothing to decode: wait for the prefill block rather than spin
+        self.planner.record(decision, len(decode_plan.chunks), prefill_tokens, measured_decode, measured_prefill)
+        return results

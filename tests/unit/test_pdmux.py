@@ -1,0 +1,158 @@
+"""pdmux on the simulated executor (CPU): same code path as the GPU, no SM partitions."""
+
+import json
+import time
+
+import pytest
+
+from pdtune import LLM, SamplingParams
+from pdtune.config import DEFAULT_SPLITS, EngineConfig
+from pdtune.executor.partitions import simulated_partitions
+from pdtune.model.arch import ModelArch
+from pdtune.model.loader import PRESET_DIR, _read_json
+from pdtune.planner.pdmux import PdmuxPlanner, StepTimePredictor
+from pdtune.request.sequence import Sequence
+from pdtune.scheduler.block_manager import BlockManager
+from pdtune.scheduler.scheduler import Scheduler
+
+GREEDY = SamplingParams(max_tokens=12, temperature=0, ignore_eos=True)
+PROMPTS = [list(range(1, n + 1)) for n in (1, 7, 16, 17, 40)] + [[5, 9, 200] * 11]
+STATIC = dict(pdmux_policy="static", pdmux_static_split=(96, 36), pdmux_gang=1)
+
+
+def tiny(**kw) -> LLM:
+    return LLM("tiny", load_format="dummy", **kw)
+
+
+@pytest.fixture(scope="module")
+def reference_tokens():
+    return [o.token_ids for o in tiny(mode="sequential").generate(PROMPTS, GREEDY)]
+
+
+@pytest.mark.parametrize("policy", [{}, {"pdmux_policy": "sglang"}, STATIC])
+@pytest.mark.parametrize("budget", [16384, 20])
+def test_pdmux_gives_the_same_greedy_tokens_as_sequential(reference_tokens, policy, budget):
+    outs = tiny(mode="pdmux", pdmux_prefill_tokens=budget, **policy).generate(PROMPTS, GREEDY)
+    assert [o.token_ids for o in outs] == reference_tokens
+
+
+def test_prefill_runs_in_layer_blocks_beside_decode_and_then_joins_it():
+    llm = tiny(mode="pdmux", **STATIC)  # tiny has 2 layers; gang 1 = one layer per step
+    engine, stepper = llm.engine, llm.engine.stepper
+    first = engine.add_request(list(range(1, 9)), SamplingParams(max_tokens=50, temperature=0, ignore_eos=True))
+    while first.num_output_tokens == 0:
+        engine.step()
+    second = engine.add_request(list(range(20, 50)), GREEDY)
+    engine.step()  # the new prefill starts: layer 0 beside one decode step of `first`
+    job = stepper.job
+    assert job is not None and job.next_layer == 1 and second.num_computed_tokens == 0
+    before = first.num_output_tokens
+    engine.step()  # layer 1 (and logits) beside the next decode step
+    assert job.next_layer == 2 and first.num_output_tokens == before + 1
+    assert second.num_output_tokens == 0  # finished prefills join at the next step, after their event
+    engine.step()
+    assert stepper.job is None and second.num_output_tokens == 1 and second.num_computed_tokens == 30
+    engine.step()
+    assert second.num_output_tokens == 2  # decoding beside `first` now
+
+
+def test_preemption_never_touches_the_prefill_in_flight(reference_tokens):
+    llm = tiny(mode="pdmux", num_kv_blocks=6, pdmux_prefill_tokens=20, **STATIC)
+    protected_seen = []
+    original = llm.engine.scheduler._preempt
+
+    def spy(seq, plan):
+        protected_seen.append(id(seq) in llm.engine.scheduler.protected)
+        return original(seq, plan)
+
+    llm.engine.scheduler._preempt = spy
+    outs = llm.generate(PROMPTS, GREEDY)
+    assert protected_seen and not any(protected_seen)
+    assert [o.token_ids for o in outs] == reference_tokens
+
+
+def test_every_step_decision_goes_to_the_trace(tmp_path):
+    trace = tmp_path / "trace.jsonl"
+    tiny(mode="pdmux", trace_path=str(trace), pdmux_prefill_tokens=20, **STATIC).generate(PROMPTS[:4], GREEDY)
+    rows = [json.loads(line) for line in trace.read_text().splitlines()]
+    assert rows and {"step", "split", "gang", "decode_batch", "prefill_tokens", "predicted_decode_ms",
+                     "measured_decode_ms", "predicted_prefill_ms", "measured_prefill_block_ms"} <= set(rows[0])
+    assert any(r["split"] == "96/36" and r["gang"] == 1 and r["decode_batch"] for r in rows)
+
+
+def planner(**config) -> PdmuxPlanner:
+    arch = ModelArch.from_hf_config(_read_json(f"{PRESET_DIR}/llama-3.1-8b.json"))
+    cfg = EngineConfig(mode="pdmux", **config)
+    parts = simulated_partitions(DEFAULT_SPLITS)
+    return PdmuxPlanner(cfg, parts, StepTimePredictor(arch, 2, 132))
+
+
+def test_adaptive_picks_the_smallest_decode_partition_that_meets_tpot():
+    loose = planner(slo_tpot_ms=20.0).decide(decode_batch=8, context_tokens=8 * 1024, prefill_tokens=4096, remaining_layers=32)
+    assert loose.partition.decode_sms == 20 and loose.predicted_decode_ms <= 20
+    tight = planner(slo_tpot_ms=8.0)
+    d = tight.decide(8, 8 * 1024, 4096, 32)
+    assert d.partition.decode_sms == 36 and d.predicted_decode_ms <= 8.0
+    # gang: about one decode step's worth of prefill layers
+    per_layer = tight.predictor.layer_ms(d.partition, 4096)
+    assert d.gang == max(1, round(d.predicted_decode_ms / per_layer))
+    # contention measured on that partition widens the guard band: decode moves to more SMs
+    tight.predictor.observe_decode(d.partition, 8, 8 * 1024, measured_ms=d.predicted_decode_ms * 1.3)
+    assert tight.decide(8, 8 * 1024, 4096, 32).partition.decode_sms > 36
+
+
+def test_sglang_policy_follows_the_decode_batch_size():
+    p = planner(pdmux_policy="sglang")
+    assert p.decide(1, 1024, 2048, 32).partition.decode_sms == 20
+    assert p.decide(100, 100 * 1024, 2048, 32).partition.decode_sms == 36
+    assert p.decide(1, 1024, 2048, 32).gang == 32  # 65536 // 2048 layers, capped at the layers left
+
+
+def _scheduler():
+    return Scheduler(BlockManager(64, 16), max_num_seqs=8, max_num_batched_tokens=4096, max_model_len=4096)
+
+
+def test_edf_orders_by_deadline_and_defers_hopeless_requests():
+    p = planner(slo_ttft_ms=1000.0)
+    s = _scheduler()
+    now = time.perf_counter()
+    late = Sequence(list(range(100)), GREEDY, arrival_time=now - 5.0)  # already past its TTFT
+    young = Sequence(list(range(100)), GREEDY, arrival_time=now)
+    older = Sequence(list(range(100)), GREEDY, arrival_time=now - 0.5)
+    for seq in (late, young, older):
+        s.add(seq)
+    p.order_waiting(s, now)
+    assert list(s.waiting) == [older, young, late]
+    fcfs = planner(dispatch="fcfs")
+    s2 = _scheduler()
+    for seq in (late, young, older):
+        s2.add(seq)
+    fcfs.order_waiting(s2, now)
+    assert list(s2.waiting) == [late, young, older]
+
+
+def test_edf_puts_cached_prefixes_first_when_slack_allows():
+    p = planner(slo_ttft_ms=1000.0)
+    s = _scheduler()
+    shared = list(range(64))
+    warm = Sequence(shared + [1, 2, 3], GREEDY)
+    s.blocks.allocate(warm)
+    s.blocks.append_slots(warm, len(warm))
+    warm.num_computed_tokens = len(warm)
+    s.blocks.commit_full_blocks(warm)
+    now = time.perf_counter()
+    urgent = Sequence(list(range(500, 600)), GREEDY, arrival_time=now - 0.2)
+    cached = Sequence(shared + [9, 9], GREEDY, arrival_time=now)
+    s.add(urgent)
+    s.add(cached)
+    p.order_waiting(s, now)
+    assert list(s.waiting) == [cached, urgent]
+    # little slack at the head (5 ms left, less than the cached prompt's 400 new tokens take): EDF order
+    s2 = _scheduler()
+    rushed = Sequence(list(range(500, 600)), GREEDY, arrival_time=now - 0.995)
+    long_cached = Sequence(shared + list(range(1000, 1400)), GREEDY, arrival_time=now)
+    s2.add(rushed)
+    s2.add(long_cached)
+    s2.blocks = s.blocks
+    p.order_waiting(s2, now)
+    assert list(s2.waiting) == [rushed, long_cached]
