@@ -9,14 +9,14 @@ from .attention_tiles import LOG2E, attend_kv_tiles, dot_precision
 
 
 @triton.jit
-def _find_sequence(cu_seqlens_q_ptr, tile, num_seqs, BLOCK_M: tl.constexpr):
+def _find_sequence(cu_seqlens_q_ptr, tile, num_seqs, block_q):
     """Binary search for the sequence owning query tile `tile`; sequence b's tiles
-    start at cu_seqlens_q[b] // BLOCK_M + b, which leaves room for its partial tile."""
+    start at cu_seqlens_q[b] // block_q + b, which leaves room for its partial tile."""
     lo = 0
     hi = num_seqs
     while lo < hi:
         mid = (lo + hi) // 2
-        if tl.load(cu_seqlens_q_ptr + mid) // BLOCK_M + mid <= tile:
+        if tl.load(cu_seqlens_q_ptr + mid) // block_q + mid <= tile:
             lo = mid + 1
         else:
             hi = mid
@@ -26,52 +26,54 @@ def _find_sequence(cu_seqlens_q_ptr, tile, num_seqs, BLOCK_M: tl.constexpr):
 @triton.jit
 def _prefill_kernel(
     q_ptr, k_cache_ptr, v_cache_ptr, out_ptr, block_tables_ptr, cu_seqlens_q_ptr, seq_lens_k_ptr,
-    scale_log2e, num_seqs, group, block_size,
+    scale_log2e, num_seqs, group, block_q, block_size,
     stride_qt, stride_qh, stride_ot, stride_oh, stride_cb, stride_cs, stride_ch, stride_bt,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, HEAD_DIM: tl.constexpr,
     DOT_PRECISION: tl.constexpr,
 ):
-    """One program per (query tile of one sequence, query head). Tiles run last-first:
-    under the causal mask later tiles see more keys, so the long ones start early."""
+    """One program per (tile of block_q queries of one sequence, kv head). The tile's
+    rows are its queries x the kv head's `group` query heads (row = token * group + head),
+    so each K/V tile is loaded once for the whole group. Tiles run last-first: under
+    the causal mask later tiles see more keys, so the long ones start early."""
     tile = tl.num_programs(0) - 1 - tl.program_id(0)
-    head = tl.program_id(1)
-    b = _find_sequence(cu_seqlens_q_ptr, tile, num_seqs, BLOCK_M)
+    kv_head = tl.program_id(1)
+    b = _find_sequence(cu_seqlens_q_ptr, tile, num_seqs, block_q)
     q_begin = tl.load(cu_seqlens_q_ptr + b)
     q_len = tl.load(cu_seqlens_q_ptr + b + 1) - q_begin
-    m_start = (tile - q_begin // BLOCK_M - b) * BLOCK_M
+    m_start = (tile - q_begin // block_q - b) * block_q
     if m_start >= q_len:
         return
     seq_len = tl.load(seq_lens_k_ptr + b)
     first_pos = seq_len - q_len + m_start  # absolute position of the tile's first query
 
-    rows = m_start + tl.arange(0, BLOCK_M)
-    row_ok = rows < q_len
+    rows = tl.arange(0, BLOCK_M)
+    q_idx = m_start + rows // group
+    row_ok = (rows < block_q * group) & (q_idx < q_len)
     dims = tl.arange(0, HEAD_DIM)
-    tok = (q_begin + rows).to(tl.int64)
-    q = tl.load(q_ptr + tok[:, None] * stride_qt + head * stride_qh + dims[None, :],
-                mask=row_ok[:, None], other=0.0)
-    q_pos = first_pos + tl.arange(0, BLOCK_M)
+    tok = (q_begin + q_idx).to(tl.int64)[:, None]
+    head = (kv_head * group + rows % group)[:, None]
+    q = tl.load(q_ptr + tok * stride_qt + head * stride_qh + dims[None, :], mask=row_ok[:, None], other=0.0)
+    q_pos = first_pos + rows // group
     acc = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
     l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
     m_i = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
     bt_row = block_tables_ptr + b.to(tl.int64) * stride_bt
-    kv_head_offset = (head // group) * stride_ch
     # Keys up to first_pos are visible to every row: whole tiles of them skip the mask.
     unmasked_end = (first_pos + 1) // BLOCK_N * BLOCK_N
     acc, l_i, m_i = attend_kv_tiles(
-        acc, l_i, m_i, q, q_pos, k_cache_ptr, v_cache_ptr, bt_row, kv_head_offset,
+        acc, l_i, m_i, q, q_pos, k_cache_ptr, v_cache_ptr, bt_row, kv_head * stride_ch,
         block_size, stride_cb, stride_cs, 0, unmasked_end, scale_log2e,
         MASKED=False, BLOCK_N=BLOCK_N, HEAD_DIM=HEAD_DIM, DOT_PRECISION=DOT_PRECISION,
     )
     acc, l_i, m_i = attend_kv_tiles(
-        acc, l_i, m_i, q, q_pos, k_cache_ptr, v_cache_ptr, bt_row, kv_head_offset,
-        block_size, stride_cb, stride_cs, unmasked_end, tl.minimum(seq_len, first_pos + BLOCK_M),
+        acc, l_i, m_i, q, q_pos, k_cache_ptr, v_cache_ptr, bt_row, kv_head * stride_ch,
+        block_size, stride_cb, stride_cs, unmasked_end, tl.minimum(seq_len, first_pos + block_q),
         scale_log2e,
         MASKED=True, BLOCK_N=BLOCK_N, HEAD_DIM=HEAD_DIM, DOT_PRECISION=DOT_PRECISION,
     )
     out = acc / l_i[:, None]
-    tl.store(out_ptr + tok[:, None] * stride_ot + head * stride_oh + dims[None, :],
-             out.to(out_ptr.dtype.element_ty), mask=row_ok[:, None])
+    tl.store(out_ptr + tok * stride_ot + head * stride_oh + dims[None, :], out.to(out_ptr.dtype.element_ty),
+             mask=row_ok[:, None])
 
 
 def paged_prefill_attention_ref(
@@ -102,15 +104,16 @@ def paged_prefill_attention_ref(
     return out
 
 
-def _pick_blocks(n_tokens: int, num_seqs: int, head_dim: int) -> tuple[int, int]:
-    """(BLOCK_M, BLOCK_N) from the mean chunk length (measured on an H100, bf16, D=128):
-    128x128 for long prompts, 64x64 for short ones (more programs), and BLOCK_M shrunk
-    towards 16 for decode-like rows; D=256 halves the tiles to bound registers."""
+def _pick_blocks(n_tokens: int, num_seqs: int, group: int, head_dim: int) -> tuple[int, int]:
+    """(BLOCK_M rows, BLOCK_N keys) from the mean chunk length (measured on an H100, bf16,
+    D=128): 128x128 for long prompts, 64x64 for shorter ones (more programs), and fewer
+    rows when chunks are decode-like; D=256 halves the tiles to bound registers."""
     mean_len = n_tokens // max(1, num_seqs)
     block_m, block_n = (128, 128) if mean_len >= 1024 else (64, 64)
     if head_dim > 128:
         block_m, block_n = block_m // 2, block_n // 2
-    return min(block_m, max(16, triton.next_power_of_2(max(1, mean_len)))), block_n
+    rows = triton.next_power_of_2(max(1, mean_len * group))
+    return max(16, triton.next_power_of_2(group), min(block_m, rows)), block_n
 
 
 def paged_prefill_attention(
@@ -120,7 +123,8 @@ def paged_prefill_attention(
 ) -> Tensor:
     """q [T, Hq, D] holds the chunks of B sequences back to back (rows
     cu_seqlens_q[b]:cu_seqlens_q[b+1]); each chunk is the last tokens of the first
-    seq_lens_k[b] cached tokens and attends causally to them."""
+    seq_lens_k[b] cached tokens and attends causally to them. block_m counts tile rows
+    (queries x the group's query heads), block_n keys."""
     assert q.dim() == 3 and q.stride(2) == 1
     n_tokens, n_q_heads, head_dim = q.shape
     assert k_cache.dim() == 4 and k_cache.shape == v_cache.shape and k_cache.stride() == v_cache.stride()
@@ -137,15 +141,17 @@ def paged_prefill_attention(
     out = torch.empty_like(q, memory_format=torch.contiguous_format)
     if n_tokens == 0:
         return out
-    auto_m, auto_n = _pick_blocks(n_tokens, num_seqs, head_dim)
+    group = n_q_heads // n_kv_heads
+    auto_m, auto_n = _pick_blocks(n_tokens, num_seqs, group, head_dim)
     block_m, block_n = block_m or auto_m, block_n or auto_n
-    assert min(block_m, block_n) >= 16
+    assert min(block_m, block_n) >= 16 and block_m >= group
     assert triton.next_power_of_2(block_m) == block_m and triton.next_power_of_2(block_n) == block_n
+    block_q = block_m // group  # query tokens per tile
     # Upper bound on the tile count: every sequence may add one partial tile.
-    grid = (n_tokens // block_m + num_seqs, n_q_heads)
+    grid = (n_tokens // block_q + num_seqs, n_kv_heads)
     _prefill_kernel[grid](
         q, k_cache, v_cache, out, block_tables, cu_seqlens_q, seq_lens_k,
-        scale * LOG2E, num_seqs, n_q_heads // n_kv_heads, block_size,
+        scale * LOG2E, num_seqs, group, block_q, block_size,
         q.stride(0), q.stride(1), out.stride(0), out.stride(1),
         k_cache.stride(0), k_cache.stride(1), k_cache.stride(2), block_tables.stride(0),
         BLOCK_M=block_m, BLOCK_N=block_n, HEAD_DIM=head_dim, DOT_PRECISION=dot_precision(q.dtype),
