@@ -6,6 +6,7 @@ import typer
 
 from pdtune.cli.bench_batch import bench_batch
 from pdtune.cli.bench_kernels import bench_kernels
+from pdtune.cli.bench_pdmux import bench_pdmux
 from pdtune.cli.run_batch import run_batch
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
@@ -13,6 +14,7 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_
 app.command("run-batch")(run_batch)
 app.command("bench-kernels")(bench_kernels)
 app.command("bench-batch")(bench_batch)
+app.command("bench-pdmux")(bench_pdmux)
 
 
 @app.callback()

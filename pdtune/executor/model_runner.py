@@ -82,6 +82,8 @@ class ModelRunner:
             prefill_block_tables=_block_tables(prefill) if prefill else None,
             decode_seq_lens=torch.tensor([c.seq.num_computed_tokens + 1 for c in decode], dtype=i32) if decode else None,
             decode_block_tables=_block_tables(decode) if decode else None,
+            fresh_prefill_lens=[c.num_new_tokens for c in prefill]
+            if prefill and all(c.seq.num_computed_tokens == 0 for c in prefill) else None,
         )
         return StepInputs(chunks, torch.tensor(input_ids, dtype=torch.int64), torch.tensor(positions, dtype=torch.int64),
                           meta, torch.tensor(logits_rows, dtype=torch.int64), sampled)

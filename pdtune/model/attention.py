@@ -24,6 +24,9 @@ class AttentionMetadata:
     prefill_block_tables: torch.Tensor | None  # [P, max_blocks]
     decode_seq_lens: torch.Tensor | None  # [D]
     decode_block_tables: torch.Tensor | None  # [D, max_blocks]
+    # Query lengths of the prefill rows when none has a cached prefix (host ints, no device sync):
+    # their keys are exactly this step's k/v, so a dense causal kernel can read them in place.
+    fresh_prefill_lens: list[int] | None = None
 
 
 class PagedAttention(torch.nn.Module):
@@ -41,12 +44,27 @@ class PagedAttention(torch.nn.Module):
         if num_prefill == 0:
             return self._decode(q, meta)
         if num_prefill == q.shape[0]:
-            return self._prefill(q, meta)
-        return torch.cat([self._prefill(q[:num_prefill], meta), self._decode(q[num_prefill:], meta)])
+            return self._prefill(q, k, v, meta)
+        return torch.cat([self._prefill(q[:num_prefill], k, v, meta), self._decode(q[num_prefill:], meta)])
 
-    def _prefill(self, q: torch.Tensor, meta: AttentionMetadata) -> torch.Tensor:
+    def _prefill(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, meta: AttentionMetadata) -> torch.Tensor:
+        if meta.fresh_prefill_lens is not None:
+            return self._fresh_prefill(q, k, v, meta.fresh_prefill_lens)
         return self.ops.prefill_attention(q, self.k_cache, self.v_cache, meta.prefill_block_tables,
                                           meta.prefill_cu_seqlens_q, meta.prefill_seq_lens, self.scale)
+
+    def _fresh_prefill(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, lens: list[int]) -> torch.Tensor:
+        """Prompts with no cached prefix: torch's fused causal attention on the contiguous k/v of
+        this step (the flash kernel on GPU), one call per sequence."""
+        out = torch.empty_like(q)
+        start = 0
+        for n in lens:
+            qs, ks, vs = (x[start:start + n].transpose(0, 1).unsqueeze(0) for x in (q, k, v))
+            o = torch.nn.functional.scaled_dot_product_attention(qs, ks, vs, is_causal=True, scale=self.scale,
+                                                                 enable_gqa=self.num_heads != self.num_kv_heads)
+            out[start:start + n] = o.squeeze(0).transpose(0, 1)
+            start += n
+        return out
 
     def _decode(self, q: torch.Tensor, meta: AttentionMetadata) -> torch.Tensor:
         return self.ops.decode_attention(q, self.k_cache, self.v_cache, meta.decode_block_tables,

@@ -23,23 +23,48 @@ def _block_tables(engine: Engine, batch: int, tokens: int) -> torch.Tensor | Non
     return torch.randperm(engine.num_kv_blocks)[: batch * blocks].view(batch, blocks).to(torch.int32)
 
 
-def decode_step_ms(engine: Engine, batch: int, context: int, use_graphs: bool) -> float | None:
-    """One decode step (all layers, LM head) for `batch` sequences with `context` cached tokens
-    each; None when the pool is too small. With graphs, the host-to-device copy of the step's
-    inputs is included, as in the engine."""
+def decode_inputs(engine: Engine, batch: int, context: int) -> tuple[torch.Tensor, ...] | None:
+    """Host tensors of one decode step (ids, positions, slots, seq_lens, block tables) for `batch`
+    sequences with `context` cached tokens each; None when the pool is too small."""
     bt = _block_tables(engine, batch, context + 1)
     if bt is None:
         return None
     bs = engine.config.block_size
     ids = torch.randint(0, engine.loaded.arch.vocab_size, (batch,))
     positions = torch.full((batch,), context, dtype=torch.int64)
-    slots = (bt[:, context // bs].to(torch.int64) * bs + context % bs)
-    seq_lens = torch.full((batch,), context + 1, dtype=torch.int32)
+    slots = bt[:, context // bs].to(torch.int64) * bs + context % bs
+    return ids, positions, slots, torch.full((batch,), context + 1, dtype=torch.int32), bt
+
+
+def prefill_inputs(engine: Engine, tokens: int, fresh: bool = True) -> tuple[torch.Tensor, torch.Tensor, AttentionMetadata] | None:
+    """Device tensors of one sequence's prefill of `tokens` new tokens. `fresh` takes the engine's
+    path for a prompt with no cached prefix; otherwise the paged Triton kernel (the path of
+    prefix-cache hits and prefill chunks) does the attention."""
+    bt = _block_tables(engine, 1, tokens)
+    if bt is None:
+        return None
+    dev, bs = engine.runner.device, engine.config.block_size
+    pos = torch.arange(tokens)
+    slots = bt[0].to(torch.int64)[pos // bs] * bs + pos % bs
+    meta = AttentionMetadata(slots.to(dev), tokens, torch.tensor([0, tokens], dtype=torch.int32, device=dev),
+                             torch.tensor([tokens], dtype=torch.int32, device=dev), bt.to(dev), None, None,
+                             fresh_prefill_lens=[tokens] if fresh else None)
+    ids = torch.randint(0, engine.loaded.arch.vocab_size, (tokens,), device=dev)
+    return ids, pos.to(dev), meta
+
+
+def decode_step_ms(engine: Engine, batch: int, context: int, use_graphs: bool) -> float | None:
+    """One decode step (all layers, LM head); with graphs, the host-to-device copy of the step's
+    inputs is included, as in the engine."""
+    inputs = decode_inputs(engine, batch, context)
+    if inputs is None:
+        return None
     runner, dev = engine.runner, engine.runner.device
     if use_graphs:
         if runner.graphs is None or runner.graphs.bucket(batch) is None:
             return None
-        return time_ms(lambda: runner.graphs.run(ids, positions, slots, seq_lens, bt), dev)
+        return time_ms(lambda: runner.graphs.run(*inputs), dev)
+    ids, positions, slots, seq_lens, bt = inputs
     meta = AttentionMetadata(slots.to(dev), 0, None, None, None, seq_lens.to(dev), bt.to(dev))
     ids_d, pos_d = ids.to(dev), positions.to(dev)
     model = runner.model
@@ -51,22 +76,16 @@ def decode_step_ms(engine: Engine, batch: int, context: int, use_graphs: bool) -
     return time_ms(step, dev)
 
 
-def prefill_ms(engine: Engine, tokens: int, iters: int = 5) -> float | None:
+def prefill_ms(engine: Engine, tokens: int, iters: int = 5, fresh: bool = True) -> float | None:
     """One sequence of `tokens` new tokens in one eager step, logits of its last token."""
-    bt = _block_tables(engine, 1, tokens)
-    if bt is None:
+    inputs = prefill_inputs(engine, tokens, fresh)
+    if inputs is None:
         return None
-    dev, bs = engine.runner.device, engine.config.block_size
-    pos = torch.arange(tokens)
-    slots = bt[0].to(torch.int64)[pos // bs] * bs + pos % bs
-    meta = AttentionMetadata(slots.to(dev), tokens, torch.tensor([0, tokens], dtype=torch.int32, device=dev),
-                             torch.tensor([tokens], dtype=torch.int32, device=dev), bt.to(dev), None, None)
-    ids = torch.randint(0, engine.loaded.arch.vocab_size, (tokens,), device=dev)
-    pos_d = pos.to(dev)
+    ids, positions, meta = inputs
     model = engine.runner.model
 
     @torch.inference_mode()
     def step():
-        return model.compute_logits(model(ids, pos_d, meta)[-1:])
+        return model.compute_logits(model(ids, positions, meta)[-1:])
 
-    return time_ms(step, dev, iters=iters, warmup=2)
+    return time_ms(step, engine.runner.device, iters=iters, warmup=2)

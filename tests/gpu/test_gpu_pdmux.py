@@ -1,0 +1,70 @@
+"""pdmux on a real GPU: green-context partitions, same tokens as sequential, no hang or race."""
+
+import random
+
+import pytest
+import torch
+
+from pdtune import LLM, SamplingParams
+from pdtune.executor.partitions import make_partitions
+
+pytestmark = pytest.mark.gpu
+
+
+@pytest.fixture(scope="module")
+def folder(tiny_hf_model):
+    return tiny_hf_model("llama").folder
+
+
+def test_granted_partitions_are_reported_and_really_limit_sms():
+    parts = make_partitions(((104, 28), (72, 60)))
+    total = torch.cuda.get_device_properties(0).multi_processor_count
+    for p in parts[:2]:
+        assert p.prefill_sms + p.decode_sms == total and p.decode_sms % 8 == 0 and p.decode_sms >= p.requested[1]
+    a = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
+
+    def matmul_ms(stream):
+        with torch.cuda.stream(stream):
+            for _ in range(3):
+                a @ a
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record(stream)
+            for _ in range(10):
+                a @ a
+            end.record(stream)
+        end.synchronize()
+        return start.elapsed_time(end) / 10
+
+    full = matmul_ms(torch.cuda.Stream())
+    small = parts[0]  # 28 (32 granted) decode SMs
+    ratio = matmul_ms(small.decode_stream) / full
+    assert 0.7 * total / small.decode_sms < ratio < 1.3 * total / small.decode_sms, ratio
+
+
+@pytest.mark.parametrize("policy", [{}, {"pdmux_policy": "sglang"},
+                                    {"pdmux_policy": "static", "pdmux_static_split": (96, 36), "pdmux_gang": 1}])
+def test_pdmux_gives_the_same_greedy_tokens_as_sequential(folder, policy):
+    prompts = [list(range(3, 3 + n)) for n in (1, 9, 16, 17, 50, 130, 200)]
+    params = SamplingParams(max_tokens=20, temperature=0, ignore_eos=True)
+    ref = LLM(folder, dtype="float32", mode="sequential", num_kv_blocks=256).generate(prompts, params)
+    got = LLM(folder, dtype="float32", mode="pdmux", pdmux_prefill_tokens=64, num_kv_blocks=256, **policy).generate(prompts, params)
+    assert [o.token_ids for o in got] == [o.token_ids for o in ref]
+
+
+def test_no_hang_or_race_over_ten_thousand_steps(folder):
+    """Requests arrive while others decode, so prefill blocks and decode steps interleave in every
+    way; greedy tokens must still equal the sequential engine's."""
+    rng = random.Random(0)
+    requests = [([rng.randrange(3, 290) for _ in range(rng.randint(1, 300))], rng.randint(1, 60)) for _ in range(900)]
+    llm = LLM(folder, dtype="float32", mode="pdmux", pdmux_prefill_tokens=512, num_kv_blocks=400, max_num_seqs=64)
+    engine, outputs, pending = llm.engine, {}, list(enumerate(requests))
+    while (pending or engine.has_unfinished()) and engine.num_steps < 20000:
+        if pending and rng.random() < 0.09:  # about 11 steps between arrivals: >= 10,000 steps in all
+            i, (prompt, n) = pending.pop(0)
+            engine.add_request(prompt, SamplingParams(max_tokens=n, temperature=0, ignore_eos=True), request_id=str(i))
+        for out in engine.step():
+            outputs[int(out.request_id)] = out.token_ids
+    assert engine.num_steps >= 10000 and len(outputs) == len(requests)
+    ref = LLM(folder, dtype="float32", mode="sequential", num_kv_blocks=400, max_num_seqs=64).generate(
+        [p for p, _ in requests], [SamplingParams(max_tokens=n, temperature=0, ignore_eos=True) for _, n in requests])
+    assert [outputs[i] for i in range(len(requests))] == [o.token_ids for o in ref]
