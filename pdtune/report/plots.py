@@ -45,3 +45,62 @@ def plot_kernel_bench(result, out_dir: str) -> list[str]:
     fig.savefig(paths[-1], dpi=120)
     plt.close(fig)
     return paths
+
+
+def _cdf(ax, values, label):
+    values = sorted(v for v in values if v is not None)
+    if values:
+        ax.plot([v * 1e3 for v in values], [(i + 1) / len(values) for i in range(len(values))], label=label)
+
+
+def _last_run_per_mode(report: dict) -> dict[str, dict]:
+    return {run["mode"]: run for run in report["runs"]}
+
+
+def plot_bench(report: dict, out_dir: str) -> list[str]:
+    """Latency CDFs per mode, SLO attainment vs rate per mode (goodput sweeps), and a timeline
+    of TTFT and TPOT over each mode's run."""
+    paths = []
+    runs = _last_run_per_mode(report)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for mode, run in runs.items():
+        ok = [r for r in run["records"] if r["error"] is None]
+        _cdf(axes[0], [r["ttft_s"] for r in ok], mode)
+        _cdf(axes[1], [r["tpot_s"] for r in ok], mode)
+    for ax, name in zip(axes, ("TTFT", "TPOT")):
+        ax.set(xlabel=f"{name} (ms)", ylabel="share of requests", xscale="log", title=f"{name} CDF")
+        ax.legend(fontsize=8)
+    paths.append(os.path.join(out_dir, "latency-cdf.png"))
+    fig.tight_layout()
+    fig.savefig(paths[-1], dpi=110)
+    plt.close(fig)
+
+    if report.get("goodput"):
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for mode, gp in report["goodput"].items():
+            points = sorted(gp["points"])
+            ax.plot([p[0] for p in points], [p[1] for p in points], "o-", label=f"{mode} (goodput {gp['goodput']:.2f} req/s)")
+        target = next(iter(report["goodput"].values()))["target"]
+        ax.axhline(target, color="grey", linestyle="--", linewidth=1)
+        ax.set(xlabel="request rate (req/s)", ylabel="SLO attainment", ylim=(0, 1.05),
+               title=f"SLO attainment vs rate ({report['config']['slo']})")
+        ax.legend(fontsize=8)
+        paths.append(os.path.join(out_dir, "attainment-vs-rate.png"))
+        fig.tight_layout()
+        fig.savefig(paths[-1], dpi=110)
+        plt.close(fig)
+
+    fig, axes = plt.subplots(2, 1, figsize=(9, 6), sharex=True)
+    for mode, run in runs.items():
+        ok = [r for r in run["records"] if r["error"] is None]
+        axes[0].plot([r["arrival_s"] for r in ok], [r["ttft_s"] * 1e3 for r in ok], ".", label=mode, markersize=3)
+        tp = [r for r in ok if r["tpot_s"] is not None]
+        axes[1].plot([r["arrival_s"] for r in tp], [r["tpot_s"] * 1e3 for r in tp], ".", label=mode, markersize=3)
+    axes[0].set(ylabel="TTFT (ms)", yscale="log", title="Latency over the run (by arrival time)")
+    axes[1].set(ylabel="TPOT (ms)", xlabel="arrival (s from start)")
+    axes[0].legend(fontsize=8)
+    paths.append(os.path.join(out_dir, "timeline.png"))
+    fig.tight_layout()
+    fig.savefig(paths[-1], dpi=110)
+    plt.close(fig)
+    return paths

@@ -129,6 +129,15 @@ class BlockManager:
                 block.hash = h
                 self.cached[h] = block.block_id
 
+    def reset_prefix_cache(self) -> None:
+        """Forgets every cached prefix and the hit counters, so benchmark runs start cold alike."""
+        if self.num_free_blocks != self.num_blocks:
+            raise RuntimeError("the prefix cache can only be reset while no request holds blocks")
+        for block in self.blocks:
+            block.hash = None
+        self.cached.clear()
+        self.prefix_queries = self.prefix_hits = 0
+
     def free_sequence(self, seq: Sequence) -> None:
         for block_id in reversed(seq.block_table):  # tail first, so the prefix is evicted last
             block = self.blocks[block_id]

@@ -1,0 +1,160 @@
+"""bench: one workload served by several modes, one engine per mode, results saved together."""
+
+from __future__ import annotations
+
+import dataclasses
+import gc
+import json
+import os
+import time
+from dataclasses import dataclass
+
+import torch
+
+from pdtune.bench.serve import Progress, RunResult, serve_closed_loop, serve_open_loop
+from pdtune.bench.summary import GoodputResult, attainment, find_goodput, summarize_run
+from pdtune.config import EngineConfig
+from pdtune.engine import Engine
+from pdtune.errors import InputFileError, InvalidRequestError
+from pdtune.perf.environment import environment
+from pdtune.request.sampling import SamplingParams
+from pdtune.slo import SLO
+from pdtune.workloads.arrivals import apply_arrivals
+from pdtune.workloads.generators import GENERATORS
+from pdtune.workloads.loaders import trace_file
+from pdtune.workloads.request import Workload, load_workload
+from pdtune.workloads.traces import TRACES
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    engine: EngineConfig
+    modes: tuple[str, ...]  # "chunked", "pdmux", or "pdmux:sglang" for a mode with a pdmux policy
+    workload: str  # generator name, shipped trace name, or a file (saved workload or trace)
+    num_requests: int = 200
+    rate: float | None = None  # open loop, requests/s; None replays the trace's own times
+    burstiness: float = 1.0  # 1 is Poisson; gamma arrivals otherwise
+    concurrency: int | None = None  # closed loop with this many users instead
+    time_scale: float = 1.0
+    seed: int = 0
+    max_prompt_len: int | None = None
+    max_output_len: int | None = None
+    slo: SLO | None = None
+    goodput: bool = False
+    attainment_target: float = 0.9
+    goodput_iterations: int = 4
+    warmup_requests: int = 4
+
+
+def build_workload(cfg: BenchConfig, vocab_size: int) -> Workload:
+    kw = dict(vocab_size=vocab_size, seed=cfg.seed, max_prompt_len=cfg.max_prompt_len, max_output_len=cfg.max_output_len)
+    if cfg.workload in GENERATORS:
+        return GENERATORS[cfg.workload](num_requests=cfg.num_requests, **kw)
+    if cfg.workload in TRACES:
+        return TRACES[cfg.workload](cfg.workload, time_scale=cfg.time_scale, limit=cfg.num_requests, **kw)
+    if not os.path.isfile(cfg.workload):
+        raise InputFileError(f"workload {cfg.workload!r} is neither a generator ({', '.join(GENERATORS)}), "
+                             f"a shipped trace ({', '.join(TRACES)}) nor a file")
+    with open(cfg.workload) as f:
+        first = f.readline()
+    if '"requests"' in first or '"metadata"' in first or '"name"' in first:
+        return load_workload(cfg.workload)
+    return trace_file(cfg.workload, time_scale=cfg.time_scale, limit=cfg.num_requests, **kw)
+
+
+def _timed(workload: Workload, cfg: BenchConfig, rate: float | None) -> Workload:
+    if rate is None:
+        return workload
+    process = "poisson" if cfg.burstiness == 1.0 else "gamma"
+    return apply_arrivals(workload, process, rate=rate, burstiness=cfg.burstiness, seed=cfg.seed)
+
+
+def _fresh_engine(config: EngineConfig, previous: Engine | None) -> Engine:
+    if previous is not None:
+        del previous
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    return Engine(config)
+
+
+def _run(engine: Engine, label: str, workload: Workload, cfg: BenchConfig, rate: float | None,
+         progress: Progress | None) -> RunResult:
+    engine.block_manager.reset_prefix_cache()
+    engine.scheduler.num_preemptions = 0
+    if cfg.concurrency:
+        result = serve_closed_loop(engine, workload.requests, cfg.concurrency, progress)
+    else:
+        result = serve_open_loop(engine, workload.requests, rate, progress)
+    result.mode = label
+    result.extra["preemptions"] = engine.scheduler.num_preemptions
+    return result
+
+
+def _engine_config(base: EngineConfig, label: str) -> EngineConfig:
+    mode, _, policy = label.partition(":")
+    return dataclasses.replace(base, mode=mode, **({"pdmux_policy": policy} if policy else {}))
+
+
+def _warm_up(engine: Engine, workload: Workload, n: int) -> None:
+    """Compiles kernels for the workload's shapes before anything is timed."""
+    for req in workload.requests[:n]:
+        try:
+            engine.add_request(req.prompt_token_ids, SamplingParams(max_tokens=4, temperature=0.0, ignore_eos=True),
+                               request_id=f"warmup-{req.request_id}")
+        except InvalidRequestError:
+            continue  # the timed run records it as a failed request
+    while engine.has_unfinished():
+        engine.step()
+
+
+def run_bench(cfg: BenchConfig, progress_factory=None) -> dict:
+    """Returns (and the caller saves) config, environment, and per mode: summaries, goodput
+    sweep points and per-request records."""
+    runs, goodputs, engine, workload = [], {}, None, None
+    for label in cfg.modes:
+        engine = _fresh_engine(_engine_config(cfg.engine, label), engine)
+        if workload is None:
+            workload = build_workload(cfg, engine.loaded.arch.vocab_size)
+        _warm_up(engine, workload, cfg.warmup_requests)
+        progress = progress_factory(label) if progress_factory else None
+        if cfg.goodput:
+            def attainment_at(rate: float) -> float:
+                result = _run(engine, label, _timed(workload, cfg, rate), cfg, rate, progress)
+                runs.append(result)
+                return attainment(result, cfg.slo)
+
+            start = cfg.rate or max(0.1, len(workload) / max(workload.duration, 1e-9) / 4)
+            gp: GoodputResult = find_goodput(attainment_at, start, cfg.attainment_target, cfg.goodput_iterations)
+            goodputs[label] = dataclasses.asdict(gp)
+        else:
+            runs.append(_run(engine, label, _timed(workload, cfg, cfg.rate), cfg, cfg.rate, progress))
+    return {
+        "kind": "pdtune-bench",
+        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "environment": environment(),
+        "config": {**dataclasses.asdict(cfg), "engine": dataclasses.asdict(cfg.engine),
+                   "slo": str(cfg.slo) if cfg.slo else None},
+        "workload": {"name": workload.name, "requests": len(workload), "metadata": workload.metadata,
+                     "mean_prompt_len": workload.mean_prompt_len, "mean_output_len": workload.mean_output_len},
+        "summaries": [summarize_run(r, cfg.slo) for r in runs],
+        "goodput": goodputs,
+        "runs": [r.to_dict() for r in runs],
+    }
+
+
+def save_bench(report: dict, out_dir: str) -> list[str]:
+    """JSON with everything, CSV of per-request records and of summaries, PNG plots."""
+    import pandas as pd
+
+    from pdtune.report.plots import plot_bench
+
+    os.makedirs(out_dir, exist_ok=True)
+    paths = [os.path.join(out_dir, n) for n in ("bench.json", "requests.csv", "summary.csv")]
+    with open(paths[0], "w") as f:
+        json.dump(report, f, indent=1, default=str)
+    rows = [{"mode": run["mode"], "rate": run["rate"], **{k: v for k, v in rec.items() if k not in ("itl_s", "token_times_s")}}
+            for run in report["runs"] for rec in run["records"]]
+    pd.DataFrame(rows).to_csv(paths[1], index=False)
+    pd.json_normalize(report["summaries"]).to_csv(paths[2], index=False)
+    return paths + plot_bench(report, out_dir)

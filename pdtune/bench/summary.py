@@ -1,0 +1,75 @@
+"""Per-run figures: throughput, latency percentiles, SLO attainment; and goodput by bisection."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from pdtune.bench.serve import RunResult
+from pdtune.metrics import latency_summary
+from pdtune.slo import SLO
+
+
+def attainment(result: RunResult, slo: SLO) -> float:
+    """Share of all requests (failed ones count as misses) that met both TTFT and TPOT."""
+    if not result.records:
+        return 0.0
+    return sum(r.error is None and slo.met(r.ttft_s, r.tpot_s) for r in result.records) / len(result.records)
+
+
+def summarize_run(result: RunResult, slo: SLO | None) -> dict:
+    ok = [r for r in result.records if r.error is None]
+    out_tokens = sum(r.output_tokens for r in ok)
+    summary = {
+        "mode": result.mode, "rate": result.rate, "concurrency": result.concurrency,
+        "requests": len(result.records), "failed": len(result.records) - len(ok),
+        "wall_s": result.wall_s, "request_throughput": len(ok) / result.wall_s if result.wall_s else 0.0,
+        "output_tokens_per_s": out_tokens / result.wall_s if result.wall_s else 0.0,
+        "prefix_cache_hit_rate": result.prefix_cache_hit_rate, "steps": result.steps,
+        "harness_overhead": result.harness_overhead,
+        "ttft_s": latency_summary([r.ttft_s for r in ok]),
+        "tpot_s": latency_summary([r.tpot_s for r in ok if r.tpot_s is not None]),
+        "itl_s": latency_summary([x for r in ok for x in r.itl_s]),
+        "e2e_s": latency_summary([r.e2e_s for r in ok]),
+    }
+    if slo is not None:
+        summary["slo"] = str(slo)
+        summary["slo_attainment"] = attainment(result, slo)
+    return summary
+
+
+@dataclass
+class GoodputResult:
+    goodput: float  # highest rate (req/s) found whose attainment reached the target; 0 if none
+    target: float
+    points: list[tuple[float, float]]  # (rate, attainment) of every run made
+
+
+def find_goodput(attainment_at: Callable[[float], float], start_rate: float, target: float = 0.9,
+                 iterations: int = 5, max_doublings: int = 8) -> GoodputResult:
+    """Doubles the rate from `start_rate` until attainment drops below `target`, then bisects
+    between the last good and first bad rate. Assumes attainment falls as the rate grows."""
+    points: list[tuple[float, float]] = []
+
+    def run(rate: float) -> bool:
+        a = attainment_at(rate)
+        points.append((rate, a))
+        return a >= target
+
+    good, bad = 0.0, None
+    rate = start_rate
+    for _ in range(max_doublings):
+        if run(rate):
+            good, rate = rate, rate * 2
+        else:
+            bad = rate
+            break
+    if bad is None:
+        return GoodputResult(good, target, points)
+    for _ in range(iterations):
+        mid = (good + bad) / 2
+        if run(mid):
+            good = mid
+        else:
+            bad = mid
+    return GoodputResult(good, target, points)

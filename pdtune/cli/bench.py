@@ -1,0 +1,70 @@
+"""`pdtune bench`: serve a workload per mode, report TTFT/TPOT, SLO attainment and goodput."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+from pdtune.cli import options as o
+from pdtune.cli.errors import user_errors
+
+
+def bench(
+    workload: Annotated[str, typer.Option(help="Generator (sharegpt, loogle, mooncake-conversation, toolagent, "
+                                               "openthoughts, random), shipped trace (azure-code, azure-conv, "
+                                               "mooncake-conversation, mooncake-synthetic) or a file.")] = "sharegpt",
+    mode: Annotated[str, typer.Option("--mode", help="Modes to compare, comma-separated.")] = "chunked,pdmux",
+    num_requests: Annotated[int, typer.Option(help="Requests in the workload.")] = 200,
+    rate: Annotated[Optional[float], typer.Option(help="Open-loop request rate (req/s); default: the trace's times.")] = None,
+    burstiness: Annotated[float, typer.Option(help="Gamma shape of arrival gaps; 1 is Poisson.")] = 1.0,
+    concurrency: Annotated[Optional[int], typer.Option(help="Closed loop with this many users instead.")] = None,
+    time_scale: Annotated[float, typer.Option(help="Trace replay: multiply recorded times by this.")] = 1.0,
+    slo: Annotated[Optional[str], typer.Option(help="SLO, e.g. ttft=2s,tpot=30ms.")] = None,
+    goodput: Annotated[bool, typer.Option(help="Find the highest rate meeting the SLO (rate sweep + bisection).")] = False,
+    attainment: Annotated[float, typer.Option(help="Share of requests that must meet the SLO.")] = 0.9,
+    max_prompt_len: Annotated[Optional[int], typer.Option(help="Clamp prompts to this many tokens.")] = None,
+    max_output_len: Annotated[Optional[int], typer.Option(help="Clamp outputs to this many tokens.")] = None,
+    seed: Annotated[int, typer.Option(help="Workload and arrival seed.")] = 0,
+    model: o.Model = None, load_format: o.LoadFormat = None, dtype: o.Dtype = None, device: o.Device = None,
+    config: o.ConfigFile = None, num_kv_blocks: o.NumKvBlocks = None, kv_cache_gb: o.KvCacheGb = None,
+    gpu_memory_utilization: o.GpuMemoryUtilization = None, max_num_seqs: o.MaxNumSeqs = None,
+    max_num_batched_tokens: o.MaxNumBatchedTokens = None, max_model_len: o.MaxModelLen = None,
+    pdmux_policy: Annotated[Optional[str], typer.Option(help="pdmux planner: adaptive, static or sglang.")] = None,
+    dispatch: Annotated[Optional[str], typer.Option(help="Prefill admission order: edf or fcfs.")] = None,
+    trace: Annotated[Optional[str], typer.Option(help="pdmux: write every step decision to this JSONL.")] = None,
+    out: Annotated[Optional[str], typer.Option("--out", help="Result folder (default results/bench-<workload>-<time>).")] = None,
+) -> None:
+    """Serve a workload in-process and report latency, SLO attainment and goodput per mode."""
+    console = Console()
+    with user_errors(console):
+        from pdtune.bench.runner import BenchConfig, run_bench, save_bench
+        from pdtune.config import build_engine_config
+        from pdtune.errors import PdtuneError
+        from pdtune.report.bench_report import LiveBenchProgress, bench_table, goodput_table
+        from pdtune.slo import parse_slo
+
+        parsed_slo = parse_slo(slo) if slo else None
+        if parsed_slo is not None:
+            slo_ms = dict(slo_ttft_ms=parsed_slo.ttft_s * 1e3, slo_tpot_ms=parsed_slo.tpot_s * 1e3)
+        else:
+            slo_ms = {}
+        if goodput and parsed_slo is None:
+            raise PdtuneError("--goodput needs --slo, e.g. --slo ttft=2s,tpot=30ms")
+        engine = build_engine_config(
+            config, model=model, load_format=load_format, dtype=dtype, device=device, num_kv_blocks=num_kv_blocks,
+            kv_cache_gb=kv_cache_gb, gpu_memory_utilization=gpu_memory_utilization, max_num_seqs=max_num_seqs,
+            max_num_batched_tokens=max_num_batched_tokens, max_model_len=max_model_len, pdmux_policy=pdmux_policy,
+            dispatch=dispatch, trace_path=trace, **slo_ms,
+        )
+        modes = tuple(m.strip() for m in mode.split(",") if m.strip())
+        cfg = BenchConfig(engine, modes, workload, num_requests, rate, burstiness, concurrency, time_scale, seed,
+                          max_prompt_len, max_output_len, parsed_slo, goodput, attainment)
+        report = run_bench(cfg, lambda m: LiveBenchProgress(console, m))
+        folder = out or os.path.join("results", f"bench-{os.path.basename(workload)}-{time.strftime('%Y%m%d-%H%M%S')}")
+        paths = save_bench(report, folder)
+        console.print(goodput_table(report) if goodput else bench_table(report))
+        console.print(f"saved {', '.join(os.path.basename(p) for p in paths)} in {folder}")

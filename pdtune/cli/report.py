@@ -1,0 +1,50 @@
+"""`pdtune report`: re-render tables and plots from saved bench results, side by side."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+from pdtune.cli.errors import user_errors
+
+
+def report(
+    results: Annotated[list[str], typer.Argument(help="bench.json files (or their folders).")],
+    out: Annotated[Optional[str], typer.Option("--out", help="Folder for the re-rendered plots.")] = None,
+) -> None:
+    """Tables of each saved run, then one table comparing them all; plots again with --out."""
+    console = Console()
+    with user_errors(console):
+        import os
+
+        from pdtune.errors import InputFileError
+        from pdtune.report.bench_report import bench_table, goodput_table
+        from pdtune.report.plots import plot_bench
+
+        loaded = []
+        for path in results:
+            file = os.path.join(path, "bench.json") if os.path.isdir(path) else path
+            try:
+                with open(file) as f:
+                    data = json.load(f)
+            except (OSError, json.JSONDecodeError) as exc:
+                raise InputFileError(f"{file}: not a readable bench result ({exc})") from exc
+            if data.get("kind") != "pdtune-bench":
+                raise InputFileError(f"{file}: not a pdtune bench result")
+            loaded.append((file, data))
+        for file, data in loaded:
+            console.print(bench_table(data, title=file))
+            if data.get("goodput"):
+                console.print(goodput_table(data))
+        if len(loaded) > 1:
+            combined = dict(loaded[0][1], summaries=[s for _, d in loaded for s in d["summaries"]])
+            console.print(bench_table(combined, title="all runs side by side"))
+        if out:
+            os.makedirs(out, exist_ok=True)
+            for i, (_, data) in enumerate(loaded):
+                sub = os.path.join(out, str(i)) if len(loaded) > 1 else out
+                os.makedirs(sub, exist_ok=True)
+                console.print(f"plots: {', '.join(plot_bench(data, sub))}")

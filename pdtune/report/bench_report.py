@@ -1,0 +1,75 @@
+"""Rich display for bench: live progress per mode and the final table, one column per run."""
+
+from __future__ import annotations
+
+import time
+
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from pdtune.metrics import percentile
+
+
+class LiveBenchProgress:
+    """Requests done, current request and token rates, running p90 TTFT and TPOT."""
+
+    def __init__(self, console: Console, mode: str):
+        self.console, self.mode = console, mode
+        self.live = Live(console=console, transient=True, refresh_per_second=4)
+        self.start = time.perf_counter()
+
+    def update(self, done: int, total: int, records) -> None:
+        if not self.live.is_started:
+            self.live.start()
+            self.start = time.perf_counter()
+        ok = [r for r in records if r.error is None]
+        elapsed = max(time.perf_counter() - self.start, 1e-9)
+        ttft = percentile([r.ttft_s for r in ok], 90) * 1e3 if ok else float("nan")
+        tpots = [r.tpot_s for r in ok if r.tpot_s is not None]
+        tpot = percentile(tpots, 90) * 1e3 if tpots else float("nan")
+        self.live.update(f"[bold]{self.mode}[/]: {done}/{total} requests, {len(ok) / elapsed:.2f} req/s, "
+                         f"{sum(r.output_tokens for r in ok) / elapsed:,.0f} out tok/s, "
+                         f"p90 TTFT {ttft:,.0f} ms, p90 TPOT {tpot:,.1f} ms")
+        if done >= total:
+            self.live.stop()
+
+
+def _ms(d: dict, key: str) -> str:
+    v = d[key]
+    return "-" if v != v else f"{v * 1e3:,.1f}"
+
+
+def bench_table(report: dict, title: str | None = None) -> Table:
+    table = Table(title=title or f"bench: {report['workload']['name']} ({report['workload']['requests']} requests)")
+    table.add_column("")
+    runs = report["summaries"]
+    for s in runs:
+        load = f"{s['rate']:.2f} req/s" if s["rate"] else (f"{s['concurrency']} users" if s["concurrency"] else "trace")
+        table.add_column(f"{s['mode']}\n{load}", justify="right")
+    rows = [
+        ("requests (failed)", lambda s: f"{s['requests']} ({s['failed']})"),
+        ("throughput req/s", lambda s: f"{s['request_throughput']:.2f}"),
+        ("output tok/s", lambda s: f"{s['output_tokens_per_s']:,.0f}"),
+        ("prefix-cache hit rate", lambda s: f"{s['prefix_cache_hit_rate']:.1%}"),
+    ]
+    for metric in ("ttft_s", "tpot_s", "itl_s", "e2e_s"):
+        for q in ("p50", "p90", "p99"):
+            rows.append((f"{metric[:-2].upper()} {q} (ms)", lambda s, m=metric, q=q: _ms(s[m], q)))
+    if runs and "slo_attainment" in runs[0]:
+        rows.append((f"SLO attainment ({runs[0]['slo']})", lambda s: f"{s['slo_attainment']:.1%}"))
+    rows.append(("harness overhead / step", lambda s: f"{s['harness_overhead']:.2%}"))
+    for name, fn in rows:
+        table.add_row(name, *(fn(s) for s in runs))
+    return table
+
+
+def goodput_table(report: dict) -> Table:
+    """One row per mode: the goodput and the attainment at every rate the sweep tried."""
+    table = Table(title=f"goodput ({report['config']['slo']}, attainment >= {next(iter(report['goodput'].values()))['target']:.0%})")
+    table.add_column("mode")
+    table.add_column("goodput req/s", justify="right")
+    table.add_column("rate: attainment")
+    for mode, g in report["goodput"].items():
+        table.add_row(mode, f"{g['goodput']:.2f}", ", ".join(f"{r:.2f}: {a:.0%}" for r, a in sorted(g["points"])))
+    return table

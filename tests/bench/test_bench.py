@@ -1,0 +1,112 @@
+"""bench: metrics on hand-made timelines, goodput bisection, SLO parsing, open-loop timing, CLI errors."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from pdtune.bench.serve import RequestRecord, RunResult, serve_open_loop
+from pdtune.bench.summary import attainment, find_goodput, summarize_run
+from pdtune.cli.app import app
+from pdtune.engine import Engine
+from pdtune.config import EngineConfig
+from pdtune.errors import PdtuneError
+from pdtune.request.output import RequestMetrics, RequestOutput
+from pdtune.slo import SLO, parse_slo
+from pdtune.workloads.request import WorkloadRequest
+
+
+def record(rid, arrival, token_times, error=None):
+    out = RequestOutput(rid, [1, 2, 3], list(range(len(token_times))), "", "length", None,
+                        RequestMetrics(arrival, token_times[0], token_times[-1], 0, 0), token_times)
+    rec = RequestRecord.from_output(out, start=100.0)
+    rec.error = error
+    return rec
+
+
+def test_metrics_of_a_hand_made_timeline():
+    # arrivals at 100.0 (run start) + offsets; token times absolute
+    a = record("a", 100.0, [100.5, 100.6, 100.7])  # TTFT 0.5, TPOT 0.1
+    b = record("b", 101.0, [101.2, 101.5])  # TTFT 0.2, TPOT 0.3
+    c = record("c", 102.0, [103.0])  # TTFT 1.0, one token: no TPOT
+    assert (a.ttft_s, a.tpot_s, a.e2e_s) == pytest.approx((0.5, 0.1, 0.7))
+    assert a.itl_s == pytest.approx([0.1, 0.1]) and b.arrival_s == pytest.approx(1.0)
+    run = RunResult("chunked", 1.0, None, [a, b, c], wall_s=4.0, steps=10, engine_s=2.0, harness_s=0.02,
+                    prefix_cache_hit_rate=0.0)
+    s = summarize_run(run, SLO(ttft_s=0.6, tpot_s=0.2))
+    assert s["ttft_s"]["p50"] == pytest.approx(0.5) and s["ttft_s"]["p90"] == pytest.approx(0.9)
+    assert s["tpot_s"]["p50"] == pytest.approx(0.2) and s["e2e_s"]["mean"] == pytest.approx((0.7 + 0.5 + 1.0) / 3)
+    assert s["output_tokens_per_s"] == pytest.approx(6 / 4.0) and s["request_throughput"] == pytest.approx(0.75)
+    assert s["slo_attainment"] == pytest.approx(1 / 3)  # a meets both; b misses TPOT; c misses TTFT
+    assert s["harness_overhead"] == pytest.approx(0.01)
+    failed = record("d", 100.0, [100.1], error="prompt too long")
+    assert attainment(RunResult("x", 1.0, None, [a, failed], 1, 1, 1, 0, 0), SLO(1, 1)) == 0.5
+
+
+def test_goodput_bisection_finds_a_known_threshold():
+    seen = []
+
+    def fake_engine(rate):
+        seen.append(rate)
+        return 0.95 if rate <= 7.3 else 0.5
+
+    g = find_goodput(fake_engine, start_rate=1.0, target=0.9, iterations=6)
+    assert 7.0 <= g.goodput <= 7.3 and seen[:4] == [1.0, 2.0, 4.0, 8.0]
+    assert find_goodput(lambda r: 0.0, 1.0, iterations=3).goodput == 0.0
+
+
+@pytest.mark.parametrize("text,expected", [("ttft=200ms,tpot=20ms", (0.2, 0.02)), ("tpot=0.05s, ttft=2s", (2.0, 0.05))])
+def test_slo_strings(text, expected):
+    slo = parse_slo(text)
+    assert (slo.ttft_s, slo.tpot_s) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("bad", ["ttft=200", "ttft=200ms", "ttft=1ms,tpot=2ms,ttft=3ms", "latency=3ms,tpot=2ms", ""])
+def test_malformed_slo_gets_a_clear_error(bad):
+    with pytest.raises(PdtuneError, match="bad SLO"):
+        parse_slo(bad)
+
+
+def test_open_loop_arrivals_follow_the_clock():
+    engine = Engine(EngineConfig(model="tiny", load_format="dummy", num_kv_blocks=64))
+    reqs = [WorkloadRequest(str(i), 0.15 * i, list(range(5, 25)), 4) for i in range(4)]
+    run = serve_open_loop(engine, reqs, rate=None)
+    by_id = {r.request_id: r for r in run.records}
+    for i in range(4):
+        rec = by_id[str(i)]
+        assert rec.arrival_s == pytest.approx(0.15 * i, abs=1e-6)
+        assert rec.token_times_s[0] >= 0.15 * i  # no token before the request arrived
+        assert rec.output_tokens == 4 and rec.ttft_s > 0
+    assert run.wall_s >= 0.45
+
+
+runner = CliRunner()
+TINY = ["--model", "tiny", "--load-format", "dummy", "--num-kv-blocks", "64"]
+
+
+def test_bench_cli_compares_modes_and_saves_results(tmp_path):
+    out = tmp_path / "res"
+    result = runner.invoke(app, ["bench", "--workload", "random", "--num-requests", "6", "--rate", "50",
+                                 "--mode", "chunked,pdmux:sglang", "--slo", "ttft=5s,tpot=1s",
+                                 "--max-prompt-len", "64", "--max-output-len", "8", "--out", str(out), *TINY])
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "bench.json").read_text())
+    assert [s["mode"] for s in report["summaries"]] == ["chunked", "pdmux:sglang"]
+    assert all(s["requests"] == 6 and s["slo_attainment"] == 1.0 for s in report["summaries"])
+    assert {"latency-cdf.png", "timeline.png", "requests.csv", "summary.csv"} <= {p.name for p in out.iterdir()}
+    again = runner.invoke(app, ["report", str(out)])
+    assert again.exit_code == 0 and "pdmux:sglang" in again.output
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--slo", "ttft=fast"], "bad SLO"),
+    (["--goodput"], "--goodput needs --slo"),
+    (["--workload", "no-such-thing"], "neither a generator"),
+    (["--workload", "BADFILE"], ":2:"),
+])
+def test_bench_user_errors(tmp_path, args, message):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"name": "w", "metadata": {}}) + "\n{not json\n")
+    args = [str(bad) if a == "BADFILE" else a for a in args]
+    result = runner.invoke(app, ["bench", *args, *TINY, "--out", str(tmp_path / "o")])
+    assert result.exit_code == 1 and message in result.output and "Traceback" not in result.output

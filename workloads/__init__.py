@@ -1,0 +1,1 @@
+"""Request workloads for benchmarks: generators fitted to published traces, real traces, user files."""
