@@ -69,13 +69,12 @@ def _timed(workload: Workload, cfg: BenchConfig, rate: float | None) -> Workload
     return apply_arrivals(workload, process, rate=rate, burstiness=cfg.burstiness, seed=cfg.seed)
 
 
-def _fresh_engine(config: EngineConfig, previous: Engine | None) -> Engine:
-    if previous is not None:
-        del previous
-        gc.collect()
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-    return Engine(config)
+def _release_gpu_memory() -> None:
+    """After the last reference to an engine is dropped: its weights, KV pool and graphs go back."""
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+        torch.cuda.empty_cache()
 
 
 def _run(engine: Engine, label: str, workload: Workload, cfg: BenchConfig, rate: float | None,
@@ -113,7 +112,9 @@ def run_bench(cfg: BenchConfig, progress_factory=None) -> dict:
     sweep points and per-request records."""
     runs, goodputs, engine, workload = [], {}, None, None
     for label in cfg.modes:
-        engine = _fresh_engine(_engine_config(cfg.engine, label), engine)
+        engine = None  # one engine at a time: two 8B engines do not fit one GPU
+        _release_gpu_memory()
+        engine = Engine(_engine_config(cfg.engine, label))
         if workload is None:
             workload = build_workload(cfg, engine.loaded.arch.vocab_size)
         _warm_up(engine, workload, cfg.warmup_requests)

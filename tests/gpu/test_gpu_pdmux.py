@@ -51,20 +51,36 @@ def test_pdmux_gives_the_same_greedy_tokens_as_sequential(folder, policy):
     assert [o.token_ids for o in got] == [o.token_ids for o in ref]
 
 
+def first_divergence(got, ref):
+    return next((i for i, (a, b) in enumerate(zip(got, ref)) if a != b), None)
+
+
 def test_no_hang_or_race_over_ten_thousand_steps(folder):
     """Requests arrive while others decode, so prefill blocks and decode steps interleave in every
-    way; greedy tokens must still equal the sequential engine's."""
+    way. Tokens must equal the sequential engine's, except where the reference's top two logits
+    are tied to float32 rounding (batch shapes and SM counts change cuBLAS's reduction order):
+    there the multiplexed run must have picked the reference's runner-up, and such ties must be
+    rare. A race (KV written under a reader, a request joining decode early) breaks both."""
     rng = random.Random(0)
     requests = [([rng.randrange(3, 290) for _ in range(rng.randint(1, 300))], rng.randint(1, 60)) for _ in range(900)]
+    params = [SamplingParams(max_tokens=n, temperature=0, ignore_eos=True, logprobs=2) for _, n in requests]
     llm = LLM(folder, dtype="float32", mode="pdmux", pdmux_prefill_tokens=512, num_kv_blocks=400, max_num_seqs=64)
     engine, outputs, pending = llm.engine, {}, list(enumerate(requests))
     while (pending or engine.has_unfinished()) and engine.num_steps < 20000:
         if pending and rng.random() < 0.08:  # about 12 steps between arrivals: over 10,000 steps in all
-            i, (prompt, n) = pending.pop(0)
-            engine.add_request(prompt, SamplingParams(max_tokens=n, temperature=0, ignore_eos=True), request_id=str(i))
+            i, (prompt, _) = pending.pop(0)
+            engine.add_request(prompt, params[i], request_id=str(i))
         for out in engine.step():
             outputs[int(out.request_id)] = out.token_ids
     assert engine.num_steps >= 10000 and len(outputs) == len(requests)
     ref = LLM(folder, dtype="float32", mode="sequential", num_kv_blocks=400, max_num_seqs=64).generate(
-        [p for p, _ in requests], [SamplingParams(max_tokens=n, temperature=0, ignore_eos=True) for _, n in requests])
-    assert [outputs[i] for i in range(len(requests))] == [o.token_ids for o in ref]
+        [p for p, _ in requests], params)
+    ties = 0
+    for i, r in enumerate(ref):
+        at = first_divergence(outputs[i], r.token_ids)
+        if at is None:
+            continue
+        (best, best_lp), (second, second_lp) = r.logprobs[at].top[:2]
+        assert best_lp - second_lp < 1e-4 and outputs[i][at] == second, (i, at, best_lp - second_lp)
+        ties += 1
+    assert ties <= len(requests) // 100, ties
