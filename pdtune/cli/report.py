@@ -39,12 +39,11 @@ def report(
             console.print(bench_table(data, title=file))
             if data.get("goodput"):
                 console.print(goodput_table(data))
+        combined = dict(loaded[0][1], summaries=[s for _, d in loaded for s in d["summaries"]],
+                        runs=[r for _, d in loaded for r in d["runs"]],
+                        goodput={m: g for _, d in loaded for m, g in d.get("goodput", {}).items()})
         if len(loaded) > 1:
-            combined = dict(loaded[0][1], summaries=[s for _, d in loaded for s in d["summaries"]])
             console.print(bench_table(combined, title="all runs side by side"))
         if out:
             os.makedirs(out, exist_ok=True)
-            for i, (_, data) in enumerate(loaded):
-                sub = os.path.join(out, str(i)) if len(loaded) > 1 else out
-                os.makedirs(sub, exist_ok=True)
-                console.print(f"plots: {', '.join(plot_bench(data, sub))}")
+            console.print(f"plots: {', '.join(plot_bench(combined, out))}")
