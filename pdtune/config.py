@@ -93,6 +93,9 @@ def build_engine_config(config_file: str | None = None, **overrides) -> EngineCo
         unknown = sorted(set(data) - known)
         if unknown:
             raise InputFileError(f"{config_file}: unknown settings {unknown}")
+        for key in ("pdmux_splits", "pdmux_static_split"):  # JSON lists -> the tuples the config holds
+            if isinstance(data.get(key), list):
+                data[key] = tuple(tuple(v) if isinstance(v, list) else v for v in data[key])
         values.update(data)
     values.update({k: v for k, v in overrides.items() if v is not None})
     try:

@@ -156,3 +156,15 @@ def test_edf_puts_cached_prefixes_first_when_slack_allows():
     s2.blocks = s.blocks
     p.order_waiting(s2, now)
     assert list(s2.waiting) == [rushed, long_cached]
+
+
+def test_a_static_config_file_drives_pdmux(tmp_path, reference_tokens):
+    from pdtune.config import build_engine_config
+
+    path = tmp_path / "pdmux.json"
+    path.write_text(json.dumps({"engine": {"mode": "pdmux", "pdmux_policy": "static", "pdmux_static_split": [96, 36],
+                                           "pdmux_gang": 1, "pdmux_splits": [[104, 28], [96, 36]]}}))
+    cfg = build_engine_config(str(path), model="tiny", load_format="dummy", pdmux_prefill_tokens=20)
+    assert cfg.pdmux_static_split == (96, 36) and cfg.pdmux_splits == ((104, 28), (96, 36))
+    llm = LLM(**vars(cfg))
+    assert [o.token_ids for o in llm.generate(PROMPTS, GREEDY)] == reference_tokens
