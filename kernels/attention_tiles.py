@@ -46,3 +46,17 @@ def dot_precision(dtype: torch.dtype) -> str:
     """fp32 inputs get exact products (not TF32) so they match the fp32 references;
     16-bit inputs use tensor cores either way."""
     return "ieee" if dtype == torch.float32 else "tf32"
+
+
+def check_paged_operands(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor) -> tuple[int, int, int]:
+    """The launchers' shared checks on q [*, Hq, D] and the paged caches [NB, BS, Hk, D];
+    returns (block_size, n_kv_heads, group)."""
+    assert q.dim() == 3 and q.stride(2) == 1
+    _, n_q_heads, head_dim = q.shape
+    assert k_cache.dim() == 4 and k_cache.shape == v_cache.shape and k_cache.stride() == v_cache.stride()
+    _, block_size, n_kv_heads, _ = k_cache.shape
+    assert k_cache.shape[3] == head_dim and k_cache.stride(3) == 1
+    assert q.dtype == k_cache.dtype == v_cache.dtype
+    assert n_q_heads % n_kv_heads == 0
+    assert head_dim >= 16 and triton.next_power_of_2(head_dim) == head_dim
+    return block_size, n_kv_heads, n_q_heads // n_kv_heads

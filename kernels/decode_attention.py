@@ -7,7 +7,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from .attention_tiles import LOG2E, attend_kv_tiles, dot_precision
+from .attention_tiles import LOG2E, attend_kv_tiles, check_paged_operands, dot_precision
 
 
 @triton.jit
@@ -126,14 +126,8 @@ def paged_decode_attention(
 
     Without num_splits, the split count comes from the block-table width (an upper bound
     of the longest sequence that needs no device sync) and the batch size."""
-    assert q.dim() == 3 and q.stride(2) == 1
     batch, n_q_heads, head_dim = q.shape
-    assert k_cache.dim() == 4 and k_cache.shape == v_cache.shape and k_cache.stride() == v_cache.stride()
-    _, block_size, n_kv_heads, _ = k_cache.shape
-    assert k_cache.shape[3] == head_dim and k_cache.stride(3) == 1
-    assert q.dtype == k_cache.dtype == v_cache.dtype
-    assert n_q_heads % n_kv_heads == 0
-    assert head_dim >= 16 and triton.next_power_of_2(head_dim) == head_dim
+    block_size, n_kv_heads, _ = check_paged_operands(q, k_cache, v_cache)
     assert block_tables.dim() == 2 and block_tables.shape[0] == batch and block_tables.stride(1) == 1
     assert block_tables.dtype in (torch.int32, torch.int64)
     assert seq_lens.shape == (batch,) and seq_lens.dtype == torch.int32 and seq_lens.is_contiguous()

@@ -5,7 +5,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from .attention_tiles import LOG2E, attend_kv_tiles, dot_precision
+from .attention_tiles import LOG2E, attend_kv_tiles, check_paged_operands, dot_precision
 
 
 @triton.jit
@@ -125,14 +125,8 @@ def paged_prefill_attention(
     cu_seqlens_q[b]:cu_seqlens_q[b+1]); each chunk is the last tokens of the first
     seq_lens_k[b] cached tokens and attends causally to them. block_m counts tile rows
     (queries x the group's query heads), block_n keys."""
-    assert q.dim() == 3 and q.stride(2) == 1
     n_tokens, n_q_heads, head_dim = q.shape
-    assert k_cache.dim() == 4 and k_cache.shape == v_cache.shape and k_cache.stride() == v_cache.stride()
-    _, block_size, n_kv_heads, _ = k_cache.shape
-    assert k_cache.shape[3] == head_dim and k_cache.stride(3) == 1
-    assert q.dtype == k_cache.dtype == v_cache.dtype
-    assert n_q_heads % n_kv_heads == 0
-    assert head_dim >= 16 and triton.next_power_of_2(head_dim) == head_dim
+    block_size, n_kv_heads, _ = check_paged_operands(q, k_cache, v_cache)
     num_seqs = seq_lens_k.shape[0]
     assert block_tables.dim() == 2 and block_tables.shape[0] == num_seqs and block_tables.stride(1) == 1
     assert block_tables.dtype in (torch.int32, torch.int64)

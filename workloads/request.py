@@ -79,7 +79,7 @@ def load_workload(path: str | Path) -> Workload:
         raise InputFileError(f"cannot read workload file {path}: {e}") from None
     if not lines:
         raise InputFileError(f"{path}: empty file, expected a header line")
-    header = _json(path, 1, lines[0])
+    header = json_object(path, 1, lines[0])
     if not isinstance(header.get("name"), str) or not isinstance(header.get("metadata"), dict):
         raise InputFileError(f"{path}:1: header must be an object with 'name' (string) and 'metadata' (object)")
     requests: list[WorkloadRequest] = []
@@ -87,7 +87,7 @@ def load_workload(path: str | Path) -> Workload:
     seen: set[str] = set()
     for n, line in enumerate(lines[1:], start=2):
         if line.strip():
-            r = _request(path, n, _json(path, n, line))
+            r = _request(path, n, json_object(path, n, line))
             if r.request_id in seen:
                 raise InputFileError(f"{path}:{n}: duplicate request_id {r.request_id!r}")
             seen.add(r.request_id)
@@ -103,7 +103,8 @@ def load_workload(path: str | Path) -> Workload:
     return Workload(header["name"], requests, header["metadata"])
 
 
-def _json(path: str | Path, n: int, line: str) -> dict:
+def json_object(path: str | Path, n: int, line: str) -> dict:
+    """One line of a JSONL file as an object, or an error naming the file and line."""
     try:
         obj = json.loads(line)
     except ValueError as e:

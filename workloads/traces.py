@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import json
 import math
 from collections.abc import Callable
 from functools import partial
@@ -14,7 +13,7 @@ import numpy as np
 
 from pdtune.errors import InputFileError
 from pdtune.workloads.arrivals import replay
-from pdtune.workloads.request import Workload, WorkloadRequest
+from pdtune.workloads.request import Workload, WorkloadRequest, json_object
 from pdtune.workloads.tokens import check_vocab, hashed_blocks, random_tokens, token_list
 
 TRACE_DIR = Path(__file__).parent / "traces"
@@ -122,12 +121,7 @@ def _timed(name: str, requests: list[WorkloadRequest], times: list[float], time_
 
 
 def _mooncake_record(path: Path, n: int, line: str, block_size: int) -> dict[str, Any]:
-    try:
-        record = json.loads(line)
-    except ValueError as e:
-        raise InputFileError(f"{path}:{n}: not valid JSON ({e})") from None
-    if not isinstance(record, dict):
-        raise InputFileError(f"{path}:{n}: expected a JSON object")
+    record = json_object(path, n, line)
 
     def is_int(v: Any, least: int) -> bool:
         return isinstance(v, int) and not isinstance(v, bool) and v >= least

@@ -10,6 +10,14 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 
+def _save(fig, out_dir: str, name: str) -> str:
+    path = os.path.join(out_dir, name)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 def plot_kernel_bench(result, out_dir: str) -> list[str]:
     """Decode step time vs batch per context with its roofline; prefill throughput vs tokens."""
     paths = []
@@ -25,10 +33,7 @@ def plot_kernel_bench(result, out_dir: str) -> list[str]:
     ax.set(xscale="log", yscale="log", xlabel="decode batch size", ylabel="step time (ms)",
            title=f"Decode step, {result.model} ({result.dtype})")
     ax.legend(fontsize=7)
-    paths.append(os.path.join(out_dir, "decode-step.png"))
-    fig.tight_layout()
-    fig.savefig(paths[-1], dpi=120)
-    plt.close(fig)
+    paths.append(_save(fig, out_dir, "decode-step.png"))
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     tokens = [r["tokens"] for r in result.prefill]
@@ -40,10 +45,7 @@ def plot_kernel_bench(result, out_dir: str) -> list[str]:
     ax.set(xscale="log", xlabel="prefill tokens (one sequence)", ylabel="tokens / s",
            title=f"Prefill throughput, {result.model} ({result.dtype})")
     ax.legend(fontsize=8)
-    paths.append(os.path.join(out_dir, "prefill-throughput.png"))
-    fig.tight_layout()
-    fig.savefig(paths[-1], dpi=120)
-    plt.close(fig)
+    paths.append(_save(fig, out_dir, "prefill-throughput.png"))
     return paths
 
 
@@ -70,10 +72,7 @@ def plot_bench(report: dict, out_dir: str) -> list[str]:
     for ax, name in zip(axes, ("TTFT", "TPOT")):
         ax.set(xlabel=f"{name} (ms)", ylabel="share of requests", xscale="log", title=f"{name} CDF")
         ax.legend(fontsize=8)
-    paths.append(os.path.join(out_dir, "latency-cdf.png"))
-    fig.tight_layout()
-    fig.savefig(paths[-1], dpi=110)
-    plt.close(fig)
+    paths.append(_save(fig, out_dir, "latency-cdf.png"))
 
     if report.get("goodput"):
         fig, ax = plt.subplots(figsize=(6, 4))
@@ -85,10 +84,7 @@ def plot_bench(report: dict, out_dir: str) -> list[str]:
         ax.set(xlabel="request rate (req/s)", ylabel="SLO attainment", ylim=(0, 1.05),
                title=f"SLO attainment vs rate ({report['config']['slo']})")
         ax.legend(fontsize=8)
-        paths.append(os.path.join(out_dir, "attainment-vs-rate.png"))
-        fig.tight_layout()
-        fig.savefig(paths[-1], dpi=110)
-        plt.close(fig)
+        paths.append(_save(fig, out_dir, "attainment-vs-rate.png"))
 
     fig, axes = plt.subplots(2, 1, figsize=(9, 6), sharex=True)
     for mode, run in runs.items():
@@ -99,8 +95,5 @@ def plot_bench(report: dict, out_dir: str) -> list[str]:
     axes[0].set(ylabel="TTFT (ms)", yscale="log", title="Latency over the run (by arrival time)")
     axes[1].set(ylabel="TPOT (ms)", xlabel="arrival (s from start)")
     axes[0].legend(fontsize=8)
-    paths.append(os.path.join(out_dir, "timeline.png"))
-    fig.tight_layout()
-    fig.savefig(paths[-1], dpi=110)
-    plt.close(fig)
+    paths.append(_save(fig, out_dir, "timeline.png"))
     return paths
