@@ -21,6 +21,7 @@ class BatchProgress(Protocol):
     def start(self, total: int, already_done: int) -> None: ...
     def advance(self, completion_tokens: int, failed: bool) -> None: ...
     def warn(self, message: str) -> None: ...
+    def model_ready(self) -> None: ...
 
 
 @dataclass
@@ -70,6 +71,8 @@ def run_batch(input_path: str | Path, output_path: str | Path, make_llm: Callabl
         if todo:
             llm = make_llm()
             start = time.perf_counter()  # throughput and wall time exclude loading the model
+            if progress:
+                progress.model_ready()
             engine = llm.engine
             served = engine.loaded.name
             others = sorted({r.model for r in todo if r.model and r.model != served})

@@ -44,6 +44,9 @@ class RichBatchProgress:
         self.progress.update(self.task, advance=1, rate=f"{rate:,.1f} tok/s",
                              failed=f"[red]{self.failed} failed" if self.failed else "")
 
+    def model_ready(self) -> None:
+        self.start_time = time.perf_counter()  # tokens/s counts serving time, not loading
+
     def warn(self, message: str) -> None:
         self.console.print(f"[yellow]warning:[/] {message}")
 

@@ -98,6 +98,9 @@ class StopAfter:
     def warn(self, message):
         pass
 
+    def model_ready(self):
+        pass
+
     def advance(self, completion_tokens, failed):
         self.n -= 1
         if self.n == 0:
