@@ -23,6 +23,16 @@ class LLM:
         self.engine = Engine(config)
         self.tokenizer = self.engine.tokenizer
 
+    def close(self) -> None:
+        """Stops worker processes (tensor parallelism); the LLM is unusable afterwards."""
+        self.engine.close()
+
+    def __enter__(self) -> "LLM":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
     def encode(self, prompt: Prompt) -> list[int]:
         """Token ids of a text, of chat messages (through the chat template), or as given."""
         if isinstance(prompt, str):

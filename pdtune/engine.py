@@ -9,9 +9,10 @@ import torch
 from pdtune.config import EngineConfig
 from pdtune.errors import InvalidRequestError, PdtuneError
 from pdtune.executor.model_runner import ModelRunner, kv_bytes_per_block
-from pdtune.model.loader import LoadedModel, load_model
 from pdtune.executor.partitions import make_partitions, simulated_partitions
 from pdtune.executor.pdmux import PdmuxExecutor
+from pdtune.executor.tensor_parallel import TPWorkers
+from pdtune.model.loader import LoadedModel, load_model
 from pdtune.planner.pdmux import PdmuxPlanner, StepTimePredictor
 from pdtune.request.output import RequestOutput
 from pdtune.request.sampling import SamplingParams
@@ -46,11 +47,20 @@ def size_kv_pool(loaded: LoadedModel, config: EngineConfig) -> int:
 class Engine:
     def __init__(self, config: EngineConfig):
         self.config = config
-        self.loaded = load_model(config)
-        self.tokenizer = self.loaded.tokenizer
-        self.max_model_len = config.max_model_len or self.loaded.arch.max_position_embeddings
-        self.num_kv_blocks = size_kv_pool(self.loaded, config)
-        self.runner = ModelRunner(self.loaded, config, self.num_kv_blocks, self.max_model_len)
+        self.tp_workers = TPWorkers(config, config.tensor_parallel_size) if config.tensor_parallel_size > 1 else None
+        tp = self.tp_workers.group if self.tp_workers else None
+        try:
+            self.loaded = load_model(config, tp)
+            self.tokenizer = self.loaded.tokenizer
+            self.max_model_len = config.max_model_len or self.loaded.arch.max_position_embeddings
+            self.num_kv_blocks = size_kv_pool(self.loaded, config)
+        except BaseException:
+            if self.tp_workers:
+                self.tp_workers.abort()
+            raise
+        if self.tp_workers:
+            self.tp_workers.start_runners(self.num_kv_blocks, self.max_model_len)
+        self.runner = ModelRunner(self.loaded, config, self.num_kv_blocks, self.max_model_len, tp)
         self.block_manager = BlockManager(self.num_kv_blocks, config.block_size, config.enable_prefix_caching)
         self.scheduler = Scheduler(self.block_manager, config.max_num_seqs, config.max_num_batched_tokens,
                                    self.max_model_len)
@@ -70,6 +80,12 @@ class Engine:
                                  use_graphs=runner.device.type == "cuda" and not config.enforce_eager)
         predictor = StepTimePredictor(self.loaded.arch, self.loaded.dtype.itemsize, total_sms)
         return PdmuxStepper(config, self.scheduler, runner, executor, PdmuxPlanner(config, partitions, predictor))
+
+    def close(self) -> None:
+        """Stops the tensor-parallel worker processes, if any."""
+        if self.tp_workers:
+            self.tp_workers.close()
+            self.tp_workers = None
 
     @property
     def kv_capacity_tokens(self) -> int:

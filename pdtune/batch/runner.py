@@ -102,6 +102,7 @@ def run_batch(input_path: str | Path, output_path: str | Path, make_llm: Callabl
                     if progress:
                         progress.advance(len(out.token_ids), failed=False)
             hit_rate, preemptions = engine.block_manager.hit_rate, engine.scheduler.num_preemptions
+            llm.close()
         else:
             hit_rate, preemptions = 0.0, 0
         summary = summarize(outputs, failed, time.perf_counter() - start, hit_rate, preemptions)

@@ -112,6 +112,8 @@ def run_bench(cfg: BenchConfig, progress_factory=None) -> dict:
     sweep points and per-request records."""
     runs, goodputs, engine, workload = [], {}, None, None
     for label in cfg.modes:
+        if engine is not None:
+            engine.close()
         engine = None  # one engine at a time: two 8B engines do not fit one GPU
         _release_gpu_memory()
         engine = Engine(_engine_config(cfg.engine, label))
@@ -130,6 +132,7 @@ def run_bench(cfg: BenchConfig, progress_factory=None) -> dict:
             goodputs[label] = dataclasses.asdict(gp)
         else:
             runs.append(_run(engine, label, _timed(workload, cfg, cfg.rate), cfg, cfg.rate, progress))
+    engine.close()
     return {
         "kind": "pdtune-bench",
         "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

@@ -28,3 +28,5 @@ MaxNumBatchedTokens = Annotated[Optional[int], typer.Option(
 MaxModelLen = Annotated[Optional[int], typer.Option("--max-model-len", help="Context length (prompt + output).")]
 Seed = Annotated[Optional[int], typer.Option("--seed", help="Seed for dummy weights and unseeded sampling.")]
 
+TensorParallelSize = Annotated[Optional[int], typer.Option(
+    "--tensor-parallel-size", "-tp", help="Processes sharing every layer (CPU/gloo for now).")]

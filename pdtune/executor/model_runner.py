@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
 
 from pdtune.config import EngineConfig
 from pdtune.executor.cuda_graphs import DecodeGraphs
+from pdtune.executor.tensor_parallel import TPGroup, broadcast_step
 from pdtune.model.attention import AttentionMetadata
 from pdtune.model.loader import LoadedModel
 from pdtune.request.sequence import TokenLogprobs
@@ -32,24 +34,26 @@ def _block_tables(chunks: list[ScheduledChunk]) -> torch.Tensor:
 
 
 def kv_bytes_per_block(loaded: LoadedModel, block_size: int) -> int:
-    a = loaded.arch
+    a = loaded.model.local_arch
     return 2 * a.num_layers * block_size * a.num_kv_heads * a.head_dim * loaded.dtype.itemsize
 
 
 class ModelRunner:
-    def __init__(self, loaded: LoadedModel, config: EngineConfig, num_kv_blocks: int, max_model_len: int):
+    def __init__(self, loaded: LoadedModel, config: EngineConfig, num_kv_blocks: int, max_model_len: int,
+                 tp: TPGroup | None = None):
         self.model = loaded.model
         self.device = loaded.device
         self.block_size = config.block_size
         self.sampler = Sampler(self.device, config.seed)
-        a = loaded.arch
+        self.tp = tp
+        a = loaded.model.local_arch
         self.kv_cache = torch.zeros(2, a.num_layers, num_kv_blocks, config.block_size, a.num_kv_heads, a.head_dim,
                                     dtype=loaded.dtype, device=self.device)
         for i, layer in enumerate(self.model.layers):
             layer.self_attn.attn.k_cache = self.kv_cache[0, i]
             layer.self_attn.attn.v_cache = self.kv_cache[1, i]
         self.graphs: DecodeGraphs | None = None  # pdmux captures its own, one set per partition
-        if self.device.type == "cuda" and not config.enforce_eager and config.mode != "pdmux":
+        if self.device.type == "cuda" and not config.enforce_eager and config.mode != "pdmux" and tp is None:
             self.graphs = DecodeGraphs(self.model, config.max_num_seqs, -(-max_model_len // config.block_size))
 
     def prepare(self, plan: StepPlan) -> StepInputs:
@@ -97,7 +101,7 @@ class ModelRunner:
     def _eager_logits(self, inputs: StepInputs) -> torch.Tensor | None:
         input_ids, positions, meta = self.to_device(inputs)
         hidden = self.model(input_ids, positions, meta)
-        if not inputs.sampled_chunks:
+        if not len(inputs.logits_rows):
             return None
         return self.model.compute_logits(hidden[inputs.logits_rows.to(self.device, non_blocking=True)])
 
@@ -116,9 +120,16 @@ class ModelRunner:
         return list(zip(inputs.sampled_chunks, tokens, logprobs))
 
     @torch.inference_mode()
+    def forward(self, inputs: StepInputs) -> torch.Tensor | None:
+        """A tensor-parallel worker's part of a step (rank 0 samples from the gathered logits)."""
+        return self._eager_logits(inputs)
+
+    @torch.inference_mode()
     def run(self, plan: StepPlan) -> list[tuple[ScheduledChunk, int, TokenLogprobs | None]]:
         """Returns the sampled token (and logprobs) of every chunk that reached its sequence's end."""
         inputs = self.prepare(plan)
+        if self.tp is not None:
+            broadcast_step(dataclasses.replace(inputs, chunks=[], sampled_chunks=[]))
         if inputs.meta.num_prefill_tokens == 0:
             return self.sample(inputs, self.decode_logits(inputs, self.graphs))
         return self.sample(inputs, self._eager_logits(inputs))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from pdtune.errors import UnsupportedModelError
@@ -44,6 +44,13 @@ class ModelArch:
     @property
     def kv_size(self) -> int:
         return self.num_kv_heads * self.head_dim
+
+    def sharded(self, tp_size: int) -> "ModelArch":
+        """The per-rank shapes under tensor parallelism: heads, MLP width and vocabulary split."""
+        if tp_size == 1:
+            return self
+        return replace(self, num_heads=self.num_heads // tp_size, num_kv_heads=self.num_kv_heads // tp_size,
+                       intermediate_size=self.intermediate_size // tp_size, vocab_size=self.vocab_size // tp_size)
 
     @classmethod
     def from_hf_config(cls, cfg: dict[str, Any], source: str = "config.json") -> "ModelArch":

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
 import torch
 import torch.nn.functional as F
@@ -11,6 +11,9 @@ from torch import nn
 from pdtune.model.arch import ModelArch
 from pdtune.model.attention import AttentionMetadata, PagedAttention
 from pdtune.model.ops import Ops
+
+if TYPE_CHECKING:
+    from pdtune.executor.tensor_parallel import TPGroup
 
 
 class RMSNorm(nn.Module):
@@ -24,9 +27,9 @@ class RMSNorm(nn.Module):
 
 
 class Attention(nn.Module):
-    def __init__(self, arch: ModelArch, ops: Ops):
+    def __init__(self, arch: ModelArch, ops: Ops, tp: TPGroup | None):
         super().__init__()
-        self.arch, self.ops = arch, ops
+        self.arch, self.ops, self.tp = arch, ops, tp
         self.qkv_proj = nn.Linear(arch.hidden_size, arch.q_size + 2 * arch.kv_size, bias=arch.qkv_bias)
         self.o_proj = nn.Linear(arch.q_size, arch.hidden_size, bias=False)
         if arch.qk_norm:
@@ -43,28 +46,29 @@ class Attention(nn.Module):
         if a.qk_norm:
             q, k = self.q_norm(q), self.k_norm(k)
         q, k = self.ops.apply_rotary(q, k, positions, cos_sin)
-        out = self.attn(q, k, v.contiguous(), meta)
-        return self.o_proj(out.reshape(-1, a.q_size))
+        out = self.o_proj(self.attn(q, k, v.contiguous(), meta).reshape(-1, a.q_size))
+        return out if self.tp is None else self.tp.all_reduce(out)
 
 
 class MLP(nn.Module):
-    def __init__(self, arch: ModelArch, ops: Ops):
+    def __init__(self, arch: ModelArch, ops: Ops, tp: TPGroup | None):
         super().__init__()
-        self.ops = ops
+        self.ops, self.tp = ops, tp
         self.gate_up_proj = nn.Linear(arch.hidden_size, 2 * arch.intermediate_size, bias=False)
         self.down_proj = nn.Linear(arch.intermediate_size, arch.hidden_size, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.down_proj(self.ops.silu_and_mul(self.gate_up_proj(x)))
+        out = self.down_proj(self.ops.silu_and_mul(self.gate_up_proj(x)))
+        return out if self.tp is None else self.tp.all_reduce(out)
 
 
 class DecoderLayer(nn.Module):
-    def __init__(self, arch: ModelArch, ops: Ops):
+    def __init__(self, arch: ModelArch, ops: Ops, tp: TPGroup | None):
         super().__init__()
         self.input_layernorm = RMSNorm(arch.hidden_size, arch.rms_norm_eps, ops)
-        self.self_attn = Attention(arch, ops)
+        self.self_attn = Attention(arch, ops, tp)
         self.post_attention_layernorm = RMSNorm(arch.hidden_size, arch.rms_norm_eps, ops)
-        self.mlp = MLP(arch, ops)
+        self.mlp = MLP(arch, ops, tp)
 
     def forward(self, hidden, residual, positions, cos_sin, meta):
         if residual is None:
@@ -83,19 +87,27 @@ _FUSED = {"q_proj": ("qkv_proj", 0), "k_proj": ("qkv_proj", 1), "v_proj": ("qkv_
 
 class LlamaForCausalLM(nn.Module):
     """The forward pass is split (embed, layers[start:end], logits) so that a step may run
-    only a block of layers, as the PD-multiplexed mode does for prefill."""
+    only a block of layers, as the PD-multiplexed mode does for prefill. Under tensor
+    parallelism each rank holds `local_arch`'s shards: its heads, MLP width and vocabulary rows."""
 
-    def __init__(self, arch: ModelArch, ops: Ops):
+    def __init__(self, arch: ModelArch, ops: Ops, tp: TPGroup | None = None):
         super().__init__()
-        self.arch = arch
-        self.embed_tokens = nn.Embedding(arch.vocab_size, arch.hidden_size)
-        self.layers = nn.ModuleList(DecoderLayer(arch, ops) for _ in range(arch.num_layers))
+        self.arch, self.tp = arch, tp
+        self.local_arch = local = arch.sharded(tp.size if tp else 1)
+        self.embed_tokens = nn.Embedding(local.vocab_size, arch.hidden_size)
+        self.layers = nn.ModuleList(DecoderLayer(local, ops, tp) for _ in range(arch.num_layers))
         self.norm = RMSNorm(arch.hidden_size, arch.rms_norm_eps, ops)
-        self.lm_head = None if arch.tie_word_embeddings else nn.Linear(arch.hidden_size, arch.vocab_size, bias=False)
+        self.lm_head = None if arch.tie_word_embeddings else nn.Linear(arch.hidden_size, local.vocab_size, bias=False)
         self.cos_sin: torch.Tensor | None = None  # float32 rotary table, set by the loader
 
     def embed(self, input_ids: torch.Tensor) -> torch.Tensor:
-        return self.embed_tokens(input_ids)
+        if self.tp is None:
+            return self.embed_tokens(input_ids)
+        rows = self.local_arch.vocab_size
+        local = input_ids - self.tp.rank * rows
+        outside = (local < 0) | (local >= rows)
+        hidden = self.embed_tokens(local.masked_fill(outside, 0)).masked_fill(outside.unsqueeze(-1), 0.0)
+        return self.tp.all_reduce(hidden)
 
     def forward_layers(self, hidden, residual, positions, meta: AttentionMetadata, start: int = 0, end: int | None = None):
         for layer in self.layers[start:end]:
@@ -108,12 +120,14 @@ class LlamaForCausalLM(nn.Module):
 
     def compute_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         weight = self.embed_tokens.weight if self.lm_head is None else self.lm_head.weight
-        return F.linear(hidden, weight).float()
+        logits = F.linear(hidden, weight).float()
+        return logits if self.tp is None else self.tp.all_gather_last(logits)
 
     @torch.no_grad()
     def load_weights(self, weights: Iterable[tuple[str, torch.Tensor]]) -> None:
-        """Copies HF-named tensors into the fused layout; every parameter must be filled."""
-        a = self.arch
+        """Copies HF-named tensors (this rank's shards of them) into the fused layout; every
+        parameter must be filled."""
+        a = self.local_arch
         shard_sizes = {"qkv_proj": [a.q_size, a.kv_size, a.kv_size],
                        "gate_up_proj": [a.intermediate_size, a.intermediate_size]}
         params = dict(self.named_parameters())
@@ -124,6 +138,8 @@ class LlamaForCausalLM(nn.Module):
                 continue
             if "rotary_emb" in name:
                 continue
+            if self.tp is not None:
+                tensor = self.tp.shard(name, tensor)
             target, shard = name, None
             for hf_part, (fused, index) in _FUSED.items():
                 if f".{hf_part}." in name:

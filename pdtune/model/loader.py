@@ -131,7 +131,8 @@ def _init_dummy(model: torch.nn.Module, seed: int) -> None:
             p.data.normal_(0.0, 0.02, generator=gen)
 
 
-def load_model(config: EngineConfig) -> LoadedModel:
+def load_model(config: EngineConfig, tp=None) -> LoadedModel:
+    """The model (this rank's shards under tensor parallelism `tp`) and its tokenizer."""
     from pdtune.kernels import build_cos_sin_cache
 
     hf_cfg, weights, make_tokenizer, name = _source(config)
@@ -139,11 +140,15 @@ def load_model(config: EngineConfig) -> LoadedModel:
     device = resolve_device(config.device)
     dtype = _resolve_dtype(config.dtype, arch.torch_dtype, device)
     ops = select_ops(config.attention_backend, device)
+    if tp is not None:
+        from pdtune.executor.tensor_parallel import check_divisible
+
+        check_divisible(arch, tp.size)
     with torch.device("meta"):
-        model = LlamaForCausalLM(arch, ops)
+        model = LlamaForCausalLM(arch, ops, tp)
     model = model.to(dtype).to_empty(device=device)
     if weights is None:
-        _init_dummy(model, config.seed)
+        _init_dummy(model, config.seed + (tp.rank if tp else 0))
     else:
         try:
             model.load_weights(weights)
