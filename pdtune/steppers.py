@@ -11,7 +11,7 @@ from pdtune.planner.pdmux import PdmuxPlanner
 from pdtune.planner.policies import make_policy
 from pdtune.scheduler.scheduler import Scheduler, StepPlan
 
-StepResults = list  # of (ScheduledChunk, token id, TokenLogprobs | None)
+StepResults = list  # of (ScheduledChunk, sampled token id, TokenLogprobs | None)
 
 
 class SyncStepper:
@@ -39,7 +39,7 @@ class PdmuxStepper:
         self.config, self.scheduler, self.runner = config, scheduler, runner
         self.executor, self.planner = executor, planner
         self.job: PrefillJob | None = None
-        self.pending_block: tuple | None = None  # (partition, tokens, layers) of a block not yet measured
+        self.pending_block: tuple | None = None  # (partition, tokens, layers, job) of a block not yet measured
 
     def _finish_prefill(self) -> StepResults:
         job, self.job = self.job, None

@@ -48,5 +48,4 @@ def measure_ceilings(device: torch.device, dtype: torch.dtype) -> Ceilings:
     a = torch.randn(n, n, device=device, dtype=dtype)
     b = torch.randn(n, n, device=device, dtype=dtype)
     mm_ms = time_ms(lambda: a @ b, device)
-    del src, dst, a, b
     return Ceilings(2 * copy_elems * 2 / (copy_ms / 1e3), 2 * n**3 / (mm_ms / 1e3))

@@ -1,7 +1,6 @@
 """On the GPU: Triton kernels, CUDA-graph decode and the torch path agree with the CPU reference."""
 
 import pytest
-import torch
 
 from pdtune import LLM, SamplingParams
 
