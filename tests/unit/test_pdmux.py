@@ -168,3 +168,17 @@ def test_a_static_config_file_drives_pdmux(tmp_path, reference_tokens):
     assert cfg.pdmux_static_split == (96, 36) and cfg.pdmux_splits == ((104, 28), (96, 36))
     llm = LLM(**vars(cfg))
     assert [o.token_ids for o in llm.generate(PROMPTS, GREEDY)] == reference_tokens
+
+
+def test_pdmux_with_prefix_hits_and_seeded_sampling_matches_chunked():
+    shared = [7] * 40
+    first, later = [shared + [1, 2, 3]], [shared + [4, 5], shared + [9] * 20]
+    sampled = SamplingParams(max_tokens=8, temperature=0.8, top_p=0.9, top_k=50, min_p=0.05, seed=11, ignore_eos=True)
+    results = {}
+    for mode in ("chunked", "pdmux"):
+        llm = tiny(mode=mode, pdmux_prefill_tokens=30)
+        a = llm.generate(first, GREEDY)
+        b = llm.generate(later, [GREEDY, sampled])
+        results[mode] = [o.token_ids for o in a + b]
+        assert b[0].metrics.num_cached_tokens == 32 and llm.engine.block_manager.hit_rate > 0
+    assert results["pdmux"] == results["chunked"]
