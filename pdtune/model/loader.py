@@ -75,7 +75,7 @@ def _safetensors(folder: str) -> Iterator[tuple[str, torch.Tensor]]:
                 yield name, f.get_tensor(name)
 
 
-def _read_json(path: str) -> dict:
+def read_json(path: str) -> dict:
     try:
         with open(path) as f:
             return json.load(f)
@@ -104,7 +104,7 @@ def _source(config: EngineConfig):
     if os.path.sep not in model and os.path.isfile(os.path.join(PRESET_DIR, model + ".json")):
         if config.load_format not in ("auto", "dummy"):
             raise ModelNotFoundError(f"{model} is a preset with no weights: use --load-format dummy")
-        hf_cfg = _read_json(os.path.join(PRESET_DIR, model + ".json"))
+        hf_cfg = read_json(os.path.join(PRESET_DIR, model + ".json"))
         return hf_cfg, None, lambda eos: load_preset_tokenizer(hf_cfg["pdtune_tokenizer"], eos), model
     if not os.path.isdir(model):
         raise ModelNotFoundError(
@@ -113,9 +113,9 @@ def _source(config: EngineConfig):
     cfg_path = os.path.join(model, "config.json")
     if not os.path.isfile(cfg_path):
         raise ModelNotFoundError(f"{model}: no config.json in the model folder")
-    hf_cfg = _read_json(cfg_path)
+    hf_cfg = read_json(cfg_path)
     gen_path = os.path.join(model, "generation_config.json")
-    if os.path.isfile(gen_path) and "eos_token_id" in (gen := _read_json(gen_path)):
+    if os.path.isfile(gen_path) and "eos_token_id" in (gen := read_json(gen_path)):
         hf_cfg["eos_token_id"] = gen["eos_token_id"]
     weights = None if config.load_format == "dummy" else _safetensors(model)
     return hf_cfg, weights, lambda eos: load_hf_tokenizer(model, None, eos) or ByteTokenizer(), model.rstrip("/")

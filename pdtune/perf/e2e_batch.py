@@ -76,11 +76,11 @@ def run_transformers(hf_config: dict, token_prompts: list[list[int]], output_len
 
 
 def run_e2e(cfg: E2EConfig) -> dict:
-    from pdtune.model.loader import PRESET_DIR
+    from pdtune.model.loader import PRESET_DIR, read_json
 
     os.makedirs(cfg.out_dir, exist_ok=True)
     preset = os.path.join(PRESET_DIR, cfg.engine.model + ".json")
-    vocab = json.load(open(preset))["vocab_size"] if os.path.isfile(preset) else 32000
+    vocab = read_json(preset)["vocab_size"] if os.path.isfile(preset) else 32000
     token_prompts = prompts(cfg, vocab)
     input_path = os.path.join(cfg.out_dir, "requests.jsonl")
     output_path = os.path.join(cfg.out_dir, "outputs.jsonl")

@@ -9,7 +9,7 @@ from pdtune import LLM, SamplingParams
 from pdtune.config import DEFAULT_SPLITS, EngineConfig
 from pdtune.executor.partitions import simulated_partitions
 from pdtune.model.arch import ModelArch
-from pdtune.model.loader import PRESET_DIR, _read_json
+from pdtune.model.loader import PRESET_DIR, read_json
 from pdtune.planner.pdmux import PdmuxPlanner, StepTimePredictor
 from pdtune.request.sequence import Sequence
 from pdtune.scheduler.block_manager import BlockManager
@@ -81,7 +81,7 @@ def test_every_step_decision_goes_to_the_trace(tmp_path):
 
 
 def planner(**config) -> PdmuxPlanner:
-    arch = ModelArch.from_hf_config(_read_json(f"{PRESET_DIR}/llama-3.1-8b.json"))
+    arch = ModelArch.from_hf_config(read_json(f"{PRESET_DIR}/llama-3.1-8b.json"))
     cfg = EngineConfig(mode="pdmux", **config)
     parts = simulated_partitions(DEFAULT_SPLITS)
     return PdmuxPlanner(cfg, parts, StepTimePredictor(arch, 2, 132))

@@ -3,14 +3,14 @@
 import pytest
 
 from pdtune.model.arch import ModelArch
-from pdtune.model.loader import PRESET_DIR, _read_json, presets
+from pdtune.model.loader import PRESET_DIR, read_json, presets
 from pdtune.model.tokenizer import ByteTokenizer, load_preset_tokenizer
 
 
 def test_the_promised_presets_exist_and_parse():
     assert {"tiny", "llama-3.2-1b", "llama-3.1-8b", "qwen2.5-7b", "qwen3-8b"} <= set(presets())
     for name in presets():
-        arch = ModelArch.from_hf_config(_read_json(f"{PRESET_DIR}/{name}.json"), name)
+        arch = ModelArch.from_hf_config(read_json(f"{PRESET_DIR}/{name}.json"), name)
         assert arch.num_heads % arch.num_kv_heads == 0
 
 
