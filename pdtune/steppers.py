@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import torch
 
 from pdtune.config import EngineConfig
@@ -40,6 +42,7 @@ class PdmuxStepper:
         self.executor, self.planner = executor, planner
         self.job: PrefillJob | None = None
         self.pending_block: tuple | None = None  # (partition, tokens, layers, job) of a block not yet measured
+        self.last_step_start: float | None = None
 
     def _finish_prefill(self) -> StepResults:
         job, self.job = self.job, None
@@ -67,6 +70,10 @@ class PdmuxStepper:
 
     @torch.inference_mode()
     def step(self) -> StepResults:
+        now = time.perf_counter()
+        if self.last_step_start is not None:
+            self.planner.predictor.observe_step_wall((now - self.last_step_start) * 1e3)
+        self.last_step_start = now
         results: StepResults = []
         measured_prefill = self._observe_prefill_block()
         if self.job is not None and self.job.finished:

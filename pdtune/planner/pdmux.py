@@ -4,6 +4,7 @@ step), and orders waiting requests by their TTFT deadlines."""
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections import defaultdict, deque
 from dataclasses import dataclass
@@ -41,6 +42,7 @@ class StepTimePredictor:
         self.bw, self.rate = copy_bytes_per_s, matmul_flops_per_s
         self.weight_bytes = num_params(arch) * itemsize
         self.ratios: dict[tuple[str, str], deque] = defaultdict(lambda: deque(maxlen=window))
+        self.step_wall_ms: float | None = None  # moving average of the host loop's time per step
 
     def _factor(self, kind: str, part: Partition, worst: bool) -> float:
         seen = self.ratios[(kind, part.name)]
@@ -64,6 +66,10 @@ class StepTimePredictor:
 
     def observe_decode(self, part: Partition, batch: int, context_tokens: int, measured_ms: float) -> None:
         self.ratios[("decode", part.name)].append(measured_ms / self.decode_prior_ms(part, batch, context_tokens))
+
+    def observe_step_wall(self, measured_ms: float) -> None:
+        prev = self.step_wall_ms
+        self.step_wall_ms = measured_ms if prev is None else 0.9 * prev + 0.1 * measured_ms
 
     def observe_layers(self, part: Partition, tokens: int, layers: int, measured_ms: float) -> None:
         self.ratios[("layer", part.name)].append(measured_ms / layers / self.layer_prior_ms(part, tokens))
@@ -111,8 +117,10 @@ class PdmuxPlanner:
             slo = self.config.slo_tpot_ms
             part = next((p for p in self.mixed if pred.decode_ms(p, decode_batch, context_tokens, worst=True) <= slo),
                         self.mixed[-1])
-            per_layer = pred.layer_ms(part, prefill_tokens)
-            gang = max(1, round(pred.decode_ms(part, decode_batch, context_tokens) / per_layer))
+            # Bubble-less: enough layers to keep the prefill SMs busy for the whole step, which
+            # lasts the decode iteration plus the host's work between launches.
+            step_ms = max(pred.decode_ms(part, decode_batch, context_tokens), pred.step_wall_ms or 0.0)
+            gang = max(1, math.ceil(step_ms / pred.layer_ms(part, prefill_tokens)))
         gang = min(gang, remaining_layers)
         return StepDecision(part, gang, pred.decode_ms(part, decode_batch, context_tokens),
                             pred.layer_ms(part, prefill_tokens) * gang)

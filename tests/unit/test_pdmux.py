@@ -1,6 +1,7 @@
 """pdmux on the simulated executor (CPU): same code path as the GPU, no SM partitions."""
 
 import json
+import math
 import time
 
 import pytest
@@ -93,9 +94,12 @@ def test_adaptive_picks_the_smallest_decode_partition_that_meets_tpot():
     tight = planner(slo_tpot_ms=8.0)
     d = tight.decide(8, 8 * 1024, 4096, 32)
     assert d.partition.decode_sms == 36 and d.predicted_decode_ms <= 8.0
-    # gang: about one decode step's worth of prefill layers
+    # gang: enough prefill layers to cover the step (the decode iteration, or the host loop if longer)
     per_layer = tight.predictor.layer_ms(d.partition, 4096)
-    assert d.gang == max(1, round(d.predicted_decode_ms / per_layer))
+    assert d.gang == math.ceil(d.predicted_decode_ms / per_layer)
+    tight.predictor.observe_step_wall(3 * d.predicted_decode_ms)
+    assert tight.decide(8, 8 * 1024, 4096, 32).gang == math.ceil(3 * d.predicted_decode_ms / per_layer)
+    tight.predictor.step_wall_ms = None
     # contention measured on that partition widens the guard band: decode moves to more SMs
     tight.predictor.observe_decode(d.partition, 8, 8 * 1024, measured_ms=d.predicted_decode_ms * 1.3)
     assert tight.decide(8, 8 * 1024, 4096, 32).partition.decode_sms > 36

@@ -3,7 +3,7 @@
 import pytest
 
 from pdtune.model.arch import ModelArch
-from pdtune.model.loader import PRESET_DIR, read_json, presets
+from pdtune.model.loader import PRESET_DIR, presets, read_json
 from pdtune.model.tokenizer import ByteTokenizer, load_preset_tokenizer
 
 
