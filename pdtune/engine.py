@@ -88,6 +88,28 @@ class Engine:
             self.tp_workers = None
 
     @property
+    def model_name(self) -> str:
+        return self.loaded.name
+
+    @property
+    def vocab_size(self) -> int:
+        return self.loaded.arch.vocab_size
+
+    @property
+    def prefix_cache_hit_rate(self) -> float:
+        return self.block_manager.hit_rate
+
+    @property
+    def num_preemptions(self) -> int:
+        return self.scheduler.num_preemptions
+
+    def reset_counters(self) -> None:
+        """Empties the prefix cache and zeroes the counters, so benchmark runs start alike."""
+        self.block_manager.reset_prefix_cache()
+        self.scheduler.num_preemptions = 0
+        self.num_steps = 0
+
+    @property
     def kv_capacity_tokens(self) -> int:
         return self.num_kv_blocks * self.config.block_size
 

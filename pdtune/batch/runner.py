@@ -74,7 +74,7 @@ def run_batch(input_path: str | Path, output_path: str | Path, make_llm: Callabl
             if progress:
                 progress.model_ready()
             engine = llm.engine
-            served = engine.loaded.name
+            served = engine.model_name
             others = sorted({r.model for r in todo if r.model and r.model != served})
             if others and progress:
                 progress.warn(f"lines name model {', '.join(others)}; every line is served by {served}")
@@ -101,7 +101,7 @@ def run_batch(input_path: str | Path, output_path: str | Path, make_llm: Callabl
                     outputs.append(out)
                     if progress:
                         progress.advance(len(out.token_ids), failed=False)
-            hit_rate, preemptions = engine.block_manager.hit_rate, engine.scheduler.num_preemptions
+            hit_rate, preemptions = engine.prefix_cache_hit_rate, engine.num_preemptions
             llm.close()
         else:
             hit_rate, preemptions = 0.0, 0

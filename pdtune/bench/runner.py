@@ -79,14 +79,13 @@ def _release_gpu_memory() -> None:
 
 def _run(engine: Engine, label: str, workload: Workload, cfg: BenchConfig, rate: float | None,
          progress: Progress | None) -> RunResult:
-    engine.block_manager.reset_prefix_cache()
-    engine.scheduler.num_preemptions = 0
+    engine.reset_counters()
     if cfg.concurrency:
         result = serve_closed_loop(engine, workload.requests, cfg.concurrency, progress)
     else:
         result = serve_open_loop(engine, workload.requests, rate, progress)
     result.mode = label
-    result.extra["preemptions"] = engine.scheduler.num_preemptions
+    result.extra["preemptions"] = engine.num_preemptions
     return result
 
 
@@ -118,7 +117,7 @@ def run_bench(cfg: BenchConfig, progress_factory=None) -> dict:
         _release_gpu_memory()
         engine = Engine(_engine_config(cfg.engine, label))
         if workload is None:
-            workload = build_workload(cfg, engine.loaded.arch.vocab_size)
+            workload = build_workload(cfg, engine.vocab_size)
         _warm_up(engine, workload, cfg.warmup_requests)
         progress = progress_factory(label) if progress_factory else None
         if cfg.goodput:

@@ -96,7 +96,7 @@ class _Loop:
     def result(self, mode: str, rate: float | None, concurrency: int | None) -> RunResult:
         e = self.engine
         return RunResult(mode, rate, concurrency, self.records, self.clock() - self.start, e.num_steps, self.engine_s,
-                         self.harness_s, e.block_manager.hit_rate)
+                         self.harness_s, e.prefix_cache_hit_rate)
 
 
 def serve_open_loop(engine: Engine, requests: list[WorkloadRequest], rate: float | None = None,
@@ -104,7 +104,6 @@ def serve_open_loop(engine: Engine, requests: list[WorkloadRequest], rate: float
                     sleep: Callable[[float], None] = time.sleep) -> RunResult:
     """Requests enter at their arrival times whatever the engine is doing; each request's
     TTFT counts from its scheduled arrival, so queueing in the harness is not hidden."""
-    engine.num_steps = 0
     loop = _Loop(engine, len(requests), progress, clock)
     i = 0
     while i < len(requests) or engine.has_unfinished():
@@ -124,7 +123,6 @@ def serve_open_loop(engine: Engine, requests: list[WorkloadRequest], rate: float
 def serve_closed_loop(engine: Engine, requests: list[WorkloadRequest], users: int,
                       progress: Progress | None = None, clock: Callable[[], float] = time.perf_counter) -> RunResult:
     """`users` clients, each sending its next request when its previous one finished."""
-    engine.num_steps = 0
     loop = _Loop(engine, len(requests), progress, clock)
     queue = list(requests)
     for _ in range(min(users, len(queue))):
