@@ -6,7 +6,7 @@ from dataclasses import fields
 from typing import Iterable, Iterator, Union
 
 from pdtune.config import EngineConfig
-from pdtune.engine import Engine
+from pdtune.engine import make_engine
 from pdtune.request.output import RequestOutput
 from pdtune.request.sampling import SamplingParams
 
@@ -20,7 +20,7 @@ class LLM:
         if unknown:
             raise TypeError(f"unknown engine options: {sorted(unknown)}")
         config = EngineConfig(**kwargs) if model is None else EngineConfig(model=model, **kwargs)
-        self.engine = Engine(config)
+        self.engine = make_engine(config)
         self.tokenizer = self.engine.tokenizer
 
     def close(self) -> None:
@@ -47,8 +47,9 @@ class LLM:
         params_list = params if isinstance(params, list) else [params] * len(prompts)
         index = {}
         for i, (prompt, p) in enumerate(zip(prompts, params_list, strict=True)):
-            seq = self.engine.add_request(self.encode(prompt), p)
-            index[seq.request_id] = i
+            request_id = f"generate-{i}"
+            self.engine.add_request(self.encode(prompt), p, request_id=request_id)
+            index[request_id] = i
         while self.engine.has_unfinished():
             for out in self.engine.step():
                 yield index[out.request_id], out

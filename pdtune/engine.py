@@ -163,3 +163,12 @@ class Engine:
             seq.output_text = self.tokenizer.decode(seq.output_token_ids)
             return "length"
         return None
+
+
+def make_engine(config: EngineConfig):
+    """One engine, or data-parallel replicas behind the same interface."""
+    if config.data_parallel_size > 1:
+        from pdtune.executor.data_parallel import DataParallelEngine
+
+        return DataParallelEngine(config)
+    return Engine(config)

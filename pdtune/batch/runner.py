@@ -81,7 +81,7 @@ def run_batch(input_path: str | Path, output_path: str | Path, make_llm: Callabl
             by_id: dict[str, BatchRequest] = {}
             for req in todo:
                 try:
-                    seq = engine.add_request(_encode(llm, req), req.params, request_id=req.custom_id)
+                    engine.add_request(_encode(llm, req), req.params, request_id=req.custom_id)
                 except InvalidRequestError as exc:
                     code = "prompt_too_long" if isinstance(exc, PromptTooLongError) else "invalid_parameter"
                     store.append(error_record(req.custom_id, code, f"line {req.line_number}: {exc}"))
@@ -89,7 +89,7 @@ def run_batch(input_path: str | Path, output_path: str | Path, make_llm: Callabl
                     if progress:
                         progress.advance(0, failed=True)
                     continue
-                by_id[seq.request_id] = req
+                by_id[req.custom_id] = req
             while engine.has_unfinished():
                 for out in engine.step():
                     req = by_id[out.request_id]

@@ -14,7 +14,7 @@ import torch
 from pdtune.bench.serve import Progress, RunResult, serve_closed_loop, serve_open_loop
 from pdtune.bench.summary import GoodputResult, attainment, find_goodput, summarize_run
 from pdtune.config import EngineConfig
-from pdtune.engine import Engine
+from pdtune.engine import Engine, make_engine
 from pdtune.errors import InputFileError, InvalidRequestError
 from pdtune.perf.environment import environment
 from pdtune.request.sampling import SamplingParams
@@ -115,7 +115,7 @@ def run_bench(cfg: BenchConfig, progress_factory=None) -> dict:
             engine.close()
         engine = None  # one engine at a time: two 8B engines do not fit one GPU
         _release_gpu_memory()
-        engine = Engine(_engine_config(cfg.engine, label))
+        engine = make_engine(_engine_config(cfg.engine, label))
         if workload is None:
             workload = build_workload(cfg, engine.vocab_size)
         _warm_up(engine, workload, cfg.warmup_requests)

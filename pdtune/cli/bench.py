@@ -33,6 +33,7 @@ def bench(
     config: o.ConfigFile = None, num_kv_blocks: o.NumKvBlocks = None, kv_cache_gb: o.KvCacheGb = None,
     gpu_memory_utilization: o.GpuMemoryUtilization = None, max_num_seqs: o.MaxNumSeqs = None,
     max_num_batched_tokens: o.MaxNumBatchedTokens = None, max_model_len: o.MaxModelLen = None, tensor_parallel_size: o.TensorParallelSize = None,
+    data_parallel_size: o.DataParallelSize = None,
     pdmux_policy: Annotated[Optional[str], typer.Option(help="pdmux planner: adaptive, static or sglang.")] = None,
     dispatch: Annotated[Optional[str], typer.Option(help="Prefill admission order: edf or fcfs.")] = None,
     trace: Annotated[Optional[str], typer.Option(help="pdmux: write every step decision to this JSONL.")] = None,
@@ -57,7 +58,8 @@ def bench(
         engine = build_engine_config(
             config, model=model, load_format=load_format, dtype=dtype, device=device, num_kv_blocks=num_kv_blocks,
             kv_cache_gb=kv_cache_gb, gpu_memory_utilization=gpu_memory_utilization, max_num_seqs=max_num_seqs,
-            max_num_batched_tokens=max_num_batched_tokens, max_model_len=max_model_len, tensor_parallel_size=tensor_parallel_size, pdmux_policy=pdmux_policy,
+            max_num_batched_tokens=max_num_batched_tokens, max_model_len=max_model_len, tensor_parallel_size=tensor_parallel_size,
+            data_parallel_size=data_parallel_size, pdmux_policy=pdmux_policy,
             dispatch=dispatch, trace_path=trace, **slo_ms,
         )
         modes = tuple(m.strip() for m in mode.split(",") if m.strip())

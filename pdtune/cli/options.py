@@ -30,3 +30,5 @@ Seed = Annotated[Optional[int], typer.Option("--seed", help="Seed for dummy weig
 
 TensorParallelSize = Annotated[Optional[int], typer.Option(
     "--tensor-parallel-size", "-tp", help="Processes sharing every layer (CPU/gloo for now).")]
+DataParallelSize = Annotated[Optional[int], typer.Option(
+    "--data-parallel-size", "-dp", help="Engine replicas (one GPU each), fed by an SLO-aware dispatcher.")]

@@ -19,7 +19,8 @@ def run_batch(
     load_format: o.LoadFormat = None, attention_backend: o.AttentionBackend = None, config: o.ConfigFile = None,
     num_kv_blocks: o.NumKvBlocks = None, kv_cache_gb: o.KvCacheGb = None,
     gpu_memory_utilization: o.GpuMemoryUtilization = None, max_num_seqs: o.MaxNumSeqs = None,
-    max_num_batched_tokens: o.MaxNumBatchedTokens = None, max_model_len: o.MaxModelLen = None, tensor_parallel_size: o.TensorParallelSize = None, seed: o.Seed = None,
+    max_num_batched_tokens: o.MaxNumBatchedTokens = None, max_model_len: o.MaxModelLen = None, tensor_parallel_size: o.TensorParallelSize = None,
+    data_parallel_size: o.DataParallelSize = None, seed: o.Seed = None,
     metrics_json: Annotated[Optional[str], typer.Option("--metrics-json", help="Also write the summary as JSON.")] = None,
 ) -> None:
     """Offline batch inference on an OpenAI Batch file, resumable, with a live report."""
@@ -34,7 +35,8 @@ def run_batch(
             config, model=model, mode=mode, dtype=dtype, device=device, load_format=load_format,
             attention_backend=attention_backend, num_kv_blocks=num_kv_blocks, kv_cache_gb=kv_cache_gb,
             gpu_memory_utilization=gpu_memory_utilization, max_num_seqs=max_num_seqs,
-            max_num_batched_tokens=max_num_batched_tokens, max_model_len=max_model_len, tensor_parallel_size=tensor_parallel_size, seed=seed,
+            max_num_batched_tokens=max_num_batched_tokens, max_model_len=max_model_len, tensor_parallel_size=tensor_parallel_size,
+            data_parallel_size=data_parallel_size, seed=seed,
         )
 
         def make_llm() -> LLM:

@@ -46,7 +46,7 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-def _resolve_dtype(name: str, checkpoint_dtype: str | None, device: torch.device) -> torch.dtype:
+def resolve_dtype(name: str, checkpoint_dtype: str | None, device: torch.device) -> torch.dtype:
     if name != "auto":
         return _DTYPES[name]
     if device.type == "cpu":
@@ -138,7 +138,7 @@ def load_model(config: EngineConfig, tp=None) -> LoadedModel:
     hf_cfg, weights, make_tokenizer, name = _source(config)
     arch = ModelArch.from_hf_config(hf_cfg, source=name)
     device = resolve_device(config.device)
-    dtype = _resolve_dtype(config.dtype, arch.torch_dtype, device)
+    dtype = resolve_dtype(config.dtype, arch.torch_dtype, device)
     ops = select_ops(config.attention_backend, device)
     if tp is not None:
         from pdtune.executor.tensor_parallel import check_divisible
@@ -158,3 +158,11 @@ def load_model(config: EngineConfig, tp=None) -> LoadedModel:
     model.cos_sin = build_cos_sin_cache(arch.head_dim, max_pos, arch.rope_theta, arch.rope_scaling).to(device)
     model.eval()
     return LoadedModel(model, arch, make_tokenizer(arch.eos_token_ids), name, dtype, device, hf_cfg)
+
+
+def load_tokenizer(config: EngineConfig) -> tuple[str, ModelArch, Tokenizer | ByteTokenizer]:
+    """The model's name, architecture and tokenizer without reading its weights (for a process
+    that only dispatches requests to replicas)."""
+    hf_cfg, _, make_tokenizer, name = _source(config)
+    arch = ModelArch.from_hf_config(hf_cfg, source=name)
+    return name, arch, make_tokenizer(arch.eos_token_ids)

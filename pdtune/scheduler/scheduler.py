@@ -36,6 +36,19 @@ class StepPlan:
         return bool(self.chunks)
 
 
+def check_prompt_fits(n: int, max_model_len: int, block_size: int, num_blocks: int) -> None:
+    """Raises for a prompt that could never be served, whatever else is running."""
+    if n == 0:
+        raise InvalidRequestError("the prompt is empty")
+    if n >= max_model_len:
+        raise PromptTooLongError(
+            f"the prompt has {n} tokens but the model's context is {max_model_len} tokens (prompt plus at least one output token)"
+        )
+    need = -(-(n + 1) // block_size)
+    if need > num_blocks:
+        raise PromptTooLongError(f"the prompt needs {need} KV blocks but the pool has {num_blocks}")
+
+
 class Scheduler:
     def __init__(self, block_manager: BlockManager, max_num_seqs: int, max_num_batched_tokens: int, max_model_len: int):
         self.blocks = block_manager
@@ -48,17 +61,7 @@ class Scheduler:
         self.protected: set[int] = set()  # ids of sequences whose KV is being written elsewhere (pdmux prefill)
 
     def add(self, seq: Sequence) -> None:
-        n = seq.num_prompt_tokens
-        if n == 0:
-            raise InvalidRequestError("the prompt is empty")
-        if n >= self.max_model_len:
-            raise PromptTooLongError(
-                f"the prompt has {n} tokens but the model's context is {self.max_model_len} tokens (prompt plus at least one output token)"
-            )
-        if self.blocks.blocks_needed(n + 1) > self.blocks.num_blocks:
-            raise PromptTooLongError(
-                f"the prompt needs {self.blocks.blocks_needed(n + 1)} KV blocks but the pool has {self.blocks.num_blocks}"
-            )
+        check_prompt_fits(seq.num_prompt_tokens, self.max_model_len, self.blocks.block_size, self.blocks.num_blocks)
         self.waiting.append(seq)
 
     def has_unfinished(self) -> bool:

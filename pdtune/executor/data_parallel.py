@@ -1,0 +1,151 @@
+"""Data parallelism: M engine replicas in their own processes (one GPU each when there are GPUs),
+fed by an SLO-aware dispatcher; the same add_request / step interface as one engine."""
+
+from __future__ import annotations
+
+import dataclasses
+import queue
+import time
+
+import torch
+import torch.multiprocessing as mp
+
+from pdtune.config import EngineConfig
+from pdtune.errors import InvalidRequestError, PdtuneError
+from pdtune.planner.dispatch import SLODispatcher, StepCost
+from pdtune.request.output import RequestOutput
+from pdtune.request.sampling import SamplingParams
+from pdtune.scheduler.scheduler import check_prompt_fits
+
+def _drain(inbox, engine, block: bool) -> bool:
+    """Takes every waiting message (waits for one when idle); False once told to stop."""
+    try:
+        msg = inbox.get(block=block)
+        while True:
+            if msg is None:
+                return False
+            if msg == "reset":
+                engine.reset_counters()
+            else:
+                request_id, prompt, params, arrival = msg
+                engine.add_request(prompt, params, request_id, arrival)
+            msg = inbox.get_nowait()
+    except queue.Empty:
+        return True
+
+
+def _replica(index: int, config: EngineConfig, inbox, outbox) -> None:
+    from pdtune.engine import Engine
+
+    if torch.cuda.is_available() and config.device != "cpu":
+        torch.cuda.set_device(index % torch.cuda.device_count())
+    try:
+        engine = Engine(config)
+    except PdtuneError as exc:
+        outbox.put(("failed", index, str(exc)))
+        return
+    outbox.put(("ready", index, engine.num_kv_blocks, engine.max_model_len))
+    while _drain(inbox, engine, block=not engine.has_unfinished()):
+        if engine.has_unfinished():
+            outs = engine.step()
+            s, bm = engine.scheduler, engine.block_manager
+            outbox.put(("step", index, outs, sum(q.num_uncomputed_tokens for q in s.waiting), len(s.running),
+                        sum(len(q) for q in s.running), bm.prefix_hits, bm.prefix_queries, engine.num_preemptions))
+    engine.close()
+
+
+class DataParallelEngine:
+    def __init__(self, config: EngineConfig):
+        from pdtune.model.loader import load_tokenizer, resolve_device, resolve_dtype
+
+        self.config = config
+        self.model_name, arch, self.tokenizer = load_tokenizer(config)
+        self.vocab_size = arch.vocab_size
+        replica_config = dataclasses.replace(config, data_parallel_size=1)
+        ctx = mp.get_context("spawn")
+        size = config.data_parallel_size
+        self.outbox = ctx.Queue()
+        self.inboxes = [ctx.Queue() for _ in range(size)]
+        self.procs = [ctx.Process(target=_replica, args=(i, replica_config, self.inboxes[i], self.outbox))
+                      for i in range(size)]
+        for p in self.procs:
+            p.start()
+        ready = [self._get() for _ in range(size)]
+        failed = [m for m in ready if m[0] == "failed"]
+        if failed:
+            self.close()
+            raise PdtuneError(failed[0][2])
+        self.num_kv_blocks = min(m[2] for m in ready)
+        self.max_model_len = min(m[3] for m in ready)
+        itemsize = resolve_dtype(config.dtype, arch.torch_dtype, resolve_device(config.device)).itemsize
+        self.dispatcher = SLODispatcher(size, config.block_size, StepCost(arch, itemsize), config.slo_ttft_ms / 1e3,
+                                        config.slo_tpot_ms / 1e3, self.num_kv_blocks)
+        self.counters = [(0, 0, 0)] * size  # (prefix hits, prefix queries, preemptions) per replica
+        self.in_flight = 0
+        self.num_steps = 0
+        self._next_id = 0
+
+    def add_request(self, prompt_token_ids: list[int], params: SamplingParams, request_id: str | None = None,
+                    arrival_time: float | None = None) -> str:
+        """Checks what one engine would, then sends the request to the dispatcher's choice."""
+        prompt = list(prompt_token_ids)
+        if any(not 0 <= t < self.vocab_size for t in prompt):
+            raise InvalidRequestError(f"prompt token ids must be in [0, {self.vocab_size})")
+        check_prompt_fits(len(prompt), self.max_model_len, self.config.block_size, self.num_kv_blocks)
+        if request_id is None:
+            request_id, self._next_id = f"dp-{self._next_id}", self._next_id + 1
+        replica = self.dispatcher.choose(prompt)
+        self.inboxes[replica].put((request_id, prompt, params, arrival_time or time.perf_counter()))
+        self.in_flight += 1
+        return request_id
+
+    def has_unfinished(self) -> bool:
+        return self.in_flight > 0
+
+    def step(self) -> list[RequestOutput]:
+        """Waits for at least one replica step, then takes every report that has arrived."""
+        finished: list[RequestOutput] = []
+        msg = self._get() if self.in_flight else None
+        while msg is not None:
+            _, index, outs, waiting, running, context, hits, queries, preemptions = msg
+            self.dispatcher.report(index, waiting, running, context)
+            self.counters[index] = (hits, queries, preemptions)
+            finished += outs
+            try:
+                msg = self.outbox.get_nowait()
+            except queue.Empty:
+                msg = None
+        self.in_flight -= len(finished)
+        self.num_steps += 1
+        return finished
+
+    def _get(self):
+        """The next report; a replica that died (out of memory, killed) fails the run loudly."""
+        while True:
+            try:
+                return self.outbox.get(timeout=1.0)
+            except queue.Empty:
+                dead = [i for i, p in enumerate(self.procs) if not p.is_alive()]
+                if dead:
+                    raise RuntimeError(f"data-parallel replica {dead[0]} exited (code {self.procs[dead[0]].exitcode})")
+
+    @property
+    def prefix_cache_hit_rate(self) -> float:
+        queries = sum(c[1] for c in self.counters)
+        return sum(c[0] for c in self.counters) / queries if queries else 0.0
+
+    @property
+    def num_preemptions(self) -> int:
+        return sum(c[2] for c in self.counters)
+
+    def reset_counters(self) -> None:
+        for inbox in self.inboxes:
+            inbox.put("reset")
+        self.counters = [(0, 0, 0)] * len(self.inboxes)
+        self.num_steps = 0
+
+    def close(self) -> None:
+        for inbox in self.inboxes:
+            inbox.put(None)
+        for p in self.procs:
+            p.join(timeout=60)

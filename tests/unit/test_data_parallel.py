@@ -1,0 +1,77 @@
+"""Data-parallel replicas (processes) behind the SLO-aware dispatcher."""
+
+import pytest
+
+from pdtune import LLM, SamplingParams
+from pdtune.model.arch import ModelArch
+from pdtune.model.loader import PRESET_DIR, read_json
+from pdtune.planner.dispatch import SLODispatcher, StepCost
+
+GREEDY = SamplingParams(max_tokens=8, temperature=0, ignore_eos=True)
+
+
+def dispatcher(slo_ttft_s=2.0, slo_tpot_s=0.05, replicas=2) -> SLODispatcher:
+    arch = ModelArch.from_hf_config(read_json(f"{PRESET_DIR}/llama-3.1-8b.json"))
+    return SLODispatcher(replicas, 16, StepCost(arch, 2), slo_ttft_s, slo_tpot_s, cached_blocks_per_replica=1000)
+
+
+def test_a_later_turn_goes_where_its_prefix_is_cached():
+    d = dispatcher()
+    first = list(range(100, 420))
+    r = d.choose(first)
+    d.report(r, waiting_tokens=0, running=1, context_tokens=330)
+    d.choose(list(range(5000, 5100)))  # unrelated traffic lands on the idle replica
+    assert d.choose(first + [7] * 50) == r
+
+
+def test_load_spreads_and_an_overloaded_replica_is_avoided_even_with_its_cache():
+    d = dispatcher(slo_ttft_s=0.5)
+    prompt = list(range(100, 2100))
+    r = d.choose(prompt)
+    assert d.choose(list(range(9000, 11000))) != r  # the other replica has no queue
+    d.report(r, waiting_tokens=60_000, running=200, context_tokens=400_000)  # a long queue: misses TTFT now
+    d.report(1 - r, waiting_tokens=0, running=0, context_tokens=0)
+    assert d.choose(prompt + [1] * 10) == 1 - r
+    ttft, tpot = d.predict(r, 2010, 2000)
+    assert ttft > 0.5 and tpot < 0.05
+
+
+def test_two_replicas_give_the_tokens_of_one_engine(tiny_hf_model):
+    folder = tiny_hf_model("llama").folder
+    prompts = [list(range(3, 3 + n)) for n in (1, 9, 17, 40, 33, 5)]
+    ref = [o.token_ids for o in LLM(folder, num_kv_blocks=64).generate(prompts, GREEDY)]
+    with LLM(folder, num_kv_blocks=64, data_parallel_size=2) as llm:
+        got = llm.generate(prompts, GREEDY)
+        assert llm.engine.num_preemptions == 0 and llm.engine.prefix_cache_hit_rate == 0.0
+    assert [o.token_ids for o in got] == ref
+
+
+def test_replicas_reject_what_one_engine_rejects(tiny_hf_model):
+    from pdtune.errors import PromptTooLongError
+
+    with LLM(tiny_hf_model("llama").folder, num_kv_blocks=4, data_parallel_size=2) as llm:
+        with pytest.raises(PromptTooLongError, match="KV blocks"):
+            llm.engine.add_request(list(range(3, 200)), GREEDY)
+
+
+def test_run_batch_and_bench_with_two_replicas(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from pdtune.cli.app import app
+
+    tiny = ["--model", "tiny", "--load-format", "dummy", "--num-kv-blocks", "32", "-dp", "2"]
+    src = tmp_path / "in.jsonl"
+    src.write_text("".join(json.dumps({"custom_id": f"r{i}", "method": "POST", "url": "/v1/completions",
+                                       "body": {"prompt": f"hello {i}", "max_tokens": 4, "temperature": 0}}) + "\n"
+                           for i in range(6)))
+    runner = CliRunner()
+    result = runner.invoke(app, ["run-batch", str(src), "-o", str(tmp_path / "o.jsonl"), *tiny])
+    assert result.exit_code == 0, result.output
+    assert len((tmp_path / "o.jsonl").read_text().splitlines()) == 6
+    result = runner.invoke(app, ["bench", "--workload", "random", "--num-requests", "6", "--rate", "50", "--mode",
+                                 "chunked", "--max-prompt-len", "32", "--max-output-len", "4", "--out",
+                                 str(tmp_path / "b"), *tiny])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "b" / "bench.json").read_text())["summaries"][0]["requests"] == 6
