@@ -186,3 +186,14 @@ def test_pdmux_with_prefix_hits_and_seeded_sampling_matches_chunked():
         results[mode] = [o.token_ids for o in a + b]
         assert b[0].metrics.num_cached_tokens == 32 and llm.engine.block_manager.hit_rate > 0
     assert results["pdmux"] == results["chunked"]
+
+
+def test_without_green_contexts_the_partitions_fail_with_a_message(monkeypatch):
+    import torch
+
+    from pdtune.executor.partitions import GreenContextsUnavailable, make_partitions
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    with pytest.raises(GreenContextsUnavailable, match="needs a CUDA GPU with green contexts"):
+        make_partitions(DEFAULT_SPLITS)
