@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import warnings
 
 import torch
 
@@ -44,6 +45,16 @@ def size_kv_pool(loaded: LoadedModel, config: EngineConfig) -> int:
     return blocks
 
 
+def _max_model_len(config: EngineConfig, arch) -> int:
+    """The context length; capped at a sliding window, which the attention kernels do not implement."""
+    length = config.max_model_len or arch.max_position_embeddings
+    if arch.sliding_window and length > arch.sliding_window:
+        warnings.warn(f"{config.model}: sliding-window attention is not implemented; the context is capped at "
+                      f"the window, {arch.sliding_window} tokens (instead of {length})", stacklevel=3)
+        length = arch.sliding_window
+    return length
+
+
 class Engine:
     def __init__(self, config: EngineConfig):
         self.config = config
@@ -52,7 +63,7 @@ class Engine:
         try:
             self.loaded = load_model(config, tp)
             self.tokenizer = self.loaded.tokenizer
-            self.max_model_len = config.max_model_len or self.loaded.arch.max_position_embeddings
+            self.max_model_len = _max_model_len(config, self.loaded.arch)
             self.num_kv_blocks = size_kv_pool(self.loaded, config)
         except BaseException:
             if self.tp_workers:

@@ -36,6 +36,7 @@ class ModelArch:
     torch_dtype: str | None
     bos_token_id: int | None
     eos_token_ids: tuple[int, ...]
+    sliding_window: int | None = None  # Mistral v0.1: attention sees only this many past tokens
 
     @property
     def q_size(self) -> int:
@@ -90,6 +91,7 @@ class ModelArch:
                 torch_dtype=cfg.get("torch_dtype") or cfg.get("dtype"),
                 bos_token_id=cfg.get("bos_token_id"),
                 eos_token_ids=eos_ids,
+                sliding_window=(cfg.get("sliding_window") or None) if cfg.get("use_sliding_window", True) else None,
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise UnsupportedModelError(f"{source}: malformed config ({exc!r})") from exc

