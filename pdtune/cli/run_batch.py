@@ -22,6 +22,7 @@ def run_batch(
     max_num_batched_tokens: o.MaxNumBatchedTokens = None, max_model_len: o.MaxModelLen = None, tensor_parallel_size: o.TensorParallelSize = None,
     data_parallel_size: o.DataParallelSize = None, seed: o.Seed = None,
     metrics_json: Annotated[Optional[str], typer.Option("--metrics-json", help="Also write the summary as JSON.")] = None,
+    trace: Annotated[Optional[str], typer.Option("--trace", help="pdmux: write every step decision to this JSONL.")] = None,
 ) -> None:
     """Offline batch inference on an OpenAI Batch file, resumable, with a live report."""
     console = Console(stderr=True)
@@ -36,7 +37,7 @@ def run_batch(
             attention_backend=attention_backend, num_kv_blocks=num_kv_blocks, kv_cache_gb=kv_cache_gb,
             gpu_memory_utilization=gpu_memory_utilization, max_num_seqs=max_num_seqs,
             max_num_batched_tokens=max_num_batched_tokens, max_model_len=max_model_len, tensor_parallel_size=tensor_parallel_size,
-            data_parallel_size=data_parallel_size, seed=seed,
+            data_parallel_size=data_parallel_size, trace_path=trace, seed=seed,
         )
 
         def make_llm() -> LLM:
