@@ -11,7 +11,8 @@ from pdtune.api import LLM
 from pdtune.batch.output_store import OutputStore
 from pdtune.errors import InvalidRequestError, PromptTooLongError
 from pdtune.metrics import RunSummary, summarize
-from pdtune.request.openai_batch import BatchRequest, TokenLogprob, error_record, read_batch_file, success_record
+from pdtune.request.openai_batch import BatchRequest, read_batch_file
+from pdtune.request.openai_records import TokenLogprob, error_record, success_record
 from pdtune.request.output import RequestOutput
 
 

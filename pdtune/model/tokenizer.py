@@ -9,7 +9,6 @@ from typing import Any
 from pdtune.errors import InvalidRequestError, ModelNotFoundError
 
 
-
 class Tokenizer:
     """Wraps a Hugging Face tokenizer with the few calls the engine and the batch runner make."""
 

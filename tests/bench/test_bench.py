@@ -3,17 +3,17 @@
 import json
 
 import pytest
+from pdtune.workloads.request import WorkloadRequest
 from typer.testing import CliRunner
 
 from pdtune.bench.serve import RequestRecord, RunResult, serve_open_loop
 from pdtune.bench.summary import attainment, find_goodput, summarize_run
 from pdtune.cli.app import app
-from pdtune.engine import Engine
 from pdtune.config import EngineConfig
+from pdtune.engine import Engine
 from pdtune.errors import PdtuneError
 from pdtune.request.output import RequestMetrics, RequestOutput
 from pdtune.slo import SLO, parse_slo
-from pdtune.workloads.request import WorkloadRequest
 
 
 def record(rid, arrival, token_times, error=None):

@@ -2,7 +2,6 @@ import os
 
 import pytest
 import torch
-
 from pdtune.kernels import paged_decode_attention, paged_decode_attention_ref
 
 # Lengths around the 16-token cache blocks and 16/32-token KV tiles: 1 token, ends

@@ -1,6 +1,5 @@
 import pytest
 import torch
-
 from pdtune.kernels import write_kv, write_kv_ref
 
 

@@ -2,7 +2,6 @@ import os
 
 import pytest
 import torch
-
 from pdtune.kernels import paged_prefill_attention, paged_prefill_attention_ref
 
 # (chunk length, keys in cache) per sequence, cache blocks of 16: plain prefills ending

@@ -1,8 +1,7 @@
 import pytest
 import torch
-from transformers.models.llama.modeling_llama import LlamaRMSNorm
-
 from pdtune.kernels import rms_norm, rms_norm_ref
+from transformers.models.llama.modeling_llama import LlamaRMSNorm
 
 
 def test_ref_matches_hf_llama_rmsnorm() -> None:

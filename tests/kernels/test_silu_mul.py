@@ -1,6 +1,5 @@
 import pytest
 import torch
-
 from pdtune.kernels import silu_and_mul, silu_and_mul_ref
 
 

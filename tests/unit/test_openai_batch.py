@@ -10,12 +10,10 @@ from pdtune.request.openai_batch import (
     DEFAULT_MAX_TOKENS,
     BatchLineError,
     BatchRequest,
-    TokenLogprob,
-    error_record,
     parse_line,
     read_batch_file,
-    success_record,
 )
+from pdtune.request.openai_records import TokenLogprob, error_record, success_record
 
 CHAT = "/v1/chat/completions"
 COMPL = "/v1/completions"

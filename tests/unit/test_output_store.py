@@ -6,7 +6,7 @@ import pytest
 
 from pdtune.batch.output_store import OutputStore
 from pdtune.errors import InputFileError
-from pdtune.request.openai_batch import error_record
+from pdtune.request.openai_records import error_record
 
 
 def ok_rec(custom_id: str) -> dict:

@@ -6,7 +6,6 @@ import math
 
 import numpy as np
 import pytest
-
 from pdtune.workloads.arrivals import apply_arrivals, gamma, poisson, replay
 from pdtune.workloads.generators import toolagent_like
 

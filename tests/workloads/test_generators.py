@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from pdtune.workloads.generators import GENERATORS, random_uniform
 from pdtune.workloads.lengths import LengthDist
 from pdtune.workloads.request import Workload

@@ -6,11 +6,11 @@ import json
 from pathlib import Path
 
 import pytest
+from pdtune.workloads.loaders import openai_batch_file, sharegpt_file, trace_file
+from pdtune.workloads.traces import SHIPPED, TRACE_DIR
 
 from pdtune.errors import InputFileError
 from pdtune.request.openai_batch import BatchRequest
-from pdtune.workloads.loaders import openai_batch_file, sharegpt_file, trace_file
-from pdtune.workloads.traces import SHIPPED, TRACE_DIR
 
 
 def tokenize(text: str) -> list[int]:

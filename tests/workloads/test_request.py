@@ -6,11 +6,16 @@ import json
 from pathlib import Path
 
 import pytest
-
-from pdtune.errors import InputFileError
 from pdtune.workloads.arrivals import apply_arrivals
 from pdtune.workloads.generators import mooncake_conversation_like
-from pdtune.workloads.request import Workload, WorkloadRequest, load_workload, save_workload
+from pdtune.workloads.request import (
+    Workload,
+    WorkloadRequest,
+    load_workload,
+    save_workload,
+)
+
+from pdtune.errors import InputFileError
 
 
 def test_round_trip(tmp_path: Path) -> None:

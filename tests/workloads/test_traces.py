@@ -8,9 +8,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from pdtune.workloads.traces import (
+    SHIPPED,
+    TRACE_DIR,
+    TRACES,
+    azure_trace,
+    mooncake_trace,
+)
 
 from pdtune.errors import InputFileError
-from pdtune.workloads.traces import SHIPPED, TRACE_DIR, TRACES, azure_trace, mooncake_trace
 
 BLOCK = 512
 
