@@ -11,7 +11,7 @@ from pdtune.api import LLM
 from pdtune.batch.output_store import OutputStore
 from pdtune.errors import InvalidRequestError, PromptTooLongError
 from pdtune.metrics import RunSummary, summarize
-from pdtune.request.openai_batch import BatchRequest, read_batch_file
+from pdtune.request.openai_batch import BatchRequest, encode_request, read_batch_file
 from pdtune.request.openai_records import TokenLogprob, error_record, success_record
 from pdtune.request.output import RequestOutput
 
@@ -37,12 +37,6 @@ def _token_logprobs(llm: LLM, out: RequestOutput) -> list[TokenLogprob] | None:
         return None
     text = llm.tokenizer.token_text
     return [TokenLogprob(text(t.token_id), t.logprob, [(text(i), lp) for i, lp in t.top]) for t in out.logprobs]
-
-
-def _encode(llm: LLM, req: BatchRequest) -> list[int]:
-    if req.is_chat:
-        return llm.tokenizer.apply_chat_template(req.messages)
-    return llm.encode(req.prompt)
 
 
 def run_batch(input_path: str | Path, output_path: str | Path, make_llm: Callable[[], LLM],
@@ -82,7 +76,7 @@ def run_batch(input_path: str | Path, output_path: str | Path, make_llm: Callabl
             by_id: dict[str, BatchRequest] = {}
             for req in todo:
                 try:
-                    engine.add_request(_encode(llm, req), req.params, request_id=req.custom_id)
+                    engine.add_request(encode_request(llm.tokenizer, req), req.params, request_id=req.custom_id)
                 except InvalidRequestError as exc:
                     code = "prompt_too_long" if isinstance(exc, PromptTooLongError) else "invalid_parameter"
                     store.append(error_record(req.custom_id, code, f"line {req.line_number}: {exc}"))

@@ -17,11 +17,12 @@ from pdtune.config import EngineConfig
 from pdtune.engine import Engine, make_engine
 from pdtune.errors import InputFileError, InvalidRequestError
 from pdtune.perf.environment import environment
+from pdtune.request.openai_batch import encode_request
 from pdtune.request.sampling import SamplingParams
 from pdtune.slo import SLO
 from pdtune.workloads.arrivals import apply_arrivals
 from pdtune.workloads.generators import GENERATORS
-from pdtune.workloads.loaders import trace_file
+from pdtune.workloads.loaders import openai_batch_file, sharegpt_file, trace_file
 from pdtune.workloads.request import Workload, load_workload
 from pdtune.workloads.traces import TRACES
 
@@ -46,7 +47,9 @@ class BenchConfig:
     warmup_requests: int = 4
 
 
-def build_workload(cfg: BenchConfig, vocab_size: int) -> Workload:
+def build_workload(cfg: BenchConfig, vocab_size: int, tokenizer) -> Workload:
+    """A generator, a shipped trace, or a file: a saved workload, an OpenAI Batch JSONL, a
+    ShareGPT JSON (both tokenized with the model's tokenizer) or an Azure/Mooncake trace."""
     kw = dict(vocab_size=vocab_size, seed=cfg.seed, max_prompt_len=cfg.max_prompt_len, max_output_len=cfg.max_output_len)
     if cfg.workload in GENERATORS:
         return GENERATORS[cfg.workload](num_requests=cfg.num_requests, **kw)
@@ -55,9 +58,14 @@ def build_workload(cfg: BenchConfig, vocab_size: int) -> Workload:
     if not os.path.isfile(cfg.workload):
         raise InputFileError(f"workload {cfg.workload!r} is neither a generator ({', '.join(GENERATORS)}), "
                              f"a shipped trace ({', '.join(TRACES)}) nor a file")
-    with open(cfg.workload) as f:
+    with open(cfg.workload, errors="replace") as f:
         first = f.readline()
-    if '"requests"' in first or '"metadata"' in first or '"name"' in first:
+    if first.lstrip().startswith("["):
+        return sharegpt_file(cfg.workload, tokenizer.encode, cfg.num_requests, cfg.seed, cfg.max_prompt_len,
+                             cfg.max_output_len)
+    if '"custom_id"' in first:
+        return openai_batch_file(cfg.workload, lambda req: encode_request(tokenizer, req))
+    if '"metadata"' in first and '"name"' in first:
         return load_workload(cfg.workload)
     return trace_file(cfg.workload, time_scale=cfg.time_scale, limit=cfg.num_requests, **kw)
 
@@ -117,7 +125,7 @@ def run_bench(cfg: BenchConfig, progress_factory=None) -> dict:
         _release_gpu_memory()
         engine = make_engine(_engine_config(cfg.engine, label))
         if workload is None:
-            workload = build_workload(cfg, engine.vocab_size)
+            workload = build_workload(cfg, engine.vocab_size, engine.tokenizer)
         _warm_up(engine, workload, cfg.warmup_requests)
         progress = progress_factory(label) if progress_factory else None
         if cfg.goodput:

@@ -232,3 +232,10 @@ def read_batch_file(path: str | Path) -> tuple[list[BatchRequest], list[BatchLin
             first_seen[parsed.custom_id] = n
         (requests if isinstance(parsed, BatchRequest) else errors).append(parsed)
     return requests, errors
+
+
+def encode_request(tokenizer, req: BatchRequest) -> list[int]:
+    """Prompt token ids: chat messages through the model's chat template, text, or ids as given."""
+    if req.is_chat:
+        return tokenizer.apply_chat_template(req.messages)
+    return tokenizer.encode(req.prompt) if isinstance(req.prompt, str) else list(req.prompt)

@@ -110,3 +110,23 @@ def test_bench_user_errors(tmp_path, args, message):
     args = [str(bad) if a == "BADFILE" else a for a in args]
     result = runner.invoke(app, ["bench", *args, *TINY, "--out", str(tmp_path / "o")])
     assert result.exit_code == 1 and message in result.output and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("kind", ["openai", "sharegpt"])
+def test_bench_reads_a_users_batch_or_sharegpt_file(tmp_path, kind):
+    if kind == "openai":
+        path = tmp_path / "in.jsonl"
+        path.write_text("".join(json.dumps({"custom_id": f"r{i}", "method": "POST", "url": "/v1/chat/completions",
+                                            "body": {"messages": [{"role": "user", "content": f"hi {i}"}],
+                                                     "max_tokens": 3}}) + "\n" for i in range(4)))
+    else:
+        path = tmp_path / "sg.json"
+        path.write_text(json.dumps([{"conversations": [{"from": "human", "value": f"question {i}"},
+                                                        {"from": "gpt", "value": "an answer " * (i + 1)}]}
+                                    for i in range(4)]))
+    out = tmp_path / "o"
+    result = runner.invoke(app, ["bench", "--workload", str(path), "--rate", "50", "--mode", "chunked",
+                                 "--num-requests", "4", "--out", str(out), *TINY])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "bench.json").read_text())["summaries"][0]
+    assert summary["requests"] == 4 and summary["failed"] == 0
