@@ -23,7 +23,7 @@ from pdtune.slo import SLO
 from pdtune.workloads.arrivals import apply_arrivals
 from pdtune.workloads.generators import GENERATORS
 from pdtune.workloads.loaders import openai_batch_file, sharegpt_file, trace_file
-from pdtune.workloads.request import Workload, load_workload
+from pdtune.workloads.request import Workload, load_workload, save_workload
 from pdtune.workloads.traces import TRACES
 
 
@@ -45,6 +45,7 @@ class BenchConfig:
     attainment_target: float = 0.9
     goodput_iterations: int = 4
     warmup_requests: int = 4
+    save_workload: str | None = None  # also write the generated workload here (replay it with workload=PATH)
 
 
 def build_workload(cfg: BenchConfig, vocab_size: int, tokenizer) -> Workload:
@@ -126,6 +127,8 @@ def run_bench(cfg: BenchConfig, progress_factory=None) -> dict:
         engine = make_engine(_engine_config(cfg.engine, label))
         if workload is None:
             workload = build_workload(cfg, engine.vocab_size, engine.tokenizer)
+            if cfg.save_workload:
+                save_workload(_timed(workload, cfg, cfg.rate), cfg.save_workload)
         _warm_up(engine, workload, cfg.warmup_requests)
         progress = progress_factory(label) if progress_factory else None
         if cfg.goodput:

@@ -29,6 +29,7 @@ def bench(
     max_prompt_len: Annotated[Optional[int], typer.Option(help="Clamp prompts to this many tokens.")] = None,
     max_output_len: Annotated[Optional[int], typer.Option(help="Clamp outputs to this many tokens.")] = None,
     seed: Annotated[int, typer.Option(help="Workload and arrival seed.")] = 0,
+    save_workload: Annotated[Optional[str], typer.Option(help="Also save the workload (with its arrivals) to replay it.")] = None,
     model: o.Model = None, load_format: o.LoadFormat = None, dtype: o.Dtype = None, device: o.Device = None,
     config: o.ConfigFile = None, num_kv_blocks: o.NumKvBlocks = None, kv_cache_gb: o.KvCacheGb = None,
     gpu_memory_utilization: o.GpuMemoryUtilization = None, max_num_seqs: o.MaxNumSeqs = None,
@@ -68,7 +69,7 @@ def bench(
         )
         modes = tuple(m.strip() for m in mode.split(",") if m.strip())
         cfg = BenchConfig(engine, modes, workload, num_requests, rate, burstiness, concurrency, time_scale, seed,
-                          max_prompt_len, max_output_len, parsed_slo, goodput, attainment)
+                          max_prompt_len, max_output_len, parsed_slo, goodput, attainment, save_workload=save_workload)
         report = run_bench(cfg, lambda m: LiveBenchProgress(console, m))
         folder = out or os.path.join("results", f"bench-{os.path.basename(workload)}-{time.strftime('%Y%m%d-%H%M%S')}")
         paths = save_bench(report, folder)

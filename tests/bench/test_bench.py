@@ -130,3 +130,18 @@ def test_bench_reads_a_users_batch_or_sharegpt_file(tmp_path, kind):
     assert result.exit_code == 0, result.output
     summary = json.loads((out / "bench.json").read_text())["summaries"][0]
     assert summary["requests"] == 4 and summary["failed"] == 0
+
+
+def test_a_saved_workload_replays_the_same_requests(tmp_path):
+    saved = tmp_path / "w.jsonl"
+    first = runner.invoke(app, ["bench", "--workload", "sharegpt", "--num-requests", "5", "--rate", "40",
+                                "--max-prompt-len", "48", "--max-output-len", "4", "--mode", "chunked",
+                                "--save-workload", str(saved), "--out", str(tmp_path / "a"), *TINY])
+    assert first.exit_code == 0, first.output
+    again = runner.invoke(app, ["bench", "--workload", str(saved), "--mode", "chunked", "--out", str(tmp_path / "b"),
+                                *TINY])
+    assert again.exit_code == 0, again.output
+    records = [json.loads((tmp_path / d / "bench.json").read_text())["runs"][0]["records"] for d in "ab"]
+    key = lambda recs: sorted((r["request_id"], r["prompt_tokens"], r["output_tokens"], round(r["arrival_s"], 6))  # noqa: E731
+                              for r in recs)
+    assert key(records[0]) == key(records[1])
