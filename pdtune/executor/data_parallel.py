@@ -3,6 +3,7 @@ fed by an SLO-aware dispatcher; the same add_request / step interface as one eng
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import queue
 import time
@@ -67,8 +68,13 @@ class DataParallelEngine:
         size = config.data_parallel_size
         self.outbox = ctx.Queue()
         self.inboxes = [ctx.Queue() for _ in range(size)]
-        self.procs = [ctx.Process(target=_replica, args=(i, replica_config, self.inboxes[i], self.outbox))
+        # A daemon cannot start the replica's own tensor-parallel workers; otherwise a forgotten
+        # close() must not keep the interpreter alive at exit.
+        daemon = config.tensor_parallel_size == 1
+        self.procs = [ctx.Process(target=_replica, args=(i, replica_config, self.inboxes[i], self.outbox), daemon=daemon)
                       for i in range(size)]
+        self.closed = False
+        atexit.register(self.close)
         for p in self.procs:
             p.start()
         ready = [self._get() for _ in range(size)]
@@ -146,6 +152,9 @@ class DataParallelEngine:
         self.num_steps = 0
 
     def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
         for inbox in self.inboxes:
             inbox.put(None)
         for p in self.procs:
