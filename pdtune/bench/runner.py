@@ -16,6 +16,7 @@ from pdtune.bench.summary import GoodputResult, attainment, find_goodput, summar
 from pdtune.config import EngineConfig
 from pdtune.engine import Engine, make_engine
 from pdtune.errors import InputFileError, InvalidRequestError
+from pdtune.executor.partitions import check_green_contexts
 from pdtune.perf.environment import environment
 from pdtune.request.openai_batch import encode_request
 from pdtune.request.sampling import SamplingParams
@@ -119,6 +120,8 @@ def run_bench(cfg: BenchConfig, progress_factory=None) -> dict:
     """Returns (and the caller saves) config, environment, and per mode: summaries, goodput
     sweep points and per-request records."""
     runs, goodputs, engine, workload = [], {}, None, None
+    if any(label.startswith("pdmux") for label in cfg.modes):
+        check_green_contexts()
     for label in cfg.modes:
         if engine is not None:
             engine.close()

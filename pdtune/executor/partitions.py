@@ -87,6 +87,12 @@ class GreenContextFactory:
                          self._stream(remainder), self._stream(decode))
 
 
+def check_green_contexts() -> None:
+    """Fails fast (before any model loads) where `--mode pdmux` cannot run on this GPU."""
+    if torch.cuda.is_available():
+        GreenContextFactory(torch.cuda.current_device())
+
+
 def make_partitions(splits: tuple[tuple[int, int], ...] = DEFAULT_SPLITS) -> list[Partition]:
     """The configured splits plus the whole GPU for each phase alone (ordinary streams)."""
     factory = GreenContextFactory(torch.cuda.current_device())

@@ -86,16 +86,17 @@ class BlockManager:
             hit.append(block_id)
         return hit
 
-    def can_allocate(self, seq: Sequence, num_tokens: int) -> bool:
-        """Whether `num_tokens` more tokens of a waiting sequence fit, counting prefix hits."""
-        hit = self.match_prefix(seq)
+    def can_allocate(self, seq: Sequence, num_tokens: int, hit: list[int] | None = None) -> bool:
+        """Whether `num_tokens` more tokens of a waiting sequence fit, counting prefix hits
+        (`hit`: the caller's match_prefix result, to look it up once)."""
+        hit = self.match_prefix(seq) if hit is None else hit
         reusable_free = sum(1 for b in hit if self.blocks[b].ref_count == 0)
         need = self.blocks_needed(len(hit) * self.block_size + num_tokens) - len(hit)
         return need <= self.num_free_blocks - reusable_free
 
-    def allocate(self, seq: Sequence) -> None:
+    def allocate(self, seq: Sequence, hit: list[int] | None = None) -> None:
         """Gives a waiting sequence its cached prefix blocks; sets how many tokens it may skip."""
-        hit = self.match_prefix(seq)
+        hit = self.match_prefix(seq) if hit is None else hit
         for block_id in hit:
             self._take(block_id)
         seq.block_table = list(hit)

@@ -106,15 +106,15 @@ class Scheduler:
         """Admits waiting sequences in queue order while KV blocks, seats and the token budget last."""
         while self.waiting and budget > 0 and len(self.running) < self.max_num_seqs:
             seq = self.waiting[0]
-            hit = len(self.blocks.match_prefix(seq)) * self.blocks.block_size
-            remaining = len(seq) - hit
+            hit = self.blocks.match_prefix(seq)
+            remaining = len(seq) - len(hit) * self.blocks.block_size
             if remaining > budget and not allow_chunking and plan.chunks:
                 break
             num_new = min(remaining, budget) if allow_chunking else remaining
-            if not self.blocks.can_allocate(seq, num_new):
+            if not self.blocks.can_allocate(seq, num_new, hit):
                 break
             self.waiting.popleft()
-            self.blocks.allocate(seq)
+            self.blocks.allocate(seq, hit)
             self.blocks.append_slots(seq, num_new)
             seq.status = Status.RUNNING
             self.running.append(seq)
