@@ -116,9 +116,25 @@ def _warm_up(engine: Engine, workload: Workload, n: int) -> None:
         engine.step()
 
 
-def run_bench(cfg: BenchConfig, progress_factory=None) -> dict:
-    """Returns (and the caller saves) config, environment, and per mode: summaries, goodput
-    sweep points and per-request records."""
+def _report(cfg: BenchConfig, workload: Workload, runs: list[RunResult], goodputs: dict) -> dict:
+    return {
+        "kind": "pdtune-bench",
+        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "environment": environment(),
+        "config": {**dataclasses.asdict(cfg), "engine": dataclasses.asdict(cfg.engine),
+                   "slo": str(cfg.slo) if cfg.slo else None},
+        "workload": {"name": workload.name, "requests": len(workload), "metadata": workload.metadata,
+                     "mean_prompt_len": workload.mean_prompt_len, "mean_output_len": workload.mean_output_len},
+        "summaries": [summarize_run(r, cfg.slo) for r in runs],
+        "goodput": goodputs,
+        "runs": [r.to_dict() for r in runs],
+    }
+
+
+def run_bench(cfg: BenchConfig, progress_factory=None, out_dir: str | None = None) -> dict:
+    """Returns config, environment, and per mode: summaries, goodput sweep points and
+    per-request records. With `out_dir`, the results so far are saved after every mode, so a
+    later mode that fails (out of memory, no green contexts) does not lose the earlier ones."""
     runs, goodputs, engine, workload = [], {}, None, None
     if any(label.startswith("pdmux") for label in cfg.modes):
         check_green_contexts()
@@ -145,19 +161,10 @@ def run_bench(cfg: BenchConfig, progress_factory=None) -> dict:
             goodputs[label] = dataclasses.asdict(gp)
         else:
             runs.append(_run(engine, label, _timed(workload, cfg, cfg.rate), cfg, cfg.rate, progress))
+        if out_dir is not None:
+            save_bench(_report(cfg, workload, runs, goodputs), out_dir)
     engine.close()
-    return {
-        "kind": "pdtune-bench",
-        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "environment": environment(),
-        "config": {**dataclasses.asdict(cfg), "engine": dataclasses.asdict(cfg.engine),
-                   "slo": str(cfg.slo) if cfg.slo else None},
-        "workload": {"name": workload.name, "requests": len(workload), "metadata": workload.metadata,
-                     "mean_prompt_len": workload.mean_prompt_len, "mean_output_len": workload.mean_output_len},
-        "summaries": [summarize_run(r, cfg.slo) for r in runs],
-        "goodput": goodputs,
-        "runs": [r.to_dict() for r in runs],
-    }
+    return _report(cfg, workload, runs, goodputs)
 
 
 def save_bench(report: dict, out_dir: str) -> list[str]:

@@ -43,7 +43,7 @@ def bench(
     """Serve a workload in-process and report latency, SLO attainment and goodput per mode."""
     console = Console()
     with user_errors(console):
-        from pdtune.bench.runner import BenchConfig, run_bench, save_bench
+        from pdtune.bench.runner import BenchConfig, run_bench
         from pdtune.config import build_engine_config
         from pdtune.errors import PdtuneError
         from pdtune.report.bench_report import (
@@ -70,8 +70,7 @@ def bench(
         modes = tuple(m.strip() for m in mode.split(",") if m.strip())
         cfg = BenchConfig(engine, modes, workload, num_requests, rate, burstiness, concurrency, time_scale, seed,
                           max_prompt_len, max_output_len, parsed_slo, goodput, attainment, save_workload=save_workload)
-        report = run_bench(cfg, lambda m: LiveBenchProgress(console, m))
         folder = out or os.path.join("results", f"bench-{os.path.basename(workload)}-{time.strftime('%Y%m%d-%H%M%S')}")
-        paths = save_bench(report, folder)
+        report = run_bench(cfg, lambda m: LiveBenchProgress(console, m), out_dir=folder)
         console.print(goodput_table(report) if goodput else bench_table(report))
-        console.print(f"saved {', '.join(os.path.basename(p) for p in paths)} in {folder}")
+        console.print(f"saved {', '.join(sorted(os.listdir(folder)))} in {folder}")

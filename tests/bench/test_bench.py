@@ -145,3 +145,12 @@ def test_a_saved_workload_replays_the_same_requests(tmp_path):
     key = lambda recs: sorted((r["request_id"], r["prompt_tokens"], r["output_tokens"], round(r["arrival_s"], 6))  # noqa: E731
                               for r in recs)
     assert key(records[0]) == key(records[1])
+
+
+def test_a_mode_that_fails_keeps_the_results_of_the_modes_before_it(tmp_path):
+    out = tmp_path / "o"
+    result = runner.invoke(app, ["bench", "--workload", "random", "--num-requests", "3", "--rate", "50",
+                                 "--max-prompt-len", "32", "--max-output-len", "4", "--mode", "chunked,warp-speed",
+                                 "--out", str(out), *TINY])
+    assert result.exit_code == 1 and "mode must be one of" in result.output
+    assert [s["mode"] for s in json.loads((out / "bench.json").read_text())["summaries"]] == ["chunked"]
