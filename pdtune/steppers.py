@@ -96,7 +96,7 @@ class PdmuxStepper:
             logits, measured_decode = self.executor.decode(decision.partition, inputs)
             results += self.runner.sample(inputs, logits)
             self.scheduler.commit(decode_plan)
-            self.planner.predictor.observe_decode(decision.partition, len(decode_plan.chunks), context, measured_decode)
+            self.planner.predictor.observe_decode(decision.partition, context, measured_decode)
         elif job is not None:
             job.done.synchronize()  # nothing to decode: wait for the prefill block rather than spin
         self.planner.record(decision, len(decode_plan.chunks), prefill_tokens, measured_decode, measured_prefill)

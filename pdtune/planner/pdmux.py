@@ -50,7 +50,8 @@ class StepTimePredictor:
             return 1.0
         return max(seen) if worst else sum(seen) / len(seen)
 
-    def decode_prior_ms(self, part: Partition, batch: int, context_tokens: int) -> float:
+    def decode_prior_ms(self, part: Partition, context_tokens: int) -> float:
+        """Weights plus every sequence's KV read once, at the partition's share of bandwidth."""
         data = self.weight_bytes + context_tokens * kv_bytes_per_token(self.arch, self.itemsize)
         return data / (self.bw * bandwidth_share(part.decode_sms)) * 1e3
 
@@ -58,14 +59,14 @@ class StepTimePredictor:
         share = max(part.prefill_sms, 1) / self.total_sms
         return prefill_flops(self.arch, tokens) / self.arch.num_layers / (self.rate * share) * 1e3
 
-    def decode_ms(self, part: Partition, batch: int, context_tokens: int, worst: bool = False) -> float:
-        return self.decode_prior_ms(part, batch, context_tokens) * self._factor("decode", part, worst)
+    def decode_ms(self, part: Partition, context_tokens: int, worst: bool = False) -> float:
+        return self.decode_prior_ms(part, context_tokens) * self._factor("decode", part, worst)
 
     def layer_ms(self, part: Partition, tokens: int) -> float:
         return self.layer_prior_ms(part, tokens) * self._factor("layer", part, False)
 
-    def observe_decode(self, part: Partition, batch: int, context_tokens: int, measured_ms: float) -> None:
-        self.ratios[("decode", part.name)].append(measured_ms / self.decode_prior_ms(part, batch, context_tokens))
+    def observe_decode(self, part: Partition, context_tokens: int, measured_ms: float) -> None:
+        self.ratios[("decode", part.name)].append(measured_ms / self.decode_prior_ms(part, context_tokens))
 
     def observe_step_wall(self, measured_ms: float) -> None:
         prev = self.step_wall_ms
@@ -99,11 +100,11 @@ class PdmuxPlanner:
 
     def decide(self, decode_batch: int, context_tokens: int, prefill_tokens: int, remaining_layers: int) -> StepDecision:
         """Decode keeps its TPOT: the smallest decode partition predicted (with the guard band) to
-        meet it; prefill gets the other SMs and about one decode step's worth of layers."""
+        meet it; prefill gets the other SMs and enough layers to stay busy for the step."""
         pred = self.predictor
         if not remaining_layers:
             part = self.decode_alone
-            return StepDecision(part, 0, pred.decode_ms(part, decode_batch, context_tokens), None)
+            return StepDecision(part, 0, pred.decode_ms(part, context_tokens), None)
         if not decode_batch:
             part = self.prefill_alone
             return StepDecision(part, remaining_layers, None, pred.layer_ms(part, prefill_tokens) * remaining_layers)
@@ -115,15 +116,14 @@ class PdmuxPlanner:
             gang = max(1, SGLANG_SPLIT_TOKEN_BUDGET // max(prefill_tokens, 1))
         else:
             slo = self.config.slo_tpot_ms
-            part = next((p for p in self.mixed if pred.decode_ms(p, decode_batch, context_tokens, worst=True) <= slo),
-                        self.mixed[-1])
+            part = next((p for p in self.mixed if pred.decode_ms(p, context_tokens, worst=True) <= slo), self.mixed[-1])
+        decode_ms, layer_ms = pred.decode_ms(part, context_tokens), pred.layer_ms(part, prefill_tokens)
+        if policy == "adaptive":
             # Bubble-less: enough layers to keep the prefill SMs busy for the whole step, which
             # lasts the decode iteration plus the host's work between launches.
-            step_ms = max(pred.decode_ms(part, decode_batch, context_tokens), pred.step_wall_ms or 0.0)
-            gang = max(1, math.ceil(step_ms / pred.layer_ms(part, prefill_tokens)))
+            gang = max(1, math.ceil(max(decode_ms, pred.step_wall_ms or 0.0) / layer_ms))
         gang = min(gang, remaining_layers)
-        return StepDecision(part, gang, pred.decode_ms(part, decode_batch, context_tokens),
-                            pred.layer_ms(part, prefill_tokens) * gang)
+        return StepDecision(part, gang, decode_ms, layer_ms * gang)
 
     def order_waiting(self, scheduler: Scheduler, now: float | None = None) -> None:
         """EDF on TTFT deadlines (arrival + SLO - predicted prefill). Cached multi-turn prompts go

@@ -101,7 +101,7 @@ def test_adaptive_picks_the_smallest_decode_partition_that_meets_tpot():
     assert tight.decide(8, 8 * 1024, 4096, 32).gang == math.ceil(3 * d.predicted_decode_ms / per_layer)
     tight.predictor.step_wall_ms = None
     # contention measured on that partition widens the guard band: decode moves to more SMs
-    tight.predictor.observe_decode(d.partition, 8, 8 * 1024, measured_ms=d.predicted_decode_ms * 1.3)
+    tight.predictor.observe_decode(d.partition, 8 * 1024, measured_ms=d.predicted_decode_ms * 1.3)
     assert tight.decide(8, 8 * 1024, 4096, 32).partition.decode_sms > 36
 
 
