@@ -43,6 +43,7 @@ class PdmuxStepper:
         self.job: PrefillJob | None = None
         self.pending_block: tuple | None = None  # (partition, tokens, layers, job) of a block not yet measured
         self.last_step_start: float | None = None
+        self.last_decode_ms: float | None = None
 
     def _finish_prefill(self) -> StepResults:
         job, self.job = self.job, None
@@ -72,8 +73,8 @@ class PdmuxStepper:
     def step(self) -> StepResults:
         now = time.perf_counter()
         if self.last_step_start is not None:
-            self.planner.predictor.observe_step_wall((now - self.last_step_start) * 1e3)
-        self.last_step_start = now
+            self.planner.predictor.observe_step_wall((now - self.last_step_start) * 1e3, self.last_decode_ms)
+        self.last_step_start, self.last_decode_ms = now, None
         results: StepResults = []
         measured_prefill = self._observe_prefill_block()
         if self.job is not None and self.job.finished:
@@ -87,17 +88,20 @@ class PdmuxStepper:
         remaining = job.remaining_layers if job else 0
         prefill_tokens = job.num_tokens if job else 0
         decision = self.planner.decide(len(decode_plan.chunks), context, prefill_tokens, remaining)
+        # Decode is enqueued first: the host launches the prefill layers while the GPU decodes.
+        inputs = launch = None
+        if decode_plan:
+            inputs = self.runner.prepare(decode_plan)
+            launch = self.executor.launch_decode(decision.partition, inputs)
         if remaining:
             self.executor.launch_prefill(job, decision.partition, decision.gang)
             self.pending_block = (decision.partition, prefill_tokens, decision.gang, job)
-        measured_decode = None
-        if decode_plan:
-            inputs = self.runner.prepare(decode_plan)
-            logits, measured_decode = self.executor.decode(decision.partition, inputs)
+        if launch is not None:
+            logits, self.last_decode_ms = self.executor.finish_decode(launch)
             results += self.runner.sample(inputs, logits)
             self.scheduler.commit(decode_plan)
-            self.planner.predictor.observe_decode(decision.partition, context, measured_decode)
+            self.planner.predictor.observe_decode(decision.partition, context, self.last_decode_ms)
         elif job is not None:
             job.done.synchronize()  # nothing to decode: wait for the prefill block rather than spin
-        self.planner.record(decision, len(decode_plan.chunks), prefill_tokens, measured_decode, measured_prefill)
+        self.planner.record(decision, len(decode_plan.chunks), prefill_tokens, self.last_decode_ms, measured_prefill)
         return results

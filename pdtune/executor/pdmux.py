@@ -71,6 +71,15 @@ class PrefillJob:
         return self.remaining_layers == 0 and self.done.query()
 
 
+@dataclass
+class DecodeLaunch:
+    logits: torch.Tensor
+    start: object
+    end: object
+    started_at: float
+    simulated: bool
+
+
 class PdmuxExecutor:
     def __init__(self, runner: ModelRunner, partitions: list[Partition], graph_batch: int, max_blocks_per_seq: int,
                  use_graphs: bool):
@@ -121,8 +130,9 @@ class PdmuxExecutor:
         return job.block_start.elapsed_time(job.done)
 
     @torch.inference_mode()
-    def decode(self, partition: Partition, inputs: StepInputs) -> tuple[torch.Tensor, float]:
-        """One decode step on the partition's decode SMs; returns logits and its measured ms."""
+    def launch_decode(self, partition: Partition, inputs: StepInputs) -> DecodeLaunch:
+        """Enqueues one decode step on the partition's decode SMs without waiting for it, so the
+        host can launch the prefill block while the GPU decodes."""
         stream = partition.decode_stream
         graphs = self.graphs.get(partition.name)
         started = time.perf_counter()
@@ -130,8 +140,13 @@ class PdmuxExecutor:
             start = _record(stream)
             logits = self.runner.decode_logits(inputs, graphs)
             end = _record(stream)
-        if stream is None:
-            return logits, (time.perf_counter() - started) * 1e3
-        torch.cuda.current_stream().wait_event(end)
-        end.synchronize()  # the one wait of a step: the decode tokens are needed on the host
-        return logits, start.elapsed_time(end)
+        return DecodeLaunch(logits, start, end, started, stream is None)
+
+    def finish_decode(self, launch: DecodeLaunch) -> tuple[torch.Tensor, float]:
+        """Waits for the decode step (the one wait of a step: its tokens are needed on the host);
+        returns its logits and measured ms."""
+        if launch.simulated:
+            return launch.logits, (time.perf_counter() - launch.started_at) * 1e3
+        torch.cuda.current_stream().wait_event(launch.end)
+        launch.end.synchronize()
+        return launch.logits, launch.start.elapsed_time(launch.end)

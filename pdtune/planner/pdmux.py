@@ -32,23 +32,35 @@ def bandwidth_share(sms: int) -> float:
     return 1.0
 
 
+# Host time to launch one layer's kernels, which bounds a short prefill block: the median layer
+# time of 32-256-token blocks in results/h100/pdmux-mixed/trace-pdmux.jsonl was 0.6-1.0 ms.
+LAYER_LAUNCH_MS = 0.6
+
+
+def _percentile(values, q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
 class StepTimePredictor:
-    """Roofline priors for a decode step and a prefill layer on a partition, scaled by factors
-    learned online from measured times. The worst recent factor is the contention guard band."""
+    """Priors for a decode step (bytes over the partition's bandwidth) and a prefill layer (launch
+    time plus FLOPs over the partition's matmul rate), scaled by factors learned online from
+    measured times. Layer factors are kept per token-count bucket, because a short block is
+    launch-bound and a long one compute-bound; medians keep one stalled block from skewing them.
+    The 90th percentile of recent decode factors is the contention guard band."""
 
     def __init__(self, arch: ModelArch, itemsize: int, total_sms: int, copy_bytes_per_s: float = H100_COPY_BYTES_PER_S,
                  matmul_flops_per_s: float = H100_MATMUL_FLOPS_PER_S, window: int = 32):
         self.arch, self.itemsize, self.total_sms = arch, itemsize, total_sms
         self.bw, self.rate = copy_bytes_per_s, matmul_flops_per_s
         self.weight_bytes = num_params(arch) * itemsize
-        self.ratios: dict[tuple[str, str], deque] = defaultdict(lambda: deque(maxlen=window))
+        self.ratios: dict[tuple, deque] = defaultdict(lambda: deque(maxlen=window))
         self.step_wall_ms: float | None = None  # moving average of the host loop's time per step
+        self.host_ms = 0.0  # moving average of a decode step's wall time beyond its GPU time
 
-    def _factor(self, kind: str, part: Partition, worst: bool) -> float:
-        seen = self.ratios[(kind, part.name)]
-        if not seen:
-            return 1.0
-        return max(seen) if worst else sum(seen) / len(seen)
+    def _factor(self, key: tuple, q: float) -> float:
+        seen = self.ratios[key]
+        return _percentile(seen, q) if seen else 1.0
 
     def decode_prior_ms(self, part: Partition, context_tokens: int) -> float:
         """Weights plus every sequence's KV read once, at the partition's share of bandwidth."""
@@ -57,23 +69,27 @@ class StepTimePredictor:
 
     def layer_prior_ms(self, part: Partition, tokens: int) -> float:
         share = max(part.prefill_sms, 1) / self.total_sms
-        return prefill_flops(self.arch, tokens) / self.arch.num_layers / (self.rate * share) * 1e3
+        return LAYER_LAUNCH_MS + prefill_flops(self.arch, tokens) / self.arch.num_layers / (self.rate * share) * 1e3
 
     def decode_ms(self, part: Partition, context_tokens: int, worst: bool = False) -> float:
-        return self.decode_prior_ms(part, context_tokens) * self._factor("decode", part, worst)
+        return self.decode_prior_ms(part, context_tokens) * self._factor(("decode", part.name), 0.9 if worst else 0.5)
 
     def layer_ms(self, part: Partition, tokens: int) -> float:
-        return self.layer_prior_ms(part, tokens) * self._factor("layer", part, False)
+        return self.layer_prior_ms(part, tokens) * self._factor(("layer", part.name, tokens.bit_length()), 0.5)
 
     def observe_decode(self, part: Partition, context_tokens: int, measured_ms: float) -> None:
         self.ratios[("decode", part.name)].append(measured_ms / self.decode_prior_ms(part, context_tokens))
 
-    def observe_step_wall(self, measured_ms: float) -> None:
+    def observe_step_wall(self, measured_ms: float, decode_ms: float | None = None) -> None:
+        """The loop's wall time of the last step and, if it decoded, that decode's GPU time."""
         prev = self.step_wall_ms
         self.step_wall_ms = measured_ms if prev is None else 0.9 * prev + 0.1 * measured_ms
+        if decode_ms is not None:
+            self.host_ms = 0.9 * self.host_ms + 0.1 * max(0.0, measured_ms - decode_ms)
 
     def observe_layers(self, part: Partition, tokens: int, layers: int, measured_ms: float) -> None:
-        self.ratios[("layer", part.name)].append(measured_ms / layers / self.layer_prior_ms(part, tokens))
+        key = ("layer", part.name, tokens.bit_length())
+        self.ratios[key].append(measured_ms / layers / self.layer_prior_ms(part, tokens))
 
 
 @dataclass
@@ -115,8 +131,10 @@ class PdmuxPlanner:
             part = self.mixed[min(decode_batch // SGLANG_DECODE_BS_DIVISOR, len(self.mixed) - 1)]
             gang = max(1, SGLANG_SPLIT_TOKEN_BUDGET // max(prefill_tokens, 1))
         else:
-            slo = self.config.slo_tpot_ms
-            part = next((p for p in self.mixed if pred.decode_ms(p, context_tokens, worst=True) <= slo), self.mixed[-1])
+            # TPOT is the whole step: the decode iteration plus the host's sampling and scheduling.
+            budget = self.config.slo_tpot_ms - pred.host_ms
+            part = next((p for p in self.mixed if pred.decode_ms(p, context_tokens, worst=True) <= budget),
+                        self.mixed[-1])
         decode_ms, layer_ms = pred.decode_ms(part, context_tokens), pred.layer_ms(part, prefill_tokens)
         if policy == "adaptive":
             # Bubble-less: enough layers to keep the prefill SMs busy for the whole step, which
@@ -155,6 +173,7 @@ class PdmuxPlanner:
         row = {"step": self.num_steps, "split": decision.partition.name, "gang": decision.gang,
                "decode_batch": decode_batch, "prefill_tokens": prefill_tokens,
                "predicted_decode_ms": decision.predicted_decode_ms, "measured_decode_ms": measured_decode_ms,
-               "predicted_prefill_ms": decision.predicted_prefill_ms, "measured_prefill_block_ms": measured_prefill_ms}
+               "predicted_prefill_ms": decision.predicted_prefill_ms, "measured_prefill_block_ms": measured_prefill_ms,
+               "host_ms": self.predictor.host_ms}
         self.trace.write(json.dumps(row) + "\n")
         self.trace.flush()

@@ -11,7 +11,7 @@ from pdtune.config import DEFAULT_SPLITS, EngineConfig
 from pdtune.executor.partitions import simulated_partitions
 from pdtune.model.arch import ModelArch
 from pdtune.model.loader import PRESET_DIR, read_json
-from pdtune.planner.pdmux import PdmuxPlanner, StepTimePredictor
+from pdtune.planner.pdmux import LAYER_LAUNCH_MS, PdmuxPlanner, StepTimePredictor
 from pdtune.request.sequence import Sequence
 from pdtune.scheduler.block_manager import BlockManager
 from pdtune.scheduler.scheduler import Scheduler
@@ -77,7 +77,7 @@ def test_every_step_decision_goes_to_the_trace(tmp_path):
     tiny(mode="pdmux", trace_path=str(trace), pdmux_prefill_tokens=20, **STATIC).generate(PROMPTS[:4], GREEDY)
     rows = [json.loads(line) for line in trace.read_text().splitlines()]
     assert rows and {"step", "split", "gang", "decode_batch", "prefill_tokens", "predicted_decode_ms",
-                     "measured_decode_ms", "predicted_prefill_ms", "measured_prefill_block_ms"} <= set(rows[0])
+                     "measured_decode_ms", "predicted_prefill_ms", "measured_prefill_block_ms", "host_ms"} <= set(rows[0])
     assert any(r["split"] == "96/36" and r["gang"] == 1 and r["decode_batch"] for r in rows)
 
 
@@ -103,6 +103,34 @@ def test_adaptive_picks_the_smallest_decode_partition_that_meets_tpot():
     # contention measured on that partition widens the guard band: decode moves to more SMs
     tight.predictor.observe_decode(d.partition, 8 * 1024, measured_ms=d.predicted_decode_ms * 1.3)
     assert tight.decide(8, 8 * 1024, 4096, 32).partition.decode_sms > 36
+
+
+def test_the_host_time_of_a_step_counts_against_the_tpot_budget():
+    p = planner(slo_tpot_ms=8.0)
+    alone = p.decide(8, 8 * 1024, 4096, 32)
+    assert alone.predicted_decode_ms <= 8.0
+    # steps whose wall time is 4 ms over their decode: decode must fit in about 4 ms now
+    for _ in range(200):
+        p.predictor.observe_step_wall(alone.predicted_decode_ms + 4.0, alone.predicted_decode_ms)
+    assert p.predictor.host_ms == pytest.approx(4.0, rel=1e-3)
+    moved = p.decide(8, 8 * 1024, 4096, 32)
+    assert moved.partition.decode_sms > alone.partition.decode_sms
+    assert moved.predicted_decode_ms <= 4.0 or moved.partition is p.mixed[-1]
+
+
+def test_layer_times_are_learned_per_token_bucket_and_ignore_one_stalled_block():
+    p = planner()
+    part = p.mixed[0]
+    short, long = p.predictor.layer_ms(part, 128), p.predictor.layer_ms(part, 16384)
+    assert short >= LAYER_LAUNCH_MS  # a short block is bound by launching its kernels
+    for _ in range(9):  # short blocks run 2x their prior
+        p.predictor.observe_layers(part, 128, 4, measured_ms=4 * 2 * short)
+    p.predictor.observe_layers(part, 128, 4, measured_ms=4 * 100 * short)  # one stalled block
+    assert p.predictor.layer_ms(part, 128) == pytest.approx(2 * short)
+    assert p.predictor.layer_ms(part, 16384) == pytest.approx(long)  # other sizes keep their own factor
+    # a short prefill gets enough layers to cover the decode step, not a handful
+    d = p.decide(decode_batch=16, context_tokens=16 * 1024, prefill_tokens=128, remaining_layers=32)
+    assert d.gang == min(32, math.ceil(d.predicted_decode_ms / p.predictor.layer_ms(d.partition, 128)))
 
 
 def test_sglang_policy_follows_the_decode_batch_size():
@@ -151,9 +179,9 @@ def test_edf_puts_cached_prefixes_first_when_slack_allows():
     s.add(cached)
     p.order_waiting(s, now)
     assert list(s.waiting) == [cached, urgent]
-    # little slack at the head (5 ms left, less than the cached prompt's 400 new tokens take): EDF order
+    # little slack at the head (about 10 ms left, less than the cached prompt's 400 new tokens take): EDF order
     s2 = _scheduler()
-    rushed = Sequence(list(range(500, 600)), GREEDY, arrival_time=now - 0.995)
+    rushed = Sequence(list(range(500, 600)), GREEDY, arrival_time=now - 0.97)
     long_cached = Sequence(shared + list(range(1000, 1400)), GREEDY, arrival_time=now)
     s2.add(rushed)
     s2.add(long_cached)
