@@ -159,6 +159,10 @@ class Engine:
         self.num_steps += 1
         return finished
 
+    def abort_waiting(self) -> list[RequestOutput]:
+        """Drops the requests still queued (a benchmark probe that stops early); running ones go on."""
+        return [RequestOutput.from_sequence(seq) for seq in self.scheduler.abort_waiting()]
+
     def _finish_reason(self, seq: Sequence, token: int) -> str | None:
         p = seq.params
         if (not p.ignore_eos and token in self.tokenizer.eos_token_ids) or token in p.stop_token_ids:

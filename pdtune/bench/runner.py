@@ -88,12 +88,12 @@ def _release_gpu_memory() -> None:
 
 
 def _run(engine: Engine, label: str, workload: Workload, cfg: BenchConfig, rate: float | None,
-         progress: Progress | None) -> RunResult:
+         progress: Progress | None, stop_below: tuple[SLO, float] | None = None) -> RunResult:
     engine.reset_counters()
     if cfg.concurrency:
         result = serve_closed_loop(engine, workload.requests, cfg.concurrency, progress)
     else:
-        result = serve_open_loop(engine, workload.requests, rate, progress)
+        result = serve_open_loop(engine, workload.requests, rate, progress, stop_below=stop_below)
     result.mode = label
     result.extra["preemptions"] = engine.num_preemptions
     return result
@@ -151,10 +151,11 @@ def run_bench(cfg: BenchConfig, progress_factory=None, out_dir: str | None = Non
         _warm_up(engine, workload, cfg.warmup_requests)
         progress = progress_factory(label) if progress_factory else None
         if cfg.goodput:
-            def attainment_at(rate: float) -> float:
-                result = _run(engine, label, _timed(workload, cfg, rate), cfg, rate, progress)
+            def attainment_at(rate: float) -> tuple[float, bool]:
+                result = _run(engine, label, _timed(workload, cfg, rate), cfg, rate, progress,
+                              stop_below=(cfg.slo, cfg.attainment_target))
                 runs.append(result)
-                return attainment(result, cfg.slo)
+                return attainment(result, cfg.slo), result.extra.get("stopped_early", False)
 
             start = cfg.rate or max(0.1, len(workload) / max(workload.duration, 1e-9) / 4)
             gp: GoodputResult = find_goodput(attainment_at, start, cfg.attainment_target, cfg.goodput_iterations)

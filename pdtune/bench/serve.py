@@ -10,6 +10,7 @@ from pdtune.engine import Engine
 from pdtune.errors import InvalidRequestError
 from pdtune.request.output import RequestOutput
 from pdtune.request.sampling import SamplingParams
+from pdtune.slo import SLO
 from pdtune.workloads.request import WorkloadRequest
 
 
@@ -67,6 +68,9 @@ def _params(req: WorkloadRequest) -> SamplingParams:
     return SamplingParams(max_tokens=req.max_tokens, temperature=0.0, ignore_eos=True)
 
 
+NOT_SERVED = "not served: probe stopped early, attainment already below target"
+
+
 class _Loop:
     def __init__(self, engine: Engine, total: int, progress: Progress | None, clock: Callable[[], float]):
         self.engine, self.total, self.progress, self.clock = engine, total, progress, clock
@@ -78,20 +82,43 @@ class _Loop:
         try:
             self.engine.add_request(req.prompt_token_ids, _params(req), request_id=req.request_id, arrival_time=arrival)
         except InvalidRequestError as exc:
-            self.records.append(RequestRecord(req.request_id, arrival - self.start, len(req.prompt_token_ids), 0, 0,
-                                              None, None, None, [], [], error=str(exc)))
+            self.fail(req, arrival, str(exc))
+
+    def fail(self, req: WorkloadRequest, arrival: float, error: str) -> None:
+        self.records.append(RequestRecord(req.request_id, arrival - self.start, len(req.prompt_token_ids), 0, 0,
+                                          None, None, None, [], [], error=error))
+
+    def finished(self, outs: list[RequestOutput]) -> None:
+        """Records finished requests; an aborted one was dropped by stop_early, so it was not served."""
+        for out in outs:
+            rec = RequestRecord.from_output(out, self.start)
+            if out.finish_reason == "abort":
+                rec.error = NOT_SERVED
+            self.records.append(rec)
+
+    def report_progress(self) -> None:
+        if self.progress is not None:
+            self.progress.update(len(self.records), self.total, self.records)
 
     def step(self) -> list[RequestOutput]:
         t0 = self.clock()
         outs = self.engine.step()
         t1 = self.clock()
         self.engine_s += t1 - t0
-        for out in outs:
-            self.records.append(RequestRecord.from_output(out, self.start))
-        if self.progress is not None and outs:
-            self.progress.update(len(self.records), self.total, self.records)
+        self.finished(outs)
+        if outs:
+            self.report_progress()
         self.harness_s += self.clock() - t1
         return outs
+
+    def stop_early(self, unsent: list[WorkloadRequest]) -> None:
+        """Drops the queued requests and records them and those never sent as not served; the
+        running ones are left to finish. (A data-parallel engine returns its dropped requests
+        through later steps.)"""
+        for req in unsent:
+            self.fail(req, self.start + req.arrival_s, NOT_SERVED)
+        self.finished(self.engine.abort_waiting())
+        self.report_progress()
 
     def result(self, mode: str, rate: float | None, concurrency: int | None) -> RunResult:
         e = self.engine
@@ -99,25 +126,74 @@ class _Loop:
                          self.harness_s, e.prefix_cache_hit_rate)
 
 
+class _CertainMisses:
+    """Counts the requests that can no longer meet the SLO, to stop a probe whose attainment
+    target is already out of reach. A request that meets both bounds finishes within
+    TTFT + TPOT * (max_tokens - 1) of its arrival (bench requests ignore EOS), so one still
+    unfinished after that has missed."""
+
+    AGE_CHECK_S = 0.05  # unfinished requests are scanned at most this often, to keep the loop cheap
+
+    def __init__(self, slo: SLO, target: float, total: int):
+        self.slo, self.target, self.total = slo, target, total
+        self.deadlines: dict[str, float] = {}  # unfinished requests not yet counted: clock time of a certain miss
+        self.misses = 0
+        self.seen = 0  # records already looked at
+        self.next_age_check = float("-inf")
+
+    def added(self, req: WorkloadRequest, arrival: float) -> None:
+        self.deadlines[req.request_id] = arrival + self.slo.ttft_s + self.slo.tpot_s * (req.max_tokens - 1)
+
+    def hopeless(self, records: list[RequestRecord], now: float) -> bool:
+        """Whether more requests than the target allows have certainly missed by `now`."""
+        for rec in records[self.seen:]:
+            # a request already counted as late has left `deadlines`, so it is not counted twice
+            if self.deadlines.pop(rec.request_id, None) is not None and (
+                    rec.error is not None or not self.slo.met(rec.ttft_s, rec.tpot_s)):
+                self.misses += 1
+        self.seen = len(records)
+        if now >= self.next_age_check:
+            late = [rid for rid, deadline in self.deadlines.items() if deadline < now]
+            for rid in late:
+                del self.deadlines[rid]
+            self.misses += len(late)
+            self.next_age_check = now + self.AGE_CHECK_S
+        return (self.total - self.misses) / self.total < self.target  # as attainment() compares, rounding alike
+
+
 def serve_open_loop(engine: Engine, requests: list[WorkloadRequest], rate: float | None = None,
                     progress: Progress | None = None, clock: Callable[[], float] = time.perf_counter,
-                    sleep: Callable[[float], None] = time.sleep) -> RunResult:
+                    sleep: Callable[[float], None] = time.sleep,
+                    stop_below: tuple[SLO, float] | None = None) -> RunResult:
     """Requests enter at their arrival times whatever the engine is doing; each request's
-    TTFT counts from its scheduled arrival, so queueing in the harness is not hidden."""
+    TTFT counts from its scheduled arrival, so queueing in the harness is not hidden.
+    With `stop_below=(slo, target)`, the run stops taking requests once its attainment can no
+    longer reach `target` (a failing goodput probe need not be served to the end): queued and
+    unsent requests are recorded as not served, running ones finish."""
     loop = _Loop(engine, len(requests), progress, clock)
+    misses = _CertainMisses(*stop_below, len(requests)) if stop_below else None
+    stopped = False
     i = 0
     while i < len(requests) or engine.has_unfinished():
         t0 = clock()
         now = t0 - loop.start
         while i < len(requests) and requests[i].arrival_s <= now:
-            loop.add(requests[i], loop.start + requests[i].arrival_s)
+            arrival = loop.start + requests[i].arrival_s
+            if misses is not None:
+                misses.added(requests[i], arrival)
+            loop.add(requests[i], arrival)
             i += 1
+        if misses is not None and misses.hopeless(loop.records, t0):
+            loop.stop_early(requests[i:])
+            misses, stopped, i = None, True, len(requests)
         loop.harness_s += clock() - t0
         if engine.has_unfinished():
             loop.step()
         elif i < len(requests):
             sleep(max(0.0, requests[i].arrival_s - (clock() - loop.start)))
-    return loop.result(engine.config.mode, rate, None)
+    result = loop.result(engine.config.mode, rate, None)
+    result.extra["stopped_early"] = stopped
+    return result
 
 
 def serve_closed_loop(engine: Engine, requests: list[WorkloadRequest], users: int,

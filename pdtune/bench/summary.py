@@ -27,6 +27,7 @@ def summarize_run(result: RunResult, slo: SLO | None) -> dict:
         "output_tokens_per_s": out_tokens / result.wall_s if result.wall_s else 0.0,
         "prefix_cache_hit_rate": result.prefix_cache_hit_rate, "steps": result.steps,
         "harness_overhead": result.harness_overhead,
+        "stopped_early": result.extra.get("stopped_early", False),
         "ttft_s": latency_summary([r.ttft_s for r in ok]),
         "tpot_s": latency_summary([r.tpot_s for r in ok if r.tpot_s is not None]),
         "itl_s": latency_summary([x for r in ok for x in r.itl_s]),
@@ -42,18 +43,19 @@ def summarize_run(result: RunResult, slo: SLO | None) -> dict:
 class GoodputResult:
     goodput: float  # highest rate (req/s) found whose attainment reached the target; 0 if none
     target: float
-    points: list[tuple[float, float]]  # (rate, attainment) of every run made
+    points: list[tuple[float, float, bool]]  # (rate, attainment, stopped early) of every run made
 
 
-def find_goodput(attainment_at: Callable[[float], float], start_rate: float, target: float = 0.9,
+def find_goodput(attainment_at: Callable[[float], tuple[float, bool]], start_rate: float, target: float = 0.9,
                  iterations: int = 5, max_doublings: int = 8) -> GoodputResult:
     """Doubles the rate from `start_rate` until attainment drops below `target`, then bisects
-    between the last good and first bad rate. Assumes attainment falls as the rate grows."""
-    points: list[tuple[float, float]] = []
+    between the last good and first bad rate. Assumes attainment falls as the rate grows.
+    `attainment_at` runs a probe: its attainment and whether it stopped early (then below target)."""
+    points: list[tuple[float, float, bool]] = []
 
     def run(rate: float) -> bool:
-        a = attainment_at(rate)
-        points.append((rate, a))
+        a, stopped = attainment_at(rate)
+        points.append((rate, a, stopped))
         return a >= target
 
     good, bad = 0.0, None

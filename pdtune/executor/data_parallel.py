@@ -19,7 +19,14 @@ from pdtune.request.sampling import SamplingParams
 from pdtune.scheduler.scheduler import check_prompt_fits
 
 
-def _drain(inbox, engine, block: bool) -> bool:
+def _step_report(index: int, engine, outs: list[RequestOutput]) -> tuple:
+    """What the front end reads after a replica step: finished outputs, load, counters."""
+    s, bm = engine.scheduler, engine.block_manager
+    return ("step", index, outs, sum(q.num_uncomputed_tokens for q in s.waiting), len(s.running),
+            sum(len(q) for q in s.running), bm.prefix_hits, bm.prefix_queries, engine.num_preemptions)
+
+
+def _drain(inbox, outbox, index: int, engine, block: bool) -> bool:
     """Takes every waiting message (waits for one when idle); False once told to stop."""
     try:
         msg = inbox.get(block=block)
@@ -28,6 +35,10 @@ def _drain(inbox, engine, block: bool) -> bool:
                 return False
             if msg == "reset":
                 engine.reset_counters()
+            elif msg == "abort":
+                aborted = engine.abort_waiting()
+                if aborted:  # reported like finished requests, so the front end's in_flight stays right
+                    outbox.put(_step_report(index, engine, aborted))
             else:
                 request_id, prompt, params, arrival = msg
                 engine.add_request(prompt, params, request_id, arrival)
@@ -47,12 +58,9 @@ def _replica(index: int, config: EngineConfig, inbox, outbox) -> None:
         outbox.put(("failed", index, str(exc)))
         return
     outbox.put(("ready", index, engine.num_kv_blocks, engine.max_model_len))
-    while _drain(inbox, engine, block=not engine.has_unfinished()):
+    while _drain(inbox, outbox, index, engine, block=not engine.has_unfinished()):
         if engine.has_unfinished():
-            outs = engine.step()
-            s, bm = engine.scheduler, engine.block_manager
-            outbox.put(("step", index, outs, sum(q.num_uncomputed_tokens for q in s.waiting), len(s.running),
-                        sum(len(q) for q in s.running), bm.prefix_hits, bm.prefix_queries, engine.num_preemptions))
+            outbox.put(_step_report(index, engine, engine.step()))
     engine.close()
 
 
@@ -125,6 +133,13 @@ class DataParallelEngine:
         self.in_flight -= len(finished)
         self.num_steps += 1
         return finished
+
+    def abort_waiting(self) -> list[RequestOutput]:
+        """Tells every replica to drop its queued requests. They come back through step(), as
+        outputs with finish reason "abort", so this returns none itself."""
+        for inbox in self.inboxes:
+            inbox.put("abort")
+        return []
 
     def _get(self):
         """The next report; a replica that died (out of memory, killed) fails the run loudly."""

@@ -58,18 +58,29 @@ def bench_table(report: dict, title: str | None = None) -> Table:
             rows.append((f"{metric[:-2].upper()} {q} (ms)", lambda s, m=metric, q=q: _ms(s[m], q)))
     if runs and "slo_attainment" in runs[0]:
         rows.append((f"SLO attainment ({runs[0]['slo']})", lambda s: f"{s['slo_attainment']:.1%}"))
+    if any(s.get("stopped_early") for s in runs):  # .get: results saved before probes could stop early
+        rows.append(("stopped early (unserved = missed)", lambda s: "yes" if s.get("stopped_early") else "no"))
     rows.append(("harness overhead / step", lambda s: f"{s['harness_overhead']:.2%}"))
     for name, fn in rows:
         table.add_row(name, *(fn(s) for s in runs))
     return table
 
 
+def _stopped(point) -> bool:
+    """Whether a goodput probe stopped early; points saved before probes could are (rate, attainment)."""
+    return len(point) > 2 and bool(point[2])
+
+
 def goodput_table(report: dict) -> Table:
     """One row per mode: the goodput and the attainment at every rate the sweep tried."""
-    table = Table(title=f"goodput ({report['config']['slo']}, attainment >= {next(iter(report['goodput'].values()))['target']:.0%})")
+    stopped_any = any(_stopped(p) for g in report["goodput"].values() for p in g["points"])
+    table = Table(title=f"goodput ({report['config']['slo']}, attainment >= {next(iter(report['goodput'].values()))['target']:.0%})",
+                  caption="* stopped early: below the target for certain; its unserved requests count as misses"
+                  if stopped_any else None)
     table.add_column("mode")
     table.add_column("goodput req/s", justify="right")
     table.add_column("rate: attainment")
     for mode, g in report["goodput"].items():
-        table.add_row(mode, f"{g['goodput']:.2f}", ", ".join(f"{r:.2f}: {a:.0%}" for r, a in sorted(g["points"])))
+        table.add_row(mode, f"{g['goodput']:.2f}",
+                      ", ".join(f"{p[0]:.2f}: {p[1]:.0%}{'*' if _stopped(p) else ''}" for p in sorted(g["points"])))
     return table

@@ -10,18 +10,18 @@ from pdtune.request.sequence import Sequence, TokenLogprobs
 @dataclass(frozen=True)
 class RequestMetrics:
     arrival_time: float
-    first_token_time: float
-    finish_time: float
+    first_token_time: float | None  # None for a request aborted before its first token
+    finish_time: float | None  # its last token's time
     num_cached_tokens: int
     num_preemptions: int
 
     @property
-    def ttft(self) -> float:
-        return self.first_token_time - self.arrival_time
+    def ttft(self) -> float | None:
+        return None if self.first_token_time is None else self.first_token_time - self.arrival_time
 
     @property
-    def e2e(self) -> float:
-        return self.finish_time - self.arrival_time
+    def e2e(self) -> float | None:
+        return None if self.finish_time is None else self.finish_time - self.arrival_time
 
 
 @dataclass(frozen=True)
@@ -47,6 +47,7 @@ class RequestOutput:
 
     @classmethod
     def from_sequence(cls, seq: Sequence) -> "RequestOutput":
+        times = seq.token_times
         return cls(
             request_id=seq.request_id,
             prompt_token_ids=list(seq.prompt_token_ids),
@@ -54,7 +55,7 @@ class RequestOutput:
             text=seq.output_text,
             finish_reason=seq.finish_reason or "length",
             logprobs=list(seq.logprobs) if seq.params.logprobs is not None else None,
-            metrics=RequestMetrics(seq.arrival_time, seq.token_times[0], seq.token_times[-1],
+            metrics=RequestMetrics(seq.arrival_time, times[0] if times else None, times[-1] if times else None,
                                    seq.num_cached_tokens, seq.num_preemptions),
-            token_times=list(seq.token_times),
+            token_times=list(times),
         )

@@ -133,3 +133,13 @@ class Scheduler:
         seq.finish_reason = reason
         self.running.remove(seq)
         self.blocks.free_sequence(seq)
+
+    def abort_waiting(self) -> list[Sequence]:
+        """Finishes every sequence not admitted yet with reason "abort", so a caller can stop
+        early; waiting sequences hold no KV blocks (preemption freed them), so none are freed."""
+        aborted = list(self.waiting)
+        self.waiting.clear()
+        for seq in aborted:
+            seq.status = Status.FINISHED
+            seq.finish_reason = "abort"
+        return aborted

@@ -46,13 +46,14 @@ def test_metrics_of_a_hand_made_timeline():
 def test_goodput_bisection_finds_a_known_threshold():
     seen = []
 
-    def fake_engine(rate):
+    def fake_engine(rate):  # a failing probe stops early
         seen.append(rate)
-        return 0.95 if rate <= 7.3 else 0.5
+        return (0.95, False) if rate <= 7.3 else (0.5, True)
 
     g = find_goodput(fake_engine, start_rate=1.0, target=0.9, iterations=6)
     assert 7.0 <= g.goodput <= 7.3 and seen[:4] == [1.0, 2.0, 4.0, 8.0]
-    assert find_goodput(lambda r: 0.0, 1.0, iterations=3).goodput == 0.0
+    assert [p[0] for p in g.points] == seen and all(stopped == (rate > 7.3) for rate, _, stopped in g.points)
+    assert find_goodput(lambda r: (0.0, True), 1.0, iterations=3).goodput == 0.0
 
 
 @pytest.mark.parametrize("text,expected", [("ttft=200ms,tpot=20ms", (0.2, 0.02)), ("tpot=0.05s, ttft=2s", (2.0, 0.05))])
