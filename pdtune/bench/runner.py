@@ -155,6 +155,8 @@ def run_bench(cfg: BenchConfig, progress_factory=None, out_dir: str | None = Non
                 result = _run(engine, label, _timed(workload, cfg, rate), cfg, rate, progress,
                               stop_below=(cfg.slo, cfg.attainment_target))
                 runs.append(result)
+                if out_dir is not None:  # a probe can take minutes: keep each one
+                    save_bench(_report(cfg, workload, runs, goodputs), out_dir)
                 return attainment(result, cfg.slo), result.extra.get("stopped_early", False)
 
             start = cfg.rate or max(0.1, len(workload) / max(workload.duration, 1e-9) / 4)

@@ -26,6 +26,7 @@ def bench(
     slo: Annotated[Optional[str], typer.Option(help="SLO, e.g. ttft=2s,tpot=30ms.")] = None,
     goodput: Annotated[bool, typer.Option(help="Find the highest rate meeting the SLO (rate sweep + bisection).")] = False,
     attainment: Annotated[float, typer.Option(help="Share of requests that must meet the SLO.")] = 0.9,
+    goodput_iterations: Annotated[int, typer.Option(help="Bisection steps after the rate doubling brackets the goodput.")] = 4,
     max_prompt_len: Annotated[Optional[int], typer.Option(help="Clamp prompts to this many tokens.")] = None,
     max_output_len: Annotated[Optional[int], typer.Option(help="Clamp outputs to this many tokens.")] = None,
     seed: Annotated[int, typer.Option(help="Workload and arrival seed.")] = 0,
@@ -69,7 +70,8 @@ def bench(
         )
         modes = tuple(m.strip() for m in mode.split(",") if m.strip())
         cfg = BenchConfig(engine, modes, workload, num_requests, rate, burstiness, concurrency, time_scale, seed,
-                          max_prompt_len, max_output_len, parsed_slo, goodput, attainment, save_workload=save_workload)
+                          max_prompt_len, max_output_len, parsed_slo, goodput, attainment, goodput_iterations,
+                          save_workload=save_workload)
         folder = out or os.path.join("results", f"bench-{os.path.basename(workload)}-{time.strftime('%Y%m%d-%H%M%S')}")
         report = run_bench(cfg, lambda m: LiveBenchProgress(console, m), out_dir=folder)
         console.print(goodput_table(report) if goodput else bench_table(report))
