@@ -8,7 +8,7 @@ import json
 import os
 import random
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import torch
 
@@ -19,8 +19,9 @@ from pdtune.perf.environment import environment
 @dataclass(frozen=True)
 class E2EConfig:
     engine: EngineConfig
+    variants: tuple[dict, ...] = ({},)  # engine overrides, one pdtune run each, all against one transformers run
     requests: int = 1024
-    transformers_requests: int = 256
+    transformers_requests: int = 256  # 0: no transformers run
     prompt_len: int = 512
     output_len: int = 256
     seed: int = 0
@@ -85,22 +86,26 @@ def run_e2e(cfg: E2EConfig) -> dict:
     input_path = os.path.join(cfg.out_dir, "requests.jsonl")
     output_path = os.path.join(cfg.out_dir, "outputs.jsonl")
     write_batch_file(input_path, token_prompts, cfg.output_len)
-    if os.path.exists(output_path):
-        os.remove(output_path)
-    result, info = run_pdtune(cfg, input_path, output_path)
-    gc.collect()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
-    hf = run_transformers(info["hf_config"], token_prompts[: cfg.transformers_requests], cfg.output_len,
-                          info["dtype"], device)
-    pd_tok_s = result.summary.output_tokens_per_s
-    report = {
-        "environment": environment(), "config": {**asdict(cfg), "engine": vars(cfg.engine)},
-        "pdtune": {**result.summary.to_dict(), "kv_capacity_tokens": info["kv_capacity_tokens"], "steps": info["steps"]},
-        "transformers_generate_batch": hf,
-        "output_tokens_per_s_ratio": pd_tok_s / hf["output_tokens_per_s"],
-    }
+    runs = []
+    for overrides in cfg.variants:
+        if os.path.exists(output_path):
+            os.remove(output_path)
+        engine = replace(cfg.engine, **overrides)
+        result, info = run_pdtune(replace(cfg, engine=engine), input_path, output_path)
+        runs.append({"overrides": overrides, "engine": vars(engine), **result.summary.to_dict(),
+                     "kv_capacity_tokens": info["kv_capacity_tokens"], "steps": info["steps"]})
+        gc.collect()
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    hf = None
+    if cfg.transformers_requests:
+        hf = run_transformers(info["hf_config"], token_prompts[: cfg.transformers_requests], cfg.output_len,
+                              info["dtype"], device)
+        for run in runs:
+            run["output_tokens_per_s_ratio"] = run["output_tokens_per_s"] / hf["output_tokens_per_s"]
+    report = {"environment": environment(), "config": {**asdict(cfg), "engine": vars(cfg.engine)},
+              "pdtune": runs, "transformers_generate_batch": hf}
     with open(os.path.join(cfg.out_dir, "bench-batch.json"), "w") as f:
         json.dump(report, f, indent=1, default=str)
     os.remove(input_path)
