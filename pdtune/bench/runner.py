@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import gc
+import gzip
 import json
 import os
 import time
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from pdtune.bench.serve import Progress, RunResult, serve_closed_loop, serve_open_loop
-from pdtune.bench.summary import GoodputResult, attainment, find_goodput, summarize_run
+from pdtune.bench.summary import GoodputResult, attainment, find_goodput, partial_goodput, summarize_run
 from pdtune.config import EngineConfig
 from pdtune.engine import Engine, make_engine
 from pdtune.errors import InputFileError, InvalidRequestError
@@ -154,13 +155,17 @@ def run_bench(cfg: BenchConfig, progress_factory=None, out_dir: str | None = Non
         _warm_up(engine, workload, cfg.warmup_requests)
         progress = progress_factory(label) if progress_factory else None
         if cfg.goodput:
+            points: list[tuple[float, float, bool]] = []
+
             def attainment_at(rate: float) -> tuple[float, bool]:
                 result = _run(engine, label, _timed(workload, cfg, rate), cfg, rate, progress,
                               stop_below=(cfg.slo, cfg.attainment_target))
                 runs.append(result)
-                if out_dir is not None:  # a probe can take minutes: keep each one
+                points.append((rate, attainment(result, cfg.slo), result.extra.get("stopped_early", False)))
+                goodputs[label] = dataclasses.asdict(partial_goodput(points, cfg.attainment_target))
+                if out_dir is not None:  # a probe can take minutes: a sweep cut short keeps its probes
                     save_bench(_report(cfg, workload, runs, goodputs), out_dir)
-                return attainment(result, cfg.slo), result.extra.get("stopped_early", False)
+                return points[-1][1], points[-1][2]
 
             start = cfg.rate or max(0.1, len(workload) / max(workload.duration, 1e-9) / 4)
             gp: GoodputResult = find_goodput(attainment_at, start, cfg.attainment_target, cfg.goodput_iterations)
@@ -171,6 +176,21 @@ def run_bench(cfg: BenchConfig, progress_factory=None, out_dir: str | None = Non
             save_bench(_report(cfg, workload, runs, goodputs), out_dir)
     engine.close()
     return _report(cfg, workload, runs, goodputs)
+
+
+def load_bench(path: str) -> dict:
+    """A saved result: bench.json (or bench.json.gz, as committed results are kept), or its folder."""
+    if os.path.isdir(path):
+        plain = os.path.join(path, "bench.json")
+        path = plain if os.path.exists(plain) or not os.path.exists(plain + ".gz") else plain + ".gz"
+    try:
+        with (gzip.open(path, "rt") if path.endswith(".gz") else open(path)) as f:
+            data = json.load(f)
+    except (OSError, EOFError, json.JSONDecodeError) as exc:
+        raise InputFileError(f"{path}: not a readable bench result ({exc})") from exc
+    if not isinstance(data, dict) or data.get("kind") != "pdtune-bench":
+        raise InputFileError(f"{path}: not a pdtune bench result")
+    return data
 
 
 def save_bench(report: dict, out_dir: str) -> list[str]:

@@ -44,6 +44,15 @@ class GoodputResult:
     goodput: float  # highest rate (req/s) found whose attainment reached the target; 0 if none
     target: float
     points: list[tuple[float, float, bool]]  # (rate, attainment, stopped early) of every run made
+    failing_rate: float | None = None  # lowest rate tried above `goodput` that missed the target
+    complete: bool = True  # False: the search was cut short (the results so far of a sweep in progress)
+
+
+def partial_goodput(points: list[tuple[float, float, bool]], target: float) -> GoodputResult:
+    """What the probes made so far establish: the highest passing rate below the lowest failing one."""
+    failing = min((r for r, a, _ in points if a < target), default=None)
+    good = max((r for r, a, _ in points if a >= target and (failing is None or r < failing)), default=0.0)
+    return GoodputResult(good, target, list(points), failing, complete=False)
 
 
 def find_goodput(attainment_at: Callable[[float], tuple[float, bool]], start_rate: float, target: float = 0.9,
@@ -74,4 +83,4 @@ def find_goodput(attainment_at: Callable[[float], tuple[float, bool]], start_rat
             good = mid
         else:
             bad = mid
-    return GoodputResult(good, target, points)
+    return GoodputResult(good, target, points, bad)

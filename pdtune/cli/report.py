@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Optional
 
 import typer
@@ -12,7 +11,7 @@ from pdtune.cli.errors import user_errors
 
 
 def report(
-    results: Annotated[list[str], typer.Argument(help="bench.json files (or their folders).")],
+    results: Annotated[list[str], typer.Argument(help="bench.json (or .json.gz) files, or their folders.")],
     out: Annotated[Optional[str], typer.Option("--out", help="Folder for the re-rendered plots.")] = None,
 ) -> None:
     """Tables of each saved run, then one table comparing them all; plots again with --out."""
@@ -20,21 +19,11 @@ def report(
     with user_errors(console):
         import os
 
-        from pdtune.errors import InputFileError
+        from pdtune.bench.runner import load_bench
         from pdtune.report.bench_report import bench_table, goodput_table
         from pdtune.report.plots import plot_bench
 
-        loaded = []
-        for path in results:
-            file = os.path.join(path, "bench.json") if os.path.isdir(path) else path
-            try:
-                with open(file) as f:
-                    data = json.load(f)
-            except (OSError, json.JSONDecodeError) as exc:
-                raise InputFileError(f"{file}: not a readable bench result ({exc})") from exc
-            if data.get("kind") != "pdtune-bench":
-                raise InputFileError(f"{file}: not a pdtune bench result")
-            loaded.append((file, data))
+        loaded = [(path, load_bench(path)) for path in results]
         for file, data in loaded:
             console.print(bench_table(data, title=file))
             if data.get("goodput"):

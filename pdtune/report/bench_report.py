@@ -79,8 +79,11 @@ def goodput_table(report: dict) -> Table:
                   if stopped_any else None)
     table.add_column("mode")
     table.add_column("goodput req/s", justify="right")
+    table.add_column("fails at", justify="right")
     table.add_column("rate: attainment")
     for mode, g in report["goodput"].items():
-        table.add_row(mode, f"{g['goodput']:.2f}",
+        failing = g.get("failing_rate")
+        cut = "" if g.get("complete", True) else " (search cut short)"
+        table.add_row(mode, f"{g['goodput']:.2f}{cut}", "-" if failing is None else f"{failing:.2f}",
                       ", ".join(f"{p[0]:.2f}: {p[1]:.0%}{'*' if _stopped(p) else ''}" for p in sorted(g["points"])))
     return table

@@ -7,7 +7,7 @@ from pdtune.workloads.request import WorkloadRequest
 from typer.testing import CliRunner
 
 from pdtune.bench.serve import RequestRecord, RunResult, serve_open_loop
-from pdtune.bench.summary import attainment, find_goodput, summarize_run
+from pdtune.bench.summary import attainment, find_goodput, partial_goodput, summarize_run
 from pdtune.cli.app import app
 from pdtune.config import EngineConfig
 from pdtune.engine import Engine
@@ -53,7 +53,38 @@ def test_goodput_bisection_finds_a_known_threshold():
     g = find_goodput(fake_engine, start_rate=1.0, target=0.9, iterations=6)
     assert 7.0 <= g.goodput <= 7.3 and seen[:4] == [1.0, 2.0, 4.0, 8.0]
     assert [p[0] for p in g.points] == seen and all(stopped == (rate > 7.3) for rate, _, stopped in g.points)
+    assert 7.3 < g.failing_rate <= 7.3 + 7 / 2**6 and g.complete
     assert find_goodput(lambda r: (0.0, True), 1.0, iterations=3).goodput == 0.0
+
+
+def test_a_sweep_cut_short_reports_what_its_probes_establish():
+    # passes at 1.5 and 2.25, fails at 3 and 2.625; a noisy pass above a failure does not count
+    points = [(1.5, 0.93, False), (3.0, 0.47, True), (2.25, 0.99, False), (2.625, 0.48, True), (3.5, 0.95, False)]
+    g = partial_goodput(points, 0.9)
+    assert (g.goodput, g.failing_rate, g.complete) == (2.25, 2.625, False)
+    assert partial_goodput([(2.0, 0.2, True)], 0.9).goodput == 0.0
+    assert partial_goodput([(2.0, 1.0, False)], 0.9).failing_rate is None
+
+
+def test_report_reads_a_gzipped_result_and_refuses_other_files(tmp_path):
+    import gzip
+
+    out = tmp_path / "res"
+    result = runner.invoke(app, ["bench", "--workload", "random", "--num-requests", "4", "--rate", "50",
+                                 "--mode", "chunked", "--slo", "ttft=5s,tpot=1s", "--goodput", "--goodput-iterations",
+                                 "1", "--max-prompt-len", "32", "--max-output-len", "4", "--out", str(out), *TINY])
+    assert result.exit_code == 0, result.output
+    data = json.loads((out / "bench.json").read_text())
+    assert data["goodput"]["chunked"]["complete"] and data["goodput"]["chunked"]["goodput"] > 0
+    packed = tmp_path / "packed"
+    packed.mkdir()
+    with gzip.open(packed / "bench.json.gz", "wt") as f:
+        json.dump(data, f)
+    again = runner.invoke(app, ["report", str(packed)])
+    assert again.exit_code == 0 and "goodput" in again.output and "chunked" in again.output
+    (tmp_path / "other.json").write_text("[1, 2]")
+    bad = runner.invoke(app, ["report", str(tmp_path / "other.json")])
+    assert bad.exit_code == 1 and "not a pdtune bench result" in bad.output and "Traceback" not in bad.output
 
 
 @pytest.mark.parametrize("text,expected", [("ttft=200ms,tpot=20ms", (0.2, 0.02)), ("tpot=0.05s, ttft=2s", (2.0, 0.05))])
