@@ -87,13 +87,17 @@ class PdmuxStepper:
         context = sum(len(c.seq) for c in decode_plan.chunks)
         remaining = job.remaining_layers if job else 0
         prefill_tokens = job.num_tokens if job else 0
-        decision = self.planner.decide(len(decode_plan.chunks), context, prefill_tokens, remaining)
+        slack = None
+        if remaining and decode_plan:
+            arrival = min(c.seq.arrival_time for c in job.plan.chunks)
+            slack = self.planner.prefill_slack_ms(arrival, prefill_tokens, remaining, now)
+        decision = self.planner.decide(len(decode_plan.chunks), context, prefill_tokens, remaining, slack)
         # Decode is enqueued first: the host launches the prefill layers while the GPU decodes.
         inputs = launch = None
         if decode_plan:
             inputs = self.runner.prepare(decode_plan)
             launch = self.executor.launch_decode(decision.partition, inputs)
-        if remaining:
+        if remaining and decision.gang:
             self.executor.launch_prefill(job, decision.partition, decision.gang)
             self.pending_block = (decision.partition, prefill_tokens, decision.gang, job)
         if launch is not None:

@@ -114,9 +114,13 @@ class PdmuxPlanner:
         want = self.config.pdmux_static_split
         return min(self.mixed, key=lambda p: abs(p.requested[1] - want[1]) + abs(p.requested[0] - want[0]))
 
-    def decide(self, decode_batch: int, context_tokens: int, prefill_tokens: int, remaining_layers: int) -> StepDecision:
+    def decide(self, decode_batch: int, context_tokens: int, prefill_tokens: int, remaining_layers: int,
+               prefill_slack_ms: float | None = None) -> StepDecision:
         """Decode keeps its TPOT: the smallest decode partition predicted (with the guard band) to
-        meet it; prefill gets the other SMs and enough layers to stay busy for the step."""
+        meet it; prefill gets the other SMs and enough layers to stay busy for the step. When no
+        split meets the TPOT and the prefill in flight can wait (`prefill_slack_ms`: time to its
+        earliest TTFT deadline beyond its predicted remaining prefill), decode takes the whole GPU
+        for this step and prefill pauses; TTFT slack thus buys TPOT, never the other way round."""
         pred = self.predictor
         if not remaining_layers:
             part = self.decode_alone
@@ -133,8 +137,12 @@ class PdmuxPlanner:
         else:
             # TPOT is the whole step: the decode iteration plus the host's sampling and scheduling.
             budget = self.config.slo_tpot_ms - pred.host_ms
-            part = next((p for p in self.mixed if pred.decode_ms(p, context_tokens, worst=True) <= budget),
-                        self.mixed[-1])
+            part = next((p for p in self.mixed if pred.decode_ms(p, context_tokens, worst=True) <= budget), None)
+            if part is None:
+                alone_ms = pred.decode_ms(self.decode_alone, context_tokens)
+                if prefill_slack_ms is not None and prefill_slack_ms > alone_ms + pred.host_ms:
+                    return StepDecision(self.decode_alone, 0, alone_ms, None)
+                part = self.mixed[-1]
         decode_ms, layer_ms = pred.decode_ms(part, context_tokens), pred.layer_ms(part, prefill_tokens)
         if policy == "adaptive":
             # Bubble-less: enough layers to keep the prefill SMs busy for the whole step, which
@@ -142,6 +150,14 @@ class PdmuxPlanner:
             gang = max(1, math.ceil(max(decode_ms, pred.step_wall_ms or 0.0) / layer_ms))
         gang = min(gang, remaining_layers)
         return StepDecision(part, gang, decode_ms, layer_ms * gang)
+
+    def prefill_slack_ms(self, earliest_arrival: float, tokens: int, remaining_layers: int,
+                         now: float | None = None) -> float:
+        """Time left to the prefill batch's earliest TTFT deadline after its predicted remaining
+        layers (on the largest mixed prefill partition it would resume on)."""
+        now = time.perf_counter() if now is None else now
+        deadline = earliest_arrival + self.config.slo_ttft_ms / 1e3
+        return (deadline - now) * 1e3 - self.predictor.layer_ms(self.mixed[-1], tokens) * remaining_layers
 
     def order_waiting(self, scheduler: Scheduler, now: float | None = None) -> None:
         """EDF on TTFT deadlines (arrival + SLO - predicted prefill). Cached multi-turn prompts go
@@ -170,7 +186,7 @@ class PdmuxPlanner:
         self.num_steps += 1
         if self.trace is None:
             return
-        row = {"step": self.num_steps, "split": decision.partition.name, "gang": decision.gang,
+        row = {"step": self.num_steps, "t": time.time(), "split": decision.partition.name, "gang": decision.gang,
                "decode_batch": decode_batch, "prefill_tokens": prefill_tokens,
                "predicted_decode_ms": decision.predicted_decode_ms, "measured_decode_ms": measured_decode_ms,
                "predicted_prefill_ms": decision.predicted_prefill_ms, "measured_prefill_block_ms": measured_prefill_ms,

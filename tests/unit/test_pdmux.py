@@ -225,3 +225,27 @@ def test_without_green_contexts_the_partitions_fail_with_a_message(monkeypatch):
     monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
     with pytest.raises(GreenContextsUnavailable, match="needs a CUDA GPU with green contexts"):
         make_partitions(DEFAULT_SPLITS)
+
+
+def test_when_no_split_meets_tpot_decode_takes_the_gpu_while_prefill_has_ttft_slack():
+    p = planner(slo_tpot_ms=1.0, slo_ttft_ms=2000.0)  # no partition decodes 8 x 8k tokens in 1 ms
+    now = time.perf_counter()
+    roomy = p.prefill_slack_ms(earliest_arrival=now, tokens=4096, remaining_layers=32, now=now)
+    assert 0 < roomy < 2000.0
+    paused = p.decide(8, 8 * 1024, 4096, 32, prefill_slack_ms=roomy)
+    assert paused.partition is p.decode_alone and paused.gang == 0 and paused.predicted_prefill_ms is None
+    late = p.prefill_slack_ms(earliest_arrival=now - 1.99, tokens=4096, remaining_layers=32, now=now)
+    resumed = p.decide(8, 8 * 1024, 4096, 32, prefill_slack_ms=late)
+    assert resumed.partition is p.mixed[-1] and resumed.gang >= 1
+    # a split that meets the TPOT keeps prefill running whatever its slack
+    assert planner(slo_tpot_ms=20.0).decide(8, 8 * 1024, 4096, 32, prefill_slack_ms=roomy).gang >= 1
+
+
+def test_paused_prefill_resumes_by_its_deadline_and_tokens_stay_the_same(reference_tokens, tmp_path):
+    trace = tmp_path / "t.jsonl"
+    llm = tiny(mode="pdmux", slo_tpot_ms=1e-6, slo_ttft_ms=300.0, pdmux_prefill_tokens=20, trace_path=str(trace))
+    assert [o.token_ids for o in llm.generate(PROMPTS, GREEDY)] == reference_tokens
+    rows = [json.loads(line) for line in trace.read_text().splitlines()]
+    paused = [r for r in rows if r["prefill_tokens"] and r["decode_batch"] and r["gang"] == 0]
+    assert paused and all(r["split"] == "0/132" for r in paused)
+    assert all("t" in r for r in rows)
