@@ -31,6 +31,7 @@ class EngineConfig:
     max_model_len: int | None = None  # defaults to the model's context length
     enable_prefix_caching: bool = True
     enforce_eager: bool = False  # GPU: run decode eagerly instead of replaying CUDA graphs
+    overlap_scheduling: bool = True  # sequential/chunked: plan and launch step n+1 before reading step n's tokens
     # PD-multiplexing (mode "pdmux")
     pdmux_policy: str = "adaptive"
     pdmux_splits: tuple[tuple[int, int], ...] = DEFAULT_SPLITS

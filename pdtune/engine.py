@@ -174,7 +174,7 @@ class Engine:
             if cut >= 0:
                 seq.output_text = text[:cut]
                 return "stop"
-        if seq.num_output_tokens >= p.max_tokens or len(seq) >= self.max_model_len:
+        if seq.num_output_tokens >= p.max_tokens or len(seq.token_ids) >= self.max_model_len:
             seq.output_text = self.tokenizer.decode(seq.output_token_ids)
             return "length"
         return None

@@ -45,6 +45,11 @@ class Sampler:
         return filtered.softmax(dim=-1)
 
     def __call__(self, logits: torch.Tensor, seqs: list[Sequence]) -> tuple[list[int], list[TokenLogprobs | None]]:
+        return self.sample(logits, seqs).resolve()
+
+    def sample(self, logits: torch.Tensor, seqs: list[Sequence]) -> "SampledTokens":
+        """Everything on the device, nothing read back: the next step can be launched before
+        `resolve()` waits for these tokens."""
         tokens = logits.argmax(dim=-1)
         sampled = [i for i, s in enumerate(seqs) if not s.params.greedy]
         if sampled:
@@ -52,20 +57,44 @@ class Sampler:
             sub = [seqs[i] for i in sampled]
             probs = self._filtered_probs(logits[rows], sub)
             tokens[rows] = (probs / self._noise(sub, logits.shape[1])).argmax(dim=-1)
-        token_list = tokens.tolist()
-        return token_list, self._logprobs(logits, seqs, token_list)
-
-    @staticmethod
-    def _logprobs(logits: torch.Tensor, seqs: list[Sequence], tokens: list[int]) -> list[TokenLogprobs | None]:
         wanted = [s.params.logprobs for s in seqs]
         if all(w is None for w in wanted):
-            return [None] * len(seqs)
+            return SampledTokens(tokens, wanted)
         logp = logits.log_softmax(dim=-1)
-        k = max(w or 0 for w in wanted)
-        top_vals, top_ids = logp.topk(max(k, 1), dim=-1)
-        chosen = logp.gather(1, torch.tensor(tokens, device=logp.device).unsqueeze(1)).squeeze(1).tolist()
-        top_vals, top_ids = top_vals.tolist(), top_ids.tolist()
-        return [
+        top_vals, top_ids = logp.topk(max(max(w or 0 for w in wanted), 1), dim=-1)
+        chosen = logp.gather(1, tokens.unsqueeze(1)).squeeze(1)
+        return SampledTokens(tokens, wanted, chosen, top_vals, top_ids)
+
+
+def _to_host_async(t: torch.Tensor | None) -> torch.Tensor | None:
+    """A copy into pinned host memory queued behind the step, so reading it waits for this step
+    only, not for a next step queued after it on the same stream."""
+    if t is None or not t.is_cuda:
+        return t
+    out = torch.empty(t.shape, dtype=t.dtype, pin_memory=True)
+    return out.copy_(t, non_blocking=True)
+
+
+class SampledTokens:
+    """One step's sampled tokens (and logprobs): `tokens` stays on the device for the next step's
+    inputs; host copies are queued at once and read by `resolve()`."""
+
+    def __init__(self, tokens: torch.Tensor, wanted: list[int | None], chosen: torch.Tensor | None = None,
+                 top_vals: torch.Tensor | None = None, top_ids: torch.Tensor | None = None):
+        self.tokens, self.wanted = tokens, wanted
+        self.host = [_to_host_async(t) for t in (tokens, chosen, top_vals, top_ids)]
+        self.ready = None
+        if tokens.is_cuda:
+            self.ready = torch.cuda.Event()
+            self.ready.record()
+
+    def resolve(self) -> tuple[list[int], list[TokenLogprobs | None]]:
+        if self.ready is not None:
+            self.ready.synchronize()  # the host waits here for this step's GPU work
+        tokens, chosen, top_vals, top_ids = (None if t is None else t.tolist() for t in self.host)
+        if chosen is None:
+            return tokens, [None] * len(tokens)
+        return tokens, [
             None if w is None else TokenLogprobs(tokens[i], chosen[i], list(zip(top_ids[i][:w], top_vals[i][:w])))
-            for i, w in enumerate(wanted)
+            for i, w in enumerate(self.wanted)
         ]

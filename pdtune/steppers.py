@@ -7,28 +7,58 @@ import time
 import torch
 
 from pdtune.config import EngineConfig
-from pdtune.executor.model_runner import ModelRunner
+from pdtune.executor.model_runner import LaunchedStep, ModelRunner
 from pdtune.executor.pdmux import PdmuxExecutor, PrefillJob
 from pdtune.planner.pdmux import PdmuxPlanner
 from pdtune.planner.policies import make_policy
+from pdtune.request.sequence import Status
 from pdtune.scheduler.scheduler import Scheduler, StepPlan
 
 StepResults = list  # of (ScheduledChunk, sampled token id, TokenLogprobs | None)
 
 
 class SyncStepper:
-    """sequential and chunked: one plan, one forward over the whole GPU."""
+    """sequential and chunked: one plan, one forward over the whole GPU.
+
+    Overlapped (`config.overlap_scheduling`, one process): step n+1 is planned and launched
+    before step n's tokens are read back, so the host's scheduling and input preparation run
+    while the GPU computes. Tokens of step n that step n+1 needs are copied on the device; a
+    sequence that step n ends (stop token or string) wastes its row in step n+1, which is dropped."""
 
     def __init__(self, config: EngineConfig, scheduler: Scheduler, runner: ModelRunner):
         self.policy = make_policy(config.mode)
         self.scheduler, self.runner = scheduler, runner
+        self.overlap = config.overlap_scheduling and runner.tp is None
+        self.in_flight: LaunchedStep | None = None
 
     def step(self) -> StepResults:
+        if not self.overlap:
+            plan = self.policy.plan(self.scheduler)
+            if not plan:
+                return []
+            results = self.runner.run(plan)
+            self.scheduler.commit(plan)
+            return results
+        previous = self.in_flight
+        if previous is not None:
+            self.scheduler.commit(previous.plan)  # its input tokens are all on the host by now
         plan = self.policy.plan(self.scheduler)
-        if not plan:
+        self.in_flight = self.runner.launch(plan, previous) if plan else None
+        if self.in_flight is not None:
+            for chunk in self.in_flight.inputs.sampled_chunks:
+                chunk.seq.num_pending += 1
+        return self._resolve(previous)
+
+    def _resolve(self, launched: LaunchedStep | None) -> StepResults:
+        """Waits for a launched step's tokens; drops those of sequences that ended meanwhile."""
+        if launched is None or launched.sampled is None:
             return []
-        results = self.runner.run(plan)
-        self.scheduler.commit(plan)
+        tokens, logprobs = launched.sampled.resolve()
+        results = []
+        for chunk, token, lp in zip(launched.inputs.sampled_chunks, tokens, logprobs):
+            chunk.seq.num_pending -= 1
+            if chunk.seq.status != Status.FINISHED:
+                results.append((chunk, token, lp))
         return results
 
 

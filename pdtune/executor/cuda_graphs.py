@@ -67,6 +67,9 @@ class DecodeGraphs:
         """Logits [batch, vocab] of one decode step; the caller's tensors may live on the CPU."""
         n, width = block_tables.shape
         size = self.bucket(n)
+        # After whatever the caller queued: the previous step's sampler still reading the logits
+        # buffer (overlapped scheduling), or tokens it patched into `input_ids`.
+        self.stream.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(self.stream):
             self.input_ids[:n].copy_(input_ids, non_blocking=True)
             self.positions[:n].copy_(positions, non_blocking=True)

@@ -12,8 +12,8 @@ from pdtune.executor.cuda_graphs import DecodeGraphs
 from pdtune.executor.tensor_parallel import TPGroup, broadcast_step
 from pdtune.model.attention import AttentionMetadata
 from pdtune.model.loader import LoadedModel
-from pdtune.request.sequence import TokenLogprobs
-from pdtune.sampler import Sampler
+from pdtune.request.sequence import Sequence, TokenLogprobs
+from pdtune.sampler import SampledTokens, Sampler
 from pdtune.scheduler.scheduler import ScheduledChunk, StepPlan
 
 
@@ -25,6 +25,23 @@ class StepInputs:
     meta: AttentionMetadata
     logits_rows: torch.Tensor  # row of each completing chunk's last token
     sampled_chunks: list[ScheduledChunk]
+    # (row, sequence) of each input token still on the GPU, sampled by the step in flight
+    pending_rows: list[tuple[int, Sequence]] = dataclasses.field(default_factory=list)
+
+
+@dataclass
+class LaunchedStep:
+    """A step running on the GPU: its plan, and its sampled tokens not yet read back."""
+
+    plan: StepPlan
+    inputs: StepInputs
+    sampled: SampledTokens | None
+
+    def __post_init__(self) -> None:
+        self._rows = {id(c.seq): i for i, c in enumerate(self.inputs.sampled_chunks)}
+
+    def row_of(self, seq: Sequence) -> int:
+        return self._rows[id(seq)]
 
 
 def _block_tables(chunks: list[ScheduledChunk]) -> torch.Tensor:
@@ -60,11 +77,14 @@ class ModelRunner:
         """Builds the step's tensors on the host; `to_device` moves them in one go."""
         chunks = sorted(plan.chunks, key=lambda c: c.num_new_tokens == 1)  # stable: prefill rows first
         bs = self.block_size
-        input_ids, positions, slots, logits_rows, sampled = [], [], [], [], []
+        input_ids, positions, slots, logits_rows, sampled, pending = [], [], [], [], [], []
         for chunk in chunks:
             seq, start = chunk.seq, chunk.seq.num_computed_tokens
             end = start + chunk.num_new_tokens
             input_ids.extend(seq.token_ids[start:end])
+            for _ in range(len(seq.token_ids), end):  # its last token is still on the GPU
+                pending.append((len(input_ids), seq))
+                input_ids.append(0)
             positions.extend(range(start, end))
             table = seq.block_table
             slots.extend(table[p // bs] * bs + p % bs for p in range(start, end))
@@ -90,7 +110,7 @@ class ModelRunner:
             if prefill and all(c.seq.num_computed_tokens == 0 for c in prefill) else None,
         )
         return StepInputs(chunks, torch.tensor(input_ids, dtype=torch.int64), torch.tensor(positions, dtype=torch.int64),
-                          meta, torch.tensor(logits_rows, dtype=torch.int64), sampled)
+                          meta, torch.tensor(logits_rows, dtype=torch.int64), sampled, pending)
 
     def to_device(self, inputs: StepInputs) -> tuple[torch.Tensor, torch.Tensor, AttentionMetadata]:
         dev = self.device
@@ -98,20 +118,41 @@ class ModelRunner:
                                     for k, v in vars(inputs.meta).items()})
         return inputs.input_ids.to(dev, non_blocking=True), inputs.positions.to(dev, non_blocking=True), meta
 
-    def _eager_logits(self, inputs: StepInputs) -> torch.Tensor | None:
-        input_ids, positions, meta = self.to_device(inputs)
-        hidden = self.model(input_ids, positions, meta)
+    def _eager_logits(self, inputs: StepInputs, input_ids: torch.Tensor | None = None) -> torch.Tensor | None:
+        ids, positions, meta = self.to_device(inputs)
+        hidden = self.model(ids if input_ids is None else input_ids, positions, meta)
         if not len(inputs.logits_rows):
             return None
         return self.model.compute_logits(hidden[inputs.logits_rows.to(self.device, non_blocking=True)])
 
-    def decode_logits(self, inputs: StepInputs, graphs: DecodeGraphs | None) -> torch.Tensor:
-        """A decode-only step: replayed from `graphs` when its batch fits a bucket, else eager."""
+    def decode_logits(self, inputs: StepInputs, graphs: DecodeGraphs | None,
+                      input_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """A decode-only step: replayed from `graphs` when its batch fits a bucket, else eager.
+        `input_ids` (on the device) replaces the host's when some tokens were patched in there."""
         if graphs is not None and graphs.bucket(len(inputs.chunks)) is not None:
             m = inputs.meta
-            return graphs.run(inputs.input_ids, inputs.positions, m.slot_mapping, m.decode_seq_lens,
-                              m.decode_block_tables)
-        return self._eager_logits(inputs)
+            return graphs.run(inputs.input_ids if input_ids is None else input_ids, inputs.positions, m.slot_mapping,
+                              m.decode_seq_lens, m.decode_block_tables)
+        return self._eager_logits(inputs, input_ids)
+
+    @torch.inference_mode()
+    def launch(self, plan: StepPlan, previous: LaunchedStep | None) -> LaunchedStep:
+        """Runs a step without waiting for it (overlapped scheduling). Its input tokens that the
+        step in flight (`previous`) sampled are copied from that step's device tensor."""
+        inputs = self.prepare(plan)
+        input_ids = None
+        if inputs.pending_rows:
+            dev = self.device
+            rows = torch.tensor([r for r, _ in inputs.pending_rows]).to(dev, non_blocking=True)
+            src = torch.tensor([previous.row_of(seq) for _, seq in inputs.pending_rows]).to(dev, non_blocking=True)
+            input_ids = inputs.input_ids.to(dev, non_blocking=True)
+            input_ids[rows] = previous.sampled.tokens[src]
+        if inputs.meta.num_prefill_tokens == 0:
+            logits = self.decode_logits(inputs, self.graphs, input_ids)
+        else:
+            logits = self._eager_logits(inputs, input_ids)
+        sampled = None if logits is None else self.sampler.sample(logits, [c.seq for c in inputs.sampled_chunks])
+        return LaunchedStep(plan, inputs, sampled)
 
     def sample(self, inputs: StepInputs, logits: torch.Tensor | None) -> list[tuple[ScheduledChunk, int, TokenLogprobs | None]]:
         if logits is None:

@@ -44,12 +44,15 @@ class Sequence:
     token_times: list[float] = field(default_factory=list)  # perf_counter time of each output token
     num_preemptions: int = 0
     generator: object | None = None  # torch.Generator of a seeded request, made by the sampler
+    # Tokens sampled by a step still running on the GPU (overlapped scheduling): they count in the
+    # length, so the next step is planned before their values reach the host.
+    num_pending: int = 0
 
     def __post_init__(self) -> None:
         self.token_ids = list(self.prompt_token_ids)
 
     def __len__(self) -> int:
-        return len(self.token_ids)
+        return len(self.token_ids) + self.num_pending
 
     @property
     def num_prompt_tokens(self) -> int:
@@ -65,7 +68,12 @@ class Sequence:
 
     @property
     def num_uncomputed_tokens(self) -> int:
-        return len(self.token_ids) - self.num_computed_tokens
+        return len(self) - self.num_computed_tokens
+
+    def awaits_last_token(self, max_model_len: int) -> bool:
+        """Its pending token will end it by length: planning another step for it would be waste."""
+        return bool(self.num_pending) and (self.num_output_tokens + self.num_pending >= self.params.max_tokens
+                                           or len(self) >= max_model_len)
 
     @property
     def is_finished(self) -> bool:

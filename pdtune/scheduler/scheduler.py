@@ -85,6 +85,8 @@ class Scheduler:
         for seq in list(self.running):
             if seq.status != Status.RUNNING or id(seq) in scheduled or id(seq) in self.protected or budget <= 0:
                 continue
+            if seq.awaits_last_token(self.max_model_len):
+                continue
             remaining = seq.num_uncomputed_tokens
             if decode_only and remaining != 1:
                 continue
@@ -123,15 +125,19 @@ class Scheduler:
         return budget
 
     def commit(self, plan: StepPlan) -> None:
-        """Records the KV the step wrote; called once the step has run."""
+        """Records the KV the step wrote; called once the step has run (or, overlapped, once the
+        tokens it read are on the host). A sequence that finished meanwhile is left alone."""
         for chunk in plan.chunks:
+            if chunk.seq.status != Status.RUNNING:
+                continue
             chunk.seq.num_computed_tokens += chunk.num_new_tokens
             self.blocks.commit_full_blocks(chunk.seq)
 
     def finish(self, seq: Sequence, reason: str) -> None:
+        # Overlapped scheduling may have preempted it while its last token was on the GPU.
+        (self.running if seq.status == Status.RUNNING else self.waiting).remove(seq)
         seq.status = Status.FINISHED
         seq.finish_reason = reason
-        self.running.remove(seq)
         self.blocks.free_sequence(seq)
 
     def abort_waiting(self) -> list[Sequence]:

@@ -26,14 +26,15 @@ def test_every_mode_gives_the_same_greedy_tokens(mode, budget, reference_tokens)
     assert all(len(o.token_ids) == 12 and o.finish_reason == "length" for o in outs)
 
 
-def test_chunked_prefill_spreads_a_long_prompt_over_steps():
-    llm = tiny(mode="chunked", max_num_batched_tokens=8)
+@pytest.mark.parametrize("overlap,calls", [(False, 5), (True, 6)])
+def test_chunked_prefill_spreads_a_long_prompt_over_steps(overlap, calls):
+    llm = tiny(mode="chunked", max_num_batched_tokens=8, overlap_scheduling=overlap)
     llm.engine.add_request(list(range(1, 41)), GREEDY)
     steps = 0
     while not llm.engine.scheduler.running or llm.engine.scheduler.running[0].num_output_tokens == 0:
         llm.engine.step()
         steps += 1
-    assert steps == 5  # 40 prompt tokens in chunks of 8
+    assert steps == calls  # 40 prompt tokens in chunks of 8; overlapped, the token is read one call later
 
 
 def test_prefix_cache_hit_gives_the_same_tokens_as_a_miss(reference_tokens):
