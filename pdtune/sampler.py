@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import torch
 
+from pdtune.executor.upload import upload
 from pdtune.request.sequence import Sequence, TokenLogprobs
+
+
+def _to_device(values: list, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    return upload(torch.tensor(values, dtype=dtype), device)
 
 
 class Sampler:
@@ -28,12 +33,12 @@ class Sampler:
     def _filtered_probs(logits: torch.Tensor, seqs: list[Sequence]) -> torch.Tensor:
         params = [s.params for s in seqs]
         dev = logits.device
-        temps = torch.tensor([p.temperature for p in params], device=dev).unsqueeze(1)
+        temps = _to_device([p.temperature for p in params], torch.float32, dev).unsqueeze(1)
         logits = logits / temps
         vocab = logits.shape[1]
-        top_k = torch.tensor([p.top_k or vocab for p in params], device=dev).unsqueeze(1)
-        top_p = torch.tensor([p.top_p for p in params], device=dev).unsqueeze(1)
-        min_p = torch.tensor([p.min_p for p in params], device=dev).unsqueeze(1)
+        top_k = _to_device([p.top_k or vocab for p in params], torch.int64, dev).unsqueeze(1)
+        top_p = _to_device([p.top_p for p in params], torch.float32, dev).unsqueeze(1)
+        min_p = _to_device([p.min_p for p in params], torch.float32, dev).unsqueeze(1)
         sorted_logits, order = logits.sort(dim=-1, descending=True)
         ranks = torch.arange(vocab, device=dev).unsqueeze(0)
         sorted_probs = sorted_logits.softmax(dim=-1)
@@ -53,7 +58,7 @@ class Sampler:
         tokens = logits.argmax(dim=-1)
         sampled = [i for i, s in enumerate(seqs) if not s.params.greedy]
         if sampled:
-            rows = torch.tensor(sampled, device=logits.device)
+            rows = _to_device(sampled, torch.int64, logits.device)
             sub = [seqs[i] for i in sampled]
             probs = self._filtered_probs(logits[rows], sub)
             tokens[rows] = (probs / self._noise(sub, logits.shape[1])).argmax(dim=-1)

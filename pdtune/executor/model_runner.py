@@ -10,6 +10,7 @@ import torch
 from pdtune.config import EngineConfig
 from pdtune.executor.cuda_graphs import DecodeGraphs
 from pdtune.executor.tensor_parallel import TPGroup, broadcast_step
+from pdtune.executor.upload import upload
 from pdtune.model.attention import AttentionMetadata
 from pdtune.model.loader import LoadedModel
 from pdtune.request.sequence import Sequence, TokenLogprobs
@@ -114,25 +115,25 @@ class ModelRunner:
 
     def to_device(self, inputs: StepInputs) -> tuple[torch.Tensor, torch.Tensor, AttentionMetadata]:
         dev = self.device
-        meta = AttentionMetadata(**{k: v.to(dev, non_blocking=True) if isinstance(v, torch.Tensor) else v
+        meta = AttentionMetadata(**{k: upload(v, dev) if isinstance(v, torch.Tensor) else v
                                     for k, v in vars(inputs.meta).items()})
-        return inputs.input_ids.to(dev, non_blocking=True), inputs.positions.to(dev, non_blocking=True), meta
+        return upload(inputs.input_ids, dev), upload(inputs.positions, dev), meta
 
     def _eager_logits(self, inputs: StepInputs, input_ids: torch.Tensor | None = None) -> torch.Tensor | None:
         ids, positions, meta = self.to_device(inputs)
         hidden = self.model(ids if input_ids is None else input_ids, positions, meta)
         if not len(inputs.logits_rows):
             return None
-        return self.model.compute_logits(hidden[inputs.logits_rows.to(self.device, non_blocking=True)])
+        return self.model.compute_logits(hidden[upload(inputs.logits_rows, self.device)])
 
     def decode_logits(self, inputs: StepInputs, graphs: DecodeGraphs | None,
                       input_ids: torch.Tensor | None = None) -> torch.Tensor:
         """A decode-only step: replayed from `graphs` when its batch fits a bucket, else eager.
         `input_ids` (on the device) replaces the host's when some tokens were patched in there."""
         if graphs is not None and graphs.bucket(len(inputs.chunks)) is not None:
-            m = inputs.meta
-            return graphs.run(inputs.input_ids if input_ids is None else input_ids, inputs.positions, m.slot_mapping,
-                              m.decode_seq_lens, m.decode_block_tables)
+            ids, positions, m = self.to_device(inputs)
+            return graphs.run(ids if input_ids is None else input_ids, positions, m.slot_mapping, m.decode_seq_lens,
+                              m.decode_block_tables)
         return self._eager_logits(inputs, input_ids)
 
     @torch.inference_mode()
@@ -143,9 +144,9 @@ class ModelRunner:
         input_ids = None
         if inputs.pending_rows:
             dev = self.device
-            rows = torch.tensor([r for r, _ in inputs.pending_rows]).to(dev, non_blocking=True)
-            src = torch.tensor([previous.row_of(seq) for _, seq in inputs.pending_rows]).to(dev, non_blocking=True)
-            input_ids = inputs.input_ids.to(dev, non_blocking=True)
+            rows = upload(torch.tensor([r for r, _ in inputs.pending_rows]), dev)
+            src = upload(torch.tensor([previous.row_of(seq) for _, seq in inputs.pending_rows]), dev)
+            input_ids = upload(inputs.input_ids, dev)
             input_ids[rows] = previous.sampled.tokens[src]
         if inputs.meta.num_prefill_tokens == 0:
             logits = self.decode_logits(inputs, self.graphs, input_ids)

@@ -12,6 +12,7 @@ import torch
 from pdtune.executor.cuda_graphs import DecodeGraphs
 from pdtune.executor.model_runner import ModelRunner, StepInputs
 from pdtune.executor.partitions import Partition
+from pdtune.executor.upload import upload
 from pdtune.scheduler.scheduler import StepPlan
 
 
@@ -114,7 +115,7 @@ class PdmuxExecutor:
             job.hidden, job.residual = self.model.forward_layers(job.hidden, job.residual, job.positions, job.meta,
                                                                  job.next_layer, end)
             if end == job.num_layers:
-                rows = job.inputs.logits_rows.to(self.runner.device, non_blocking=True)
+                rows = upload(job.inputs.logits_rows, self.runner.device)
                 job.logits = self.model.compute_logits(self.model.norm(job.hidden, job.residual)[0][rows])
                 job.hidden = job.residual = None
             job.block_layers = end - job.next_layer
