@@ -10,17 +10,7 @@ from rich.table import Table
 
 from pdtune.cli import options as o
 from pdtune.cli.errors import user_errors
-from pdtune.errors import PdtuneError
-
-
-def _ints(text: str, name: str) -> tuple[int, ...]:
-    try:
-        values = tuple(int(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise PdtuneError(f"--{name} takes comma-separated integers, got {text!r}") from None
-    if not values or min(values) < 1:
-        raise PdtuneError(f"--{name} takes positive integers, got {text!r}")
-    return values
+from pdtune.cli.options import int_list
 
 
 def _fmt(value) -> str:
@@ -47,10 +37,10 @@ def bench_kernels(
         engine = build_engine_config(
             None, model=model, load_format=load_format, dtype=dtype, device=device,
             attention_backend=attention_backend, gpu_memory_utilization=gpu_memory_utilization,
-            max_num_seqs=max_num_seqs, max_model_len=max_model_len, max_num_batched_tokens=max(_ints(prefill_tokens, "prefill-tokens")),
+            max_num_seqs=max_num_seqs, max_model_len=max_model_len, max_num_batched_tokens=max(int_list(prefill_tokens, "prefill-tokens")),
         )
-        cfg = KernelBenchConfig(engine, _ints(batches, "batches"), _ints(contexts, "contexts"),
-                                _ints(prefill_tokens, "prefill-tokens"), compare_transformers=transformers, out_dir=out)
+        cfg = KernelBenchConfig(engine, int_list(batches, "batches"), int_list(contexts, "contexts"),
+                                int_list(prefill_tokens, "prefill-tokens"), compare_transformers=transformers, out_dir=out)
         with console.status("benchmarking ..."):
             result = run_kernel_bench(cfg)
         console.print(f"{result.model}: {result.params / 1e9:.2f} B params, {result.dtype}, "

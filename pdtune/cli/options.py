@@ -7,6 +7,19 @@ from typing import Annotated, Optional
 import typer
 
 from pdtune.config import DEFAULT_MODEL
+from pdtune.errors import PdtuneError
+
+
+def int_list(text: str, name: str) -> tuple[int, ...]:
+    """A comma-separated list of positive integers given as --`name`."""
+    try:
+        values = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise PdtuneError(f"--{name} takes comma-separated integers, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise PdtuneError(f"--{name} takes positive integers, got {text!r}")
+    return values
+
 
 Model = Annotated[Optional[str], typer.Option(
     "--model", "-m", help=f"Model folder (config.json + safetensors), a .gguf file, or a preset; default {DEFAULT_MODEL}.")]
