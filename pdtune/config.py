@@ -42,6 +42,7 @@ class EngineConfig:
     slo_tpot_ms: float = 50.0
     dispatch: str = "edf"  # order in which waiting requests enter prefill: edf or fcfs
     trace_path: str | None = None  # JSONL of every pdmux step decision
+    perf_model: str | None = None  # pdmux: JSON from `pdtune profile`, the planner's priors
     seed: int = 0
     tensor_parallel_size: int = 1  # processes, each with a shard of every layer (CPU/gloo for now)
     data_parallel_size: int = 1  # engine replicas in their own processes, fed by an SLO-aware dispatcher
@@ -70,6 +71,10 @@ class EngineConfig:
         for ok, message in checks:
             if not ok:
                 raise PdtuneError(message)
+        if self.perf_model is not None:  # fail before loading the model, naming the file
+            from pdtune.perf.perf_model import read_perf_model
+
+            read_perf_model(self.perf_model, model=self.model.rstrip("/"))
 
 
 def build_engine_config(config_file: str | None = None, **overrides) -> EngineConfig:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import warnings
 
@@ -14,6 +15,7 @@ from pdtune.executor.partitions import make_partitions, simulated_partitions
 from pdtune.executor.pdmux import PdmuxExecutor
 from pdtune.executor.tensor_parallel import TPWorkers
 from pdtune.model.loader import LoadedModel, load_model
+from pdtune.perf.perf_model import read_perf_model
 from pdtune.planner.pdmux import PdmuxPlanner, StepTimePredictor
 from pdtune.request.output import RequestOutput
 from pdtune.request.sampling import SamplingParams
@@ -55,6 +57,20 @@ def _max_model_len(config: EngineConfig, arch) -> int:
     return length
 
 
+def pdmux_plan_config(config: EngineConfig, policy: str, split: tuple[int, int] | None = None,
+                      gang: int | None = None, prefill_tokens: int | None = None) -> EngineConfig:
+    """The config of a pdmux engine switched to another planner policy, split, gang or prefill
+    batch; refuses what the running engine cannot do (another mode, a split it has no partition for)."""
+    if config.mode != "pdmux":
+        raise PdtuneError(f"a pdmux plan needs an engine in pdmux mode; this one runs {config.mode!r}")
+    if split is not None and tuple(split) not in config.pdmux_splits:
+        raise PdtuneError(f"split {tuple(split)} is not one of the engine's partitions {list(config.pdmux_splits)}")
+    if (gang is not None and gang < 1) or (prefill_tokens is not None and prefill_tokens < 1):
+        raise PdtuneError("the gang and the prefill tokens must be at least 1")
+    return dataclasses.replace(config, pdmux_policy=policy, pdmux_static_split=tuple(split) if split else None,
+                               pdmux_gang=gang, pdmux_prefill_tokens=prefill_tokens or config.pdmux_prefill_tokens)
+
+
 class Engine:
     def __init__(self, config: EngineConfig):
         self.config = config
@@ -89,8 +105,18 @@ class Engine:
             partitions, total_sms = simulated_partitions(config.pdmux_splits), 132
         executor = PdmuxExecutor(runner, partitions, config.max_num_seqs, -(-self.max_model_len // config.block_size),
                                  use_graphs=runner.device.type == "cuda" and not config.enforce_eager)
-        predictor = StepTimePredictor(self.loaded.arch, self.loaded.dtype.itemsize, total_sms)
+        perf_model = None if config.perf_model is None else read_perf_model(
+            config.perf_model, self.loaded.name, str(self.loaded.dtype), [p.name for p in partitions])
+        predictor = StepTimePredictor(self.loaded.arch, self.loaded.dtype.itemsize, total_sms, perf_model=perf_model)
         return PdmuxStepper(config, self.scheduler, runner, executor, PdmuxPlanner(config, partitions, predictor))
+
+    def set_pdmux_plan(self, policy: str, split: tuple[int, int] | None = None, gang: int | None = None,
+                       prefill_tokens: int | None = None) -> None:
+        """Switches the pdmux planner in place (policy, and for "static" its split and gang; the
+        prefill batch size), so a search tries many plans on one engine: building an 8B engine
+        with its CUDA graphs takes ~40 s on the GPU."""
+        config = pdmux_plan_config(self.config, policy, split, gang, prefill_tokens)
+        self.config = self.stepper.config = self.stepper.planner.config = config
 
     def close(self) -> None:
         """Stops the tensor-parallel worker processes, if any."""

@@ -73,7 +73,8 @@ def build_workload(cfg: BenchConfig, vocab_size: int, tokenizer) -> Workload:
     return trace_file(cfg.workload, time_scale=cfg.time_scale, limit=cfg.num_requests, **kw)
 
 
-def _timed(workload: Workload, cfg: BenchConfig, rate: float | None) -> Workload:
+def timed(workload: Workload, cfg: BenchConfig, rate: float | None) -> Workload:
+    """The workload with open-loop arrivals at `rate` (Poisson, or gamma with burstiness); None keeps its own."""
     if rate is None:
         return workload
     process = "poisson" if cfg.burstiness == 1.0 else "gamma"
@@ -88,8 +89,9 @@ def _release_gpu_memory() -> None:
         torch.cuda.empty_cache()
 
 
-def _run(engine: Engine, label: str, workload: Workload, cfg: BenchConfig, rate: float | None,
-         progress: Progress | None, stop_below: tuple[SLO, float] | None = None) -> RunResult:
+def serve_workload(engine: Engine, label: str, workload: Workload, cfg: BenchConfig, rate: float | None,
+                   progress: Progress | None, stop_below: tuple[SLO, float] | None = None) -> RunResult:
+    """One timed run from a clean prefix cache and zeroed counters, labelled for the report."""
     engine.reset_counters()
     if cfg.concurrency:
         result = serve_closed_loop(engine, workload.requests, cfg.concurrency, progress)
@@ -105,7 +107,7 @@ def _engine_config(base: EngineConfig, label: str) -> EngineConfig:
     return dataclasses.replace(base, mode=mode, **({"pdmux_policy": policy} if policy else {}))
 
 
-def _warm_up(engine: Engine, workload: Workload, n: int) -> None:
+def warm_up(engine: Engine, workload: Workload, n: int) -> None:
     """Compiles kernels for the workload's shapes before anything is timed: the first `n`
     requests and the longest prompt (whose chunks attend to a cached prefix, a kernel variant
     short prompts never reach), so no JIT compile lands inside the first timed run."""
@@ -151,15 +153,15 @@ def run_bench(cfg: BenchConfig, progress_factory=None, out_dir: str | None = Non
         if workload is None:
             workload = build_workload(cfg, engine.vocab_size, engine.tokenizer)
             if cfg.save_workload:
-                save_workload(_timed(workload, cfg, cfg.rate), cfg.save_workload)
-        _warm_up(engine, workload, cfg.warmup_requests)
+                save_workload(timed(workload, cfg, cfg.rate), cfg.save_workload)
+        warm_up(engine, workload, cfg.warmup_requests)
         progress = progress_factory(label) if progress_factory else None
         if cfg.goodput:
             points: list[tuple[float, float, bool]] = []
 
             def attainment_at(rate: float) -> tuple[float, bool]:
-                result = _run(engine, label, _timed(workload, cfg, rate), cfg, rate, progress,
-                              stop_below=(cfg.slo, cfg.attainment_target))
+                result = serve_workload(engine, label, timed(workload, cfg, rate), cfg, rate, progress,
+                                        stop_below=(cfg.slo, cfg.attainment_target))
                 runs.append(result)
                 points.append((rate, attainment(result, cfg.slo), result.extra.get("stopped_early", False)))
                 goodputs[label] = dataclasses.asdict(partial_goodput(points, cfg.attainment_target))
@@ -171,7 +173,7 @@ def run_bench(cfg: BenchConfig, progress_factory=None, out_dir: str | None = Non
             gp: GoodputResult = find_goodput(attainment_at, start, cfg.attainment_target, cfg.goodput_iterations)
             goodputs[label] = dataclasses.asdict(gp)
         else:
-            runs.append(_run(engine, label, _timed(workload, cfg, cfg.rate), cfg, cfg.rate, progress))
+            runs.append(serve_workload(engine, label, timed(workload, cfg, cfg.rate), cfg, cfg.rate, progress))
         if out_dir is not None:
             save_bench(_report(cfg, workload, runs, goodputs), out_dir)
     engine.close()

@@ -12,6 +12,7 @@ import torch
 import torch.multiprocessing as mp
 
 from pdtune.config import EngineConfig
+from pdtune.engine import pdmux_plan_config
 from pdtune.errors import InvalidRequestError, PdtuneError
 from pdtune.planner.dispatch import SLODispatcher, StepCost
 from pdtune.request.output import RequestOutput
@@ -39,6 +40,8 @@ def _drain(inbox, outbox, index: int, engine, block: bool) -> bool:
                 aborted = engine.abort_waiting()
                 if aborted:  # reported like finished requests, so the front end's in_flight stays right
                     outbox.put(_step_report(index, engine, aborted))
+            elif isinstance(msg, dict):  # a pdmux plan, checked by the front end
+                engine.set_pdmux_plan(**msg)
             else:
                 request_id, prompt, params, arrival = msg
                 engine.add_request(prompt, params, request_id, arrival)
@@ -159,6 +162,14 @@ class DataParallelEngine:
     @property
     def num_preemptions(self) -> int:
         return sum(c[2] for c in self.counters)
+
+    def set_pdmux_plan(self, policy: str, split: tuple[int, int] | None = None, gang: int | None = None,
+                       prefill_tokens: int | None = None) -> None:
+        """Switches every replica's pdmux planner (see Engine.set_pdmux_plan); requests sent
+        afterwards run under the new plan."""
+        self.config = pdmux_plan_config(self.config, policy, split, gang, prefill_tokens)
+        for inbox in self.inboxes:
+            inbox.put(dict(policy=policy, split=split, gang=gang, prefill_tokens=prefill_tokens))
 
     def reset_counters(self) -> None:
         for inbox in self.inboxes:

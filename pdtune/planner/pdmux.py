@@ -13,6 +13,7 @@ from pdtune.config import EngineConfig
 from pdtune.executor.partitions import Partition
 from pdtune.model.arch import ModelArch
 from pdtune.perf.model_costs import kv_bytes_per_token, num_params, prefill_flops
+from pdtune.perf.perf_model import PerfModel
 from pdtune.scheduler.scheduler import Scheduler
 
 # Share of full HBM bandwidth a partition reaches (measured on the H100: device-facts.md, 2 GiB copy).
@@ -44,14 +45,18 @@ def _percentile(values, q: float) -> float:
 
 class StepTimePredictor:
     """Priors for a decode step (bytes over the partition's bandwidth) and a prefill layer (launch
-    time plus FLOPs over the partition's matmul rate), scaled by factors learned online from
-    measured times. Layer factors are kept per token-count bucket, because a short block is
-    launch-bound and a long one compute-bound; medians keep one stalled block from skewing them.
+    time plus FLOPs over the partition's matmul rate), or, for the partitions a `pdtune profile`
+    model covers, its fitted lines (with its contention factor on decode); scaled by factors
+    learned online from measured times. Layer factors are kept per token-count bucket, because a
+    short block is launch-bound and a long one compute-bound; medians keep one stalled block from
+    skewing them.
     The 90th percentile of recent decode factors is the contention guard band."""
 
     def __init__(self, arch: ModelArch, itemsize: int, total_sms: int, copy_bytes_per_s: float = H100_COPY_BYTES_PER_S,
-                 matmul_flops_per_s: float = H100_MATMUL_FLOPS_PER_S, window: int = 32):
+                 matmul_flops_per_s: float = H100_MATMUL_FLOPS_PER_S, window: int = 32,
+                 perf_model: PerfModel | None = None):
         self.arch, self.itemsize, self.total_sms = arch, itemsize, total_sms
+        self.fits = perf_model.partitions if perf_model else {}
         self.bw, self.rate = copy_bytes_per_s, matmul_flops_per_s
         self.weight_bytes = num_params(arch) * itemsize
         self.ratios: dict[tuple, deque] = defaultdict(lambda: deque(maxlen=window))
@@ -63,13 +68,21 @@ class StepTimePredictor:
         return _percentile(seen, q) if seen else 1.0
 
     def decode_prior_ms(self, part: Partition, context_tokens: int) -> float:
-        """Weights plus every sequence's KV read once, at the partition's share of bandwidth."""
+        """Weights plus every sequence's KV read once: the profiled line of the partition, slowed
+        by its contention factor, or the bytes at the partition's share of bandwidth."""
         data = self.weight_bytes + context_tokens * kv_bytes_per_token(self.arch, self.itemsize)
+        fit = self.fits.get(part.name)
+        if fit is not None and fit.decode is not None:
+            return fit.decode(data) * fit.contention
         return data / (self.bw * bandwidth_share(part.decode_sms)) * 1e3
 
     def layer_prior_ms(self, part: Partition, tokens: int) -> float:
+        flops = prefill_flops(self.arch, tokens) / self.arch.num_layers
+        fit = self.fits.get(part.name)
+        if fit is not None and fit.layer is not None:
+            return fit.layer(flops)
         share = max(part.prefill_sms, 1) / self.total_sms
-        return LAYER_LAUNCH_MS + prefill_flops(self.arch, tokens) / self.arch.num_layers / (self.rate * share) * 1e3
+        return LAYER_LAUNCH_MS + flops / (self.rate * share) * 1e3
 
     def decode_ms(self, part: Partition, context_tokens: int, worst: bool = False) -> float:
         return self.decode_prior_ms(part, context_tokens) * self._factor(("decode", part.name), 0.9 if worst else 0.5)
