@@ -44,7 +44,7 @@ class EngineConfig:
     trace_path: str | None = None  # JSONL of every pdmux step decision
     perf_model: str | None = None  # pdmux: JSON from `pdtune profile`, the planner's priors
     seed: int = 0
-    tensor_parallel_size: int = 1  # processes, each with a shard of every layer (CPU/gloo for now)
+    tensor_parallel_size: int = 1  # processes, each with a shard of every layer (gloo on CPUs, NCCL on GPUs)
     data_parallel_size: int = 1  # engine replicas in their own processes, fed by an SLO-aware dispatcher
 
     def __post_init__(self) -> None:
@@ -66,7 +66,6 @@ class EngineConfig:
             (self.slo_ttft_ms > 0 and self.slo_tpot_ms > 0, "SLO targets must be positive"),
             (self.tensor_parallel_size >= 1, "tensor parallel size must be at least 1"),
             (self.data_parallel_size >= 1, "data parallel size must be at least 1"),
-            (self.tensor_parallel_size == 1 or self.mode != "pdmux", "pdmux with tensor parallelism is not built yet"),
         ]
         for ok, message in checks:
             if not ok:

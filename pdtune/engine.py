@@ -11,8 +11,7 @@ import torch
 from pdtune.config import EngineConfig
 from pdtune.errors import InvalidRequestError, PdtuneError
 from pdtune.executor.model_runner import ModelRunner, kv_bytes_per_block
-from pdtune.executor.partitions import make_partitions, simulated_partitions
-from pdtune.executor.pdmux import PdmuxExecutor
+from pdtune.executor.pdmux import make_pdmux_executor
 from pdtune.executor.tensor_parallel import TPWorkers
 from pdtune.model.loader import LoadedModel, load_model
 from pdtune.perf.perf_model import read_perf_model
@@ -98,13 +97,8 @@ class Engine:
         config, runner = self.config, self.runner
         if config.mode != "pdmux":
             return SyncStepper(config, self.scheduler, runner)
-        if runner.device.type == "cuda":
-            partitions = make_partitions(config.pdmux_splits)
-            total_sms = torch.cuda.get_device_properties(runner.device).multi_processor_count
-        else:  # the simulated executor: same planner and launch code, no SM partitions
-            partitions, total_sms = simulated_partitions(config.pdmux_splits), 132
-        executor = PdmuxExecutor(runner, partitions, config.max_num_seqs, -(-self.max_model_len // config.block_size),
-                                 use_graphs=runner.device.type == "cuda" and not config.enforce_eager)
+        executor, total_sms = make_pdmux_executor(runner, config, self.max_model_len)
+        partitions = executor.partitions
         perf_model = None if config.perf_model is None else read_perf_model(
             config.perf_model, self.loaded.name, str(self.loaded.dtype), [p.name for p in partitions])
         predictor = StepTimePredictor(self.loaded.arch, self.loaded.dtype.itemsize, total_sms, perf_model=perf_model)

@@ -122,14 +122,12 @@ class PdmuxStepper:
             arrival = min(c.seq.arrival_time for c in job.plan.chunks)
             slack = self.planner.prefill_slack_ms(arrival, prefill_tokens, remaining, now)
         decision = self.planner.decide(len(decode_plan.chunks), context, prefill_tokens, remaining, slack)
-        # Decode is enqueued first: the host launches the prefill layers while the GPU decodes.
-        inputs = launch = None
-        if decode_plan:
-            inputs = self.runner.prepare(decode_plan)
-            launch = self.executor.launch_decode(decision.partition, inputs)
-        if remaining and decision.gang:
-            self.executor.launch_prefill(job, decision.partition, decision.gang)
-            self.pending_block = (decision.partition, prefill_tokens, decision.gang, job)
+        inputs = self.runner.prepare(decode_plan) if decode_plan else None
+        gang = decision.gang if remaining else 0
+        launch = self.executor.launch_step((decision.partition, inputs) if inputs else None, job,
+                                           decision.partition, gang)
+        if gang:
+            self.pending_block = (decision.partition, prefill_tokens, gang, job)
         if launch is not None:
             logits, self.last_decode_ms = self.executor.finish_decode(launch)
             results += self.runner.sample(inputs, logits)

@@ -53,8 +53,8 @@ def _drain(inbox, outbox, index: int, engine, block: bool) -> bool:
 def _replica(index: int, config: EngineConfig, inbox, outbox) -> None:
     from pdtune.engine import Engine
 
-    if torch.cuda.is_available() and config.device != "cpu":
-        torch.cuda.set_device(index % torch.cuda.device_count())
+    if torch.cuda.is_available() and config.device != "cpu":  # its ranks take the next GPUs
+        torch.cuda.set_device(index * config.tensor_parallel_size % torch.cuda.device_count())
     try:
         engine = Engine(config)
     except PdtuneError as exc:

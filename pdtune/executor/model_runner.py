@@ -29,6 +29,10 @@ class StepInputs:
     # (row, sequence) of each input token still on the GPU, sampled by the step in flight
     pending_rows: list[tuple[int, Sequence]] = dataclasses.field(default_factory=list)
 
+    def for_workers(self) -> StepInputs:
+        """The tensors alone, as tensor-parallel workers receive them (no sequences to pickle)."""
+        return dataclasses.replace(self, chunks=[], sampled_chunks=[], pending_rows=[])
+
 
 @dataclass
 class LaunchedStep:
@@ -71,7 +75,7 @@ class ModelRunner:
             layer.self_attn.attn.k_cache = self.kv_cache[0, i]
             layer.self_attn.attn.v_cache = self.kv_cache[1, i]
         self.graphs: DecodeGraphs | None = None  # pdmux captures its own, one set per partition
-        if self.device.type == "cuda" and not config.enforce_eager and config.mode != "pdmux" and tp is None:
+        if self.device.type == "cuda" and not config.enforce_eager and config.mode != "pdmux":
             self.graphs = DecodeGraphs(self.model, config.max_num_seqs, -(-max_model_len // config.block_size))
 
     def prepare(self, plan: StepPlan) -> StepInputs:
@@ -130,7 +134,7 @@ class ModelRunner:
                       input_ids: torch.Tensor | None = None) -> torch.Tensor:
         """A decode-only step: replayed from `graphs` when its batch fits a bucket, else eager.
         `input_ids` (on the device) replaces the host's when some tokens were patched in there."""
-        if graphs is not None and graphs.bucket(len(inputs.chunks)) is not None:
+        if graphs is not None and graphs.bucket(len(inputs.input_ids)) is not None:
             ids, positions, m = self.to_device(inputs)
             return graphs.run(ids if input_ids is None else input_ids, positions, m.slot_mapping, m.decode_seq_lens,
                               m.decode_block_tables)
@@ -163,7 +167,10 @@ class ModelRunner:
 
     @torch.inference_mode()
     def forward(self, inputs: StepInputs) -> torch.Tensor | None:
-        """A tensor-parallel worker's part of a step (rank 0 samples from the gathered logits)."""
+        """A tensor-parallel worker's part of a step, graph or eager as rank 0 runs it (rank 0
+        samples from the gathered logits)."""
+        if inputs.meta.num_prefill_tokens == 0:
+            return self.decode_logits(inputs, self.graphs)
         return self._eager_logits(inputs)
 
     @torch.inference_mode()
@@ -171,7 +178,5 @@ class ModelRunner:
         """Returns the sampled token (and logprobs) of every chunk that reached its sequence's end."""
         inputs = self.prepare(plan)
         if self.tp is not None:
-            broadcast_step(dataclasses.replace(inputs, chunks=[], sampled_chunks=[]))
-        if inputs.meta.num_prefill_tokens == 0:
-            return self.sample(inputs, self.decode_logits(inputs, self.graphs))
-        return self.sample(inputs, self._eager_logits(inputs))
+            broadcast_step(inputs.for_workers())
+        return self.sample(inputs, self.forward(inputs))

@@ -1,5 +1,7 @@
 """PD-multiplexed launches: one decode step and a block of prefill layers on the two streams of a
-partition, ordered by CUDA events only (no device-wide synchronisation)."""
+partition, ordered by CUDA events only (no device-wide synchronisation). Under tensor parallelism
+rank 0 sends each step's launches to the other ranks, which repeat them on their own partitions,
+the decode step's collectives on the decode communicator and the prefill block's on the prefill one."""
 
 from __future__ import annotations
 
@@ -9,9 +11,11 @@ from dataclasses import dataclass
 
 import torch
 
+from pdtune.config import EngineConfig
 from pdtune.executor.cuda_graphs import DecodeGraphs
 from pdtune.executor.model_runner import ModelRunner, StepInputs
-from pdtune.executor.partitions import Partition
+from pdtune.executor.partitions import Partition, make_partitions, simulated_partitions
+from pdtune.executor.tensor_parallel import broadcast_step
 from pdtune.executor.upload import upload
 from pdtune.scheduler.scheduler import StepPlan
 
@@ -73,6 +77,18 @@ class PrefillJob:
 
 
 @dataclass
+class PdmuxStep:
+    """One step's launches as rank 0 made them, for the other tensor-parallel ranks: partitions
+    by index, a new prefill job's inputs with its first block, host tensors only."""
+
+    decode_partition: int | None
+    decode_inputs: StepInputs | None
+    prefill_partition: int | None
+    prefill_inputs: StepInputs | None
+    prefill_layers: int
+
+
+@dataclass
 class DecodeLaunch:
     logits: torch.Tensor
     start: object
@@ -94,6 +110,10 @@ class PdmuxExecutor:
                 if p.decode_stream is not None:  # one set per decode partition: a graph keeps its SMs
                     self.graphs[p.name] = DecodeGraphs(self.model, graph_batch, max_blocks_per_seq, p.decode_stream, pool)
 
+    def _phase(self, name: str):
+        tp = self.runner.tp
+        return nullcontext() if tp is None else tp.phase(name)
+
     def start_prefill(self, plan: StepPlan) -> PrefillJob:
         return PrefillJob(plan, self.runner.prepare(plan), len(self.model.layers))
 
@@ -101,7 +121,7 @@ class PdmuxExecutor:
     def launch_prefill(self, job: PrefillJob, partition: Partition, num_layers: int) -> None:
         """Launches the next `num_layers` layers (embedding before the first, logits after the last)."""
         stream = partition.prefill_stream
-        with _on(stream):
+        with _on(stream), self._phase("prefill"):
             if job.next_layer == 0:
                 ids, job.positions, job.meta = self.runner.to_device(job.inputs)
                 job.hidden = self.model.embed(ids)
@@ -137,11 +157,29 @@ class PdmuxExecutor:
         stream = partition.decode_stream
         graphs = self.graphs.get(partition.name)
         started = time.perf_counter()
-        with _on(stream):
+        with _on(stream), self._phase("decode"):
             start = _record(stream)
             logits = self.runner.decode_logits(inputs, graphs)
             end = _record(stream)
         return DecodeLaunch(logits, start, end, started, stream is None)
+
+    def launch_step(self, decode: tuple[Partition, StepInputs] | None, job: PrefillJob | None,
+                    prefill_partition: Partition | None, prefill_layers: int) -> DecodeLaunch | None:
+        """Enqueues the step's decode, then `prefill_layers` layers of `job` (none: 0 or no job),
+        so the host launches the prefill block while the GPU decodes. Rank 0 of a tensor-parallel
+        group first tells the other ranks to launch the same."""
+        block = job is not None and prefill_layers > 0
+        tp = self.runner.tp
+        if tp is not None and tp.rank == 0:
+            index = self.partitions.index
+            broadcast_step(PdmuxStep(
+                index(decode[0]) if decode else None, decode[1].for_workers() if decode else None,
+                index(prefill_partition) if block else None,
+                job.inputs.for_workers() if block and job.next_layer == 0 else None, prefill_layers if block else 0))
+        launch = self.launch_decode(*decode) if decode else None
+        if block:
+            self.launch_prefill(job, prefill_partition, prefill_layers)
+        return launch
 
     def finish_decode(self, launch: DecodeLaunch) -> tuple[torch.Tensor, float]:
         """Waits for the decode step (the one wait of a step: its tokens are needed on the host);
@@ -151,3 +189,39 @@ class PdmuxExecutor:
         torch.cuda.current_stream().wait_event(launch.end)
         launch.end.synchronize()
         return launch.logits, launch.start.elapsed_time(launch.end)
+
+
+def make_pdmux_executor(runner: ModelRunner, config: EngineConfig, max_model_len: int) -> tuple[PdmuxExecutor, int]:
+    """The executor over green-context partitions of this process's GPU, or over simulated ones
+    on a CPU (same launch code, no streams), and the GPU's SM count (132, simulated)."""
+    if runner.device.type == "cuda":
+        partitions = make_partitions(config.pdmux_splits)
+        total_sms = torch.cuda.get_device_properties(runner.device).multi_processor_count
+    else:
+        partitions, total_sms = simulated_partitions(config.pdmux_splits), 132
+    executor = PdmuxExecutor(runner, partitions, config.max_num_seqs, -(-max_model_len // config.block_size),
+                             use_graphs=runner.device.type == "cuda" and not config.enforce_eager)
+    return executor, total_sms
+
+
+class PdmuxMirror:
+    """A tensor-parallel worker's pdmux executor: repeats rank 0's launches in rank 0's order, so
+    every collective meets its peers; the tokens are rank 0's to sample."""
+
+    def __init__(self, runner: ModelRunner, config: EngineConfig, max_model_len: int):
+        self.executor, _ = make_pdmux_executor(runner, config, max_model_len)
+        self.job: PrefillJob | None = None
+
+    def run(self, step: PdmuxStep) -> None:
+        ex = self.executor
+        if step.prefill_inputs is not None:
+            self.job = PrefillJob(StepPlan(), step.prefill_inputs, len(ex.model.layers))
+        decode = None
+        if step.decode_partition is not None:
+            decode = (ex.partitions[step.decode_partition], step.decode_inputs)
+        prefill = ex.partitions[step.prefill_partition] if step.prefill_partition is not None else None
+        launch = ex.launch_step(decode, self.job, prefill, step.prefill_layers)
+        if self.job is not None and self.job.remaining_layers == 0:
+            self.job = None
+        if launch is not None:
+            ex.finish_decode(launch)

@@ -1,12 +1,21 @@
 """Tensor parallelism: Megatron-style shards on N processes; rank 0 schedules and broadcasts each
-step's inputs, every rank runs the same forward, all-reduces join the shards."""
+step's inputs, every rank runs the same forward, all-reduces join the shards.
+
+Three communicators: the step plans travel on a gloo group (host objects), and the activations'
+collectives on two data groups, one for decode and one for prefill (gloo on the CPU, NCCL on
+GPUs), so that under pdmux a prefill block's all-reduces on the prefill SMs never queue behind, or
+order against, the decode step's on the decode SMs. Sequential and chunked steps use the decode
+group. torch's NCCL group launches a synchronous collective on the current stream (pytorch PR
+150398), so under pdmux each all-reduce runs on its phase's green-context SMs; NCCL warns that two
+communicators can deadlock when one's kernel keeps the other's from being scheduled, which disjoint
+SM partitions rule out."""
 
 from __future__ import annotations
 
 import dataclasses
 import os
 import socket
-from dataclasses import dataclass
+from contextlib import contextmanager
 
 import torch
 import torch.distributed as dist
@@ -20,18 +29,35 @@ _COLUMN = ("q_proj.weight", "k_proj.weight", "v_proj.weight", "q_proj.bias", "k_
 _ROW = ("o_proj.weight", "down_proj.weight")
 
 
-@dataclass(frozen=True)
+# NVLink multicast (NVLS) stays off: the lent machines forbid it (device README), and NCCL would
+# otherwise pick it for all-reduce on NVSwitch hosts.
+NCCL_ENV = {"NCCL_NVLS_ENABLE": "0"}
+PHASES = ("decode", "prefill")
+
+
 class TPGroup:
-    rank: int
-    size: int
+    """This rank's place in the tensor-parallel group and the communicator of the phase running."""
+
+    def __init__(self, rank: int, size: int, groups: dict[str, dist.ProcessGroup]):
+        self.rank, self.size, self.groups = rank, size, groups
+        self.current = groups["decode"]
+
+    @contextmanager
+    def phase(self, name: str):
+        """Collectives inside go to the `name` phase's communicator."""
+        previous, self.current = self.current, self.groups[name]
+        try:
+            yield
+        finally:
+            self.current = previous
 
     def all_reduce(self, x: torch.Tensor) -> torch.Tensor:
-        dist.all_reduce(x)
+        dist.all_reduce(x, group=self.current)
         return x
 
     def all_gather_last(self, x: torch.Tensor) -> torch.Tensor:
         parts = [torch.empty_like(x) for _ in range(self.size)]
-        dist.all_gather(parts, x.contiguous())
+        dist.all_gather(parts, x.contiguous(), group=self.current)
         return torch.cat(parts, dim=-1)
 
     def shard(self, name: str, tensor: torch.Tensor) -> torch.Tensor:
@@ -56,50 +82,78 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _worker(rank: int, size: int, config, port: int, num_kv_blocks_queue) -> None:
+def join_group(rank: int, size: int, port: int, device_index: int | None) -> TPGroup:
+    """Joins this process to the group: gloo for the step plans, the data groups on `device_index`
+    (NCCL) or on the CPU (gloo). Every rank makes the groups in the same order, as torch requires."""
+    os.environ.update(NCCL_ENV)
+    os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
+    if device_index is not None:
+        torch.cuda.set_device(device_index)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=size)
+    backend = "gloo" if device_index is None else "nccl"
+    groups = {phase: dist.new_group(list(range(size)), backend=backend) for phase in PHASES}
+    if device_index is not None:  # NCCL makes a communicator at its first collective: not inside a graph capture
+        for group in groups.values():
+            dist.all_reduce(torch.zeros(1, device=f"cuda:{device_index}"), group=group)
+    return TPGroup(rank, size, groups)
+
+
+def _worker(rank: int, size: int, config, port: int, device_index: int | None, setup_queue) -> None:
     from pdtune.executor.model_runner import ModelRunner
+    from pdtune.executor.pdmux import PdmuxMirror
     from pdtune.model.loader import load_model
 
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=size)
-    tp = TPGroup(rank, size)
+    tp = join_group(rank, size, port, device_index)
     try:
         loaded = load_model(config, tp)
     except PdtuneError:
         return  # rank 0 meets the same error and reports it
-    num_blocks, max_model_len = num_kv_blocks_queue.get()
+    num_blocks, max_model_len = setup_queue.get()
     runner = ModelRunner(loaded, config, num_blocks, max_model_len, tp)
+    mirror = PdmuxMirror(runner, config, max_model_len) if config.mode == "pdmux" else None
     while True:
-        inputs = broadcast_step(None)
-        if inputs is None:
+        step = broadcast_step(None)
+        if step is None:
             break
-        runner.forward(inputs)
+        if mirror is not None:
+            mirror.run(step)
+        else:
+            runner.forward(step)
     dist.destroy_process_group()
 
 
-def broadcast_step(inputs):
+def broadcast_step(step):
     """Rank 0 sends the step's host-side inputs (the step plan as tensors); others receive them."""
-    box = [inputs]
+    box = [step]
     dist.broadcast_object_list(box, src=0)
     return box[0]
+
+
+def _devices(config, size: int) -> list[int | None]:
+    """Each rank's GPU: this process's and the next size-1 (a data-parallel replica starts at its
+    own); None for every rank on the CPU."""
+    if not (config.device == "cuda" or (config.device == "auto" and torch.cuda.is_available())):
+        return [None] * size
+    first, count = torch.cuda.current_device(), torch.cuda.device_count()
+    if first + size > count:
+        raise PdtuneError(f"tensor parallel size {size} needs {size} GPUs from cuda:{first}; {count} are visible")
+    return [first + r for r in range(size)]
 
 
 class TPWorkers:
     """Starts ranks 1..N-1 and joins rank 0 (this process) to their group."""
 
     def __init__(self, config, size: int):
-        if config.device == "cuda" or (config.device == "auto" and torch.cuda.is_available()):
-            raise PdtuneError("tensor parallelism runs on the CPU (gloo) for now; NCCL on GPUs is not built yet")
+        devices = _devices(config, size)
         port = _free_port()
         ctx = mp.get_context("spawn")
         self.queues = [ctx.Queue() for _ in range(1, size)]
-        worker_config = dataclasses.replace(config, device="cpu")
-        self.procs = [ctx.Process(target=_worker, args=(r, size, worker_config, port, q), daemon=True)
+        worker_config = config if devices[0] is not None else dataclasses.replace(config, device="cpu")
+        self.procs = [ctx.Process(target=_worker, args=(r, size, worker_config, port, devices[r], q), daemon=True)
                       for r, q in zip(range(1, size), self.queues)]
         for p in self.procs:
             p.start()
-        os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
-        dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=size)
-        self.group = TPGroup(0, size)
+        self.group = join_group(0, size, port, devices[0])
 
     def start_runners(self, num_kv_blocks: int, max_model_len: int) -> None:
         for q in self.queues:

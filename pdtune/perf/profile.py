@@ -42,6 +42,10 @@ class ProfileConfig:
     def __post_init__(self) -> None:
         if self.engine.mode != "pdmux":
             raise PdtuneError(f"profile needs a pdmux engine, got mode {self.engine.mode!r}")
+        if self.engine.tensor_parallel_size > 1 or self.engine.data_parallel_size > 1:
+            # its timing loops drive rank 0's model directly; the other ranks would wait forever
+            raise PdtuneError("profile measures one process on one GPU; profiling tensor- or data-parallel "
+                              "engines is not built")
         lists = {"batches": self.batches, "contexts": self.contexts, "prefill-tokens": self.prefill_tokens}
         for name, values in lists.items():
             if not values or min(values) < 1:

@@ -154,3 +154,11 @@ def test_a_perf_model_of_another_dtype_or_other_partitions_is_refused(profiled):
         LLM("tiny", load_format="dummy", dtype="bfloat16", mode="pdmux", perf_model=profiled)
     with pytest.raises(PdtuneError, match="none of this engine's partitions"):
         read_perf_model(profiled, partitions=["100/32"])
+
+
+@pytest.mark.parametrize("sizes", [{"tensor_parallel_size": 2}, {"data_parallel_size": 2}])
+def test_profiling_a_parallel_engine_is_refused(sizes):
+    from pdtune.perf.profile import ProfileConfig
+
+    with pytest.raises(PdtuneError, match="profile measures one process on one GPU"):
+        ProfileConfig(EngineConfig(model="tiny", load_format="dummy", mode="pdmux", **sizes))

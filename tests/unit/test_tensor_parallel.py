@@ -37,3 +37,42 @@ def test_run_batch_with_two_ranks(tmp_path):
                                       "--load-format", "dummy", "--num-kv-blocks", "16", "-tp", "2"])
     assert result.exit_code == 0, result.output
     assert '"completion_tokens": 4' in (tmp_path / "o.jsonl").read_text()
+
+
+@pytest.mark.parametrize("policy", [{"pdmux_policy": "static", "pdmux_static_split": (96, 36), "pdmux_gang": 1}, {}])
+def test_pdmux_on_two_ranks_gives_the_single_process_tokens_with_a_communicator_per_phase(tiny_hf_model, monkeypatch,
+                                                                                           policy):
+    """Rank 0 sends each step's launches; both ranks run the decode step's all-reduces on the
+    decode group and the prefill block's on the prefill group (spied on in rank 0)."""
+    import torch.distributed as dist
+
+    folder = tiny_hf_model("qwen2").folder  # 3 layers: gang 1 spreads a prefill over 3 steps
+    ref = LLM(folder, num_kv_blocks=64, mode="sequential").generate(PROMPTS, GREEDY)
+    seen, phase = [], [None]
+    real_all_reduce = dist.all_reduce
+
+    def spy(tensor, group=None, **kw):
+        seen.append((phase[0], group))
+        return real_all_reduce(tensor, group=group, **kw)
+
+    with LLM(folder, num_kv_blocks=64, mode="pdmux", pdmux_prefill_tokens=20, tensor_parallel_size=2, **policy) as llm:
+        executor = llm.engine.stepper.executor
+        for name in ("decode", "prefill"):
+            launch = getattr(executor, f"launch_{name}")
+
+            def marked(*args, _launch=launch, _name=name):
+                phase[0] = _name
+                try:
+                    return _launch(*args)
+                finally:
+                    phase[0] = None
+
+            monkeypatch.setattr(executor, f"launch_{name}", marked)
+        monkeypatch.setattr(dist, "all_reduce", spy)
+        got = llm.generate(PROMPTS, GREEDY)
+        groups = llm.engine.runner.tp.groups
+    assert [o.token_ids for o in got] == [o.token_ids for o in ref]
+    assert max(abs(a.logprob - b.logprob) for o, r in zip(got, ref) for a, b in zip(o.logprobs, r.logprobs)) < 1e-4
+    by_phase = {p: {id(g) for q, g in seen if q == p} for p in ("decode", "prefill", None)}
+    assert by_phase["decode"] == {id(groups["decode"])} and by_phase["prefill"] == {id(groups["prefill"])}
+    assert groups["decode"] is not groups["prefill"] and not by_phase[None]  # no collective outside a launch
