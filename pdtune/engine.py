@@ -15,6 +15,7 @@ from pdtune.executor.pdmux import make_pdmux_executor
 from pdtune.executor.tensor_parallel import TPWorkers
 from pdtune.model.loader import LoadedModel, load_model
 from pdtune.perf.perf_model import read_perf_model
+from pdtune.perf.timing import measure_ceilings
 from pdtune.planner.pdmux import PdmuxPlanner, StepTimePredictor
 from pdtune.request.output import RequestOutput
 from pdtune.request.sampling import SamplingParams
@@ -79,6 +80,10 @@ class Engine:
             self.loaded = load_model(config, tp)
             self.tokenizer = self.loaded.tokenizer
             self.max_model_len = _max_model_len(config, self.loaded.arch)
+            # The pdmux planner's priors are bytes and FLOPs over this GPU's measured rates
+            # (before the KV pool takes the memory); the simulated executor models the H100.
+            self.ceilings = measure_ceilings(self.loaded.device, self.loaded.dtype, copy_mib=512) \
+                if config.mode == "pdmux" and self.loaded.device.type == "cuda" else None
             self.num_kv_blocks = size_kv_pool(self.loaded, config)
         except BaseException:
             if self.tp_workers:
@@ -101,7 +106,10 @@ class Engine:
         partitions = executor.partitions
         perf_model = None if config.perf_model is None else read_perf_model(
             config.perf_model, self.loaded.name, str(self.loaded.dtype), [p.name for p in partitions])
-        predictor = StepTimePredictor(self.loaded.arch, self.loaded.dtype.itemsize, total_sms, perf_model=perf_model)
+        rates = {} if self.ceilings is None else dict(copy_bytes_per_s=self.ceilings.copy_bytes_per_s,
+                                                      matmul_flops_per_s=self.ceilings.matmul_flops_per_s)
+        predictor = StepTimePredictor(self.loaded.arch, self.loaded.dtype.itemsize, total_sms, perf_model=perf_model,
+                                      **rates)
         return PdmuxStepper(config, self.scheduler, runner, executor, PdmuxPlanner(config, partitions, predictor))
 
     def set_pdmux_plan(self, policy: str, split: tuple[int, int] | None = None, gang: int | None = None,

@@ -38,9 +38,10 @@ class Ceilings:
     matmul_flops_per_s: float  # large square matmul in the model's dtype
 
 
-def measure_ceilings(device: torch.device, dtype: torch.dtype) -> Ceilings:
-    """Measured, not datasheet, so rooflines reflect this card as found."""
-    copy_elems = (1 << 30) if device.type == "cuda" else (1 << 24)
+def measure_ceilings(device: torch.device, dtype: torch.dtype, copy_mib: int = 2048) -> Ceilings:
+    """Measured, not datasheet, so rooflines reflect this card as found. A GPU copies `copy_mib`
+    MiB (512 already reaches full bandwidth on the H100), a CPU 32 MiB; the memory is returned."""
+    copy_elems = copy_mib * (1 << 19) if device.type == "cuda" else (1 << 24)
     src = torch.randn(copy_elems, device=device, dtype=torch.float16)
     dst = torch.empty_like(src)
     copy_ms = time_ms(lambda: dst.copy_(src), device)
@@ -48,4 +49,7 @@ def measure_ceilings(device: torch.device, dtype: torch.dtype) -> Ceilings:
     a = torch.randn(n, n, device=device, dtype=dtype)
     b = torch.randn(n, n, device=device, dtype=dtype)
     mm_ms = time_ms(lambda: a @ b, device)
+    del src, dst, a, b
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
     return Ceilings(2 * copy_elems * 2 / (copy_ms / 1e3), 2 * n**3 / (mm_ms / 1e3))
