@@ -105,7 +105,7 @@ class Engine:
         executor, total_sms = make_pdmux_executor(runner, config, self.max_model_len)
         partitions = executor.partitions
         perf_model = None if config.perf_model is None else read_perf_model(
-            config.perf_model, self.loaded.name, str(self.loaded.dtype), [p.name for p in partitions])
+            config.perf_model, self.loaded.name, str(self.loaded.dtype), partitions)
         rates = {} if self.ceilings is None else dict(copy_bytes_per_s=self.ceilings.copy_bytes_per_s,
                                                       matmul_flops_per_s=self.ceilings.matmul_flops_per_s)
         predictor = StepTimePredictor(self.loaded.arch, self.loaded.dtype.itemsize, total_sms, perf_model=perf_model,
@@ -119,6 +119,17 @@ class Engine:
         with its CUDA graphs takes ~40 s on the GPU."""
         config = pdmux_plan_config(self.config, policy, split, gang, prefill_tokens)
         self.config = self.stepper.config = self.stepper.planner.config = config
+
+    def planner_inputs(self) -> dict | None:
+        """What the pdmux planner predicts from (None in other modes): the granted partitions,
+        the source of each one's priors (profiled, interpolated, or none: roofline) and the
+        measured rates the roofline priors use, so a result says which model it ran under."""
+        if self.config.mode != "pdmux":
+            return None
+        pred = self.stepper.planner.predictor
+        return {"partitions": {p.name: pred.fit(p)[1] for p in self.stepper.executor.partitions},
+                "perf_model": self.config.perf_model, "copy_bytes_per_s": pred.bw, "matmul_flops_per_s": pred.rate,
+                "rates_measured": self.ceilings is not None}
 
     def close(self) -> None:
         """Stops the tensor-parallel worker processes, if any."""

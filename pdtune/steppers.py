@@ -9,6 +9,7 @@ import torch
 from pdtune.config import EngineConfig
 from pdtune.executor.model_runner import LaunchedStep, ModelRunner
 from pdtune.executor.pdmux import PdmuxExecutor, PrefillJob
+from pdtune.perf.model_costs import PrefillShape
 from pdtune.planner.pdmux import PdmuxPlanner
 from pdtune.planner.policies import make_policy
 from pdtune.request.sequence import Status
@@ -92,10 +93,10 @@ class PdmuxStepper:
     def _observe_prefill_block(self) -> float | None:
         if self.pending_block is None:
             return None
-        part, tokens, layers, job = self.pending_block
+        part, shape, layers, job = self.pending_block
         measured = self.executor.block_ms(job)
         if measured is not None:
-            self.planner.predictor.observe_layers(part, tokens, layers, measured)
+            self.planner.predictor.observe_layers(part, shape, layers, measured)
             self.pending_block = None
         return measured
 
@@ -114,26 +115,26 @@ class PdmuxStepper:
         decode_plan = StepPlan()
         self.scheduler.schedule_running(decode_plan, self.scheduler.max_num_seqs, decode_only=True)
         job = self.job
-        context = sum(len(c.seq) for c in decode_plan.chunks)
+        batch, context = len(decode_plan.chunks), sum(len(c.seq) for c in decode_plan.chunks)
         remaining = job.remaining_layers if job else 0
-        prefill_tokens = job.num_tokens if job else 0
+        prefill = job.shape if job else PrefillShape()
         slack = None
         if remaining and decode_plan:
             arrival = min(c.seq.arrival_time for c in job.plan.chunks)
-            slack = self.planner.prefill_slack_ms(arrival, prefill_tokens, remaining, now)
-        decision = self.planner.decide(len(decode_plan.chunks), context, prefill_tokens, remaining, slack)
+            slack = self.planner.prefill_slack_ms(arrival, prefill, remaining, now)
+        decision = self.planner.decide(batch, context, prefill, remaining, slack)
         inputs = self.runner.prepare(decode_plan) if decode_plan else None
         gang = decision.gang if remaining else 0
         launch = self.executor.launch_step((decision.partition, inputs) if inputs else None, job,
                                            decision.partition, gang)
         if gang:
-            self.pending_block = (decision.partition, prefill_tokens, gang, job)
+            self.pending_block = (decision.partition, prefill, gang, job)
         if launch is not None:
             logits, self.last_decode_ms = self.executor.finish_decode(launch)
             results += self.runner.sample(inputs, logits)
             self.scheduler.commit(decode_plan)
-            self.planner.predictor.observe_decode(decision.partition, context, self.last_decode_ms)
+            self.planner.predictor.observe_decode(decision.partition, batch, context, self.last_decode_ms)
         elif job is not None:
             job.done.synchronize()  # nothing to decode: wait for the prefill block rather than spin
-        self.planner.record(decision, len(decode_plan.chunks), prefill_tokens, self.last_decode_ms, measured_prefill)
+        self.planner.record(decision, batch, prefill.tokens, self.last_decode_ms, measured_prefill)
         return results

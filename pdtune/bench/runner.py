@@ -99,6 +99,9 @@ def serve_workload(engine: Engine, label: str, workload: Workload, cfg: BenchCon
         result = serve_open_loop(engine, workload.requests, rate, progress, stop_below=stop_below)
     result.mode = label
     result.extra["preemptions"] = engine.num_preemptions
+    planner = engine.planner_inputs()
+    if planner is not None:
+        result.extra["planner"] = planner
     return result
 
 

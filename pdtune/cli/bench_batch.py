@@ -9,17 +9,6 @@ from rich.console import Console
 
 from pdtune.cli import options as o
 from pdtune.cli.errors import user_errors
-from pdtune.errors import PdtuneError
-
-
-def _int_list(text: str, flag: str) -> list[int]:
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        values = []
-    if not values or min(values) <= 0:
-        raise PdtuneError(f"{flag} takes positive integers separated by commas, got {text!r}")
-    return values
 
 
 def bench_batch(
@@ -43,8 +32,8 @@ def bench_batch(
         from pdtune.perf.e2e_batch import E2EConfig, run_e2e
 
         variants = tuple({"max_num_seqs": s, "max_num_batched_tokens": t}
-                         for s in _int_list(max_num_seqs, "--max-num-seqs")
-                         for t in _int_list(max_num_batched_tokens, "--max-num-batched-tokens"))
+                         for s in o.int_list(max_num_seqs, "max-num-seqs")
+                         for t in o.int_list(max_num_batched_tokens, "max-num-batched-tokens"))
         engine = build_engine_config(None, model=model, load_format=load_format, dtype=dtype, device=device, mode=mode,
                                      num_kv_blocks=num_kv_blocks, max_model_len=max_model_len)
         with console.status("benchmarking ..."):

@@ -10,15 +10,26 @@ from pdtune.config import DEFAULT_MODEL
 from pdtune.errors import PdtuneError
 
 
-def int_list(text: str, name: str) -> tuple[int, ...]:
-    """A comma-separated list of positive integers given as --`name`."""
+def int_list(text: str, name: str, minimum: int = 1) -> tuple[int, ...]:
+    """A comma-separated list of integers of at least `minimum` given as --`name`."""
     try:
         values = tuple(int(v) for v in text.split(",") if v.strip())
     except ValueError:
         raise PdtuneError(f"--{name} takes comma-separated integers, got {text!r}") from None
-    if not values or min(values) < 1:
-        raise PdtuneError(f"--{name} takes positive integers, got {text!r}")
+    if not values or min(values) < minimum:
+        raise PdtuneError(f"--{name} takes integers of {minimum} or more, got {text!r}")
     return values
+
+
+def split_list(text: str) -> tuple[tuple[int, int], ...]:
+    """--splits: prefill/decode SM pairs, comma-separated (104/28,72/60)."""
+    try:
+        pairs = tuple(tuple(int(n) for n in pair.split("/")) for pair in text.split(",") if pair.strip())
+    except ValueError:
+        pairs = ()
+    if not pairs or any(len(p) != 2 or min(p) < 1 for p in pairs):
+        raise PdtuneError(f"--splits takes prefill/decode SM pairs such as 104/28,72/60, got {text!r}")
+    return pairs
 
 
 Model = Annotated[Optional[str], typer.Option(

@@ -171,6 +171,10 @@ class DataParallelEngine:
         for inbox in self.inboxes:
             inbox.put(dict(policy=policy, split=split, gang=gang, prefill_tokens=prefill_tokens))
 
+    def planner_inputs(self) -> dict | None:
+        """The front end holds no planner; each replica's stays in its process (not reported)."""
+        return None
+
     def reset_counters(self) -> None:
         for inbox in self.inboxes:
             inbox.put("reset")

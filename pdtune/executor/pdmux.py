@@ -17,6 +17,7 @@ from pdtune.executor.model_runner import ModelRunner, StepInputs
 from pdtune.executor.partitions import Partition, make_partitions, simulated_partitions
 from pdtune.executor.tensor_parallel import broadcast_step
 from pdtune.executor.upload import upload
+from pdtune.perf.model_costs import PrefillShape
 from pdtune.scheduler.scheduler import StepPlan
 
 
@@ -50,6 +51,7 @@ class PrefillJob:
     plan: StepPlan
     inputs: StepInputs
     num_layers: int
+    shape: PrefillShape = PrefillShape()  # its cost terms, for the planner
     next_layer: int = 0
     hidden: torch.Tensor | None = None
     residual: torch.Tensor | None = None
@@ -61,10 +63,6 @@ class PrefillJob:
     block_start: object = None
     block_layers: int = 0
     block_started_at: float = 0.0
-
-    @property
-    def num_tokens(self) -> int:
-        return self.plan.num_tokens
 
     @property
     def remaining_layers(self) -> int:
@@ -115,7 +113,9 @@ class PdmuxExecutor:
         return nullcontext() if tp is None else tp.phase(name)
 
     def start_prefill(self, plan: StepPlan) -> PrefillJob:
-        return PrefillJob(plan, self.runner.prepare(plan), len(self.model.layers))
+        shape = sum((PrefillShape.single(c.num_new_tokens, c.seq.num_computed_tokens) for c in plan.chunks),
+                    PrefillShape())
+        return PrefillJob(plan, self.runner.prepare(plan), len(self.model.layers), shape)
 
     @torch.inference_mode()
     def launch_prefill(self, job: PrefillJob, partition: Partition, num_layers: int) -> None:

@@ -41,9 +41,10 @@ def partition_decode(engine: Engine, part: Partition, inputs: tuple[torch.Tensor
     return on_stream(part.decode_stream, step_bench.eager_decode_fn(engine, inputs))
 
 
-def prefill_block(engine: Engine, tokens: int, gang: int) -> Callable[[], object]:
-    """The first `gang` layers of one `tokens`-token prefill, as the engine launches a block."""
-    ids, positions, meta = step_bench.prefill_inputs(engine, tokens)
+def prefill_block(engine: Engine, tokens: int, gang: int, reused: int = 0) -> Callable[[], object]:
+    """The first `gang` layers of one `tokens`-token prefill (after `reused` cached tokens), as
+    the engine launches a block."""
+    ids, positions, meta = step_bench.prefill_inputs(engine, tokens, reused=reused)
     model = engine.runner.model
     hidden = model.embed(ids)
     return lambda: model.forward_layers(hidden, None, positions, meta, 0, gang)

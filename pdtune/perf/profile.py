@@ -18,15 +18,26 @@ from pdtune.errors import PdtuneError
 from pdtune.executor.partitions import Partition
 from pdtune.perf import step_bench
 from pdtune.perf.environment import environment
-from pdtune.perf.model_costs import decode_bytes, prefill_flops
+from pdtune.perf.model_costs import PrefillShape
 from pdtune.perf.pdmux_bench import decode_beside_prefill_ms, on_stream, partition_decode, prefill_block
-from pdtune.perf.perf_model import KIND, PartitionFit, fit_line
+from pdtune.perf.perf_model import DECODE_TERMS, KIND, LAYER_TERMS, VERSION, PartitionFit, fit_linear, separable
 from pdtune.perf.timing import time_ms
 
-CSV_COLUMNS = ("partition", "prefill_sms", "decode_sms", "phase", "batch", "context", "bytes", "alone_ms",
-               "beside_prefill_ms", "tokens", "flops_per_layer", "layer_ms")
+CSV_COLUMNS = ("partition", "prefill_sms", "decode_sms", "phase", "batch", "context", "context_tokens", "alone_ms",
+               "beside_prefill_ms", "tokens", "reused", "square", "cross", "layer_ms")
 NO_CONTENTION_NOTE = ("no SM partitions run concurrently here (CPU, simulated executor): decode beside prefill "
                       "is not measured (null) and every contention factor is 1.0")
+
+
+def decode_sample(batch: int, context: int) -> dict:
+    """A decode sample's terms (pdtune.perf.perf_model.DECODE_TERMS)."""
+    return dict(batch=batch, context=context, context_tokens=batch * context)
+
+
+def prefill_sample(tokens: int, reused: int) -> dict:
+    """A prefill sample's terms (LAYER_TERMS): one sequence, `reused` tokens cached."""
+    shape = PrefillShape.single(tokens, reused)
+    return dict(tokens=tokens, reused=reused, square=shape.square, cross=shape.cross)
 
 
 @dataclass(frozen=True)
@@ -35,6 +46,7 @@ class ProfileConfig:
     batches: tuple[int, ...] = (1, 16, 64)
     contexts: tuple[int, ...] = (512, 2048)
     prefill_tokens: tuple[int, ...] = (512, 2048, 8192)
+    reused_tokens: tuple[int, ...] = (0, 2048)  # cached prefix under each prefill sample
     gang: int = 2  # prefill layers per timed block, and in the block decode runs beside
     iters: int = 10
     out: str = "results/profile.json"  # the CSV of the samples goes beside it
@@ -50,35 +62,40 @@ class ProfileConfig:
         for name, values in lists.items():
             if not values or min(values) < 1:
                 raise PdtuneError(f"--{name} takes positive integers, got {list(values)}")
-        # Each line needs two distinct x: decode's bytes grow with batch x context.
-        if len({b * c for b in self.batches for c in self.contexts}) < 2:
-            raise PdtuneError("the decode fit needs two or more distinct batch x context products")
-        if len(set(self.prefill_tokens)) < 2:
-            raise PdtuneError("the prefill fit needs two or more distinct --prefill-tokens")
+        if not self.reused_tokens or min(self.reused_tokens) < 0:
+            raise PdtuneError(f"--reused-tokens takes integers of 0 or more, got {list(self.reused_tokens)}")
+        if not separable([decode_sample(b, c) for b in self.batches for c in self.contexts], DECODE_TERMS):
+            raise PdtuneError("the decode fit (constant + context tokens + batch) needs two or more --batches and "
+                              "two or more --contexts")
+        if not separable([prefill_sample(t, r) for t in self.prefill_tokens for r in self.reused_tokens], LAYER_TERMS):
+            raise PdtuneError("the prefill fit (constant + tokens + tokens^2 + tokens x reused) needs three or more "
+                              "--prefill-tokens and --reused-tokens with 0 and a positive count")
         if self.gang < 1 or self.iters < 1:
             raise PdtuneError("--gang and --iters must be at least 1")
 
 
 def fit_partition(decode: list[dict], prefill: list[dict]) -> PartitionFit:
-    """Decode ms = a + b * bytes read; layer ms = c + d * FLOPs per layer; contention factor =
-    median of decode beside prefill over decode alone (1.0 where never measured). `decode` rows
-    hold bytes, alone_ms and beside_prefill_ms (or None); `prefill` rows flops_per_layer, layer_ms."""
+    """Decode ms = a + b * context tokens + c * batch; prefill layer ms = c0 + c1 * tokens + c2 *
+    tokens^2 + c3 * tokens x reused; contention factor = median of decode beside prefill over
+    decode alone (1.0 where never measured). `decode` rows hold their terms, alone_ms and
+    beside_prefill_ms (or None); `prefill` rows their terms and layer_ms."""
     ratios = [r["beside_prefill_ms"] / r["alone_ms"] for r in decode if r["beside_prefill_ms"] is not None]
     return PartitionFit(
-        fit_line([r["bytes"] for r in decode], [r["alone_ms"] for r in decode]) if decode else None,
-        fit_line([r["flops_per_layer"] for r in prefill], [r["layer_ms"] for r in prefill]) if prefill else None,
+        fit_linear(decode, [r["alone_ms"] for r in decode], DECODE_TERMS) if decode else None,
+        fit_linear(prefill, [r["layer_ms"] for r in prefill], LAYER_TERMS) if prefill else None,
         statistics.median(ratios) if ratios else 1.0,
     )
 
 
 def _check_fits(engine: Engine, cfg: ProfileConfig) -> None:
     """Every sample must fit the context length and the KV pool (the graphs' widths follow the former)."""
-    longest = max(max(cfg.contexts) + 1, max(cfg.prefill_tokens))
+    longest_prefill = max(cfg.prefill_tokens) + max(cfg.reused_tokens)
+    longest = max(max(cfg.contexts) + 1, longest_prefill)
     if longest > engine.max_model_len:
         raise PdtuneError(f"the longest sample needs {longest} tokens of context; the engine has "
                           f"{engine.max_model_len}: raise --max-model-len")
     bs = engine.config.block_size
-    need = max(max(cfg.batches) * -(-(max(cfg.contexts) + 1) // bs), -(-max(cfg.prefill_tokens) // bs))
+    need = max(max(cfg.batches) * -(-(max(cfg.contexts) + 1) // bs), -(-longest_prefill // bs))
     if need > engine.num_kv_blocks:
         raise PdtuneError(f"the largest sample needs {need * bs} KV tokens; the pool holds "
                           f"{engine.kv_capacity_tokens}: lower --batches, --contexts or --prefill-tokens")
@@ -89,20 +106,19 @@ def _measure(engine: Engine, part: Partition, cfg: ProfileConfig, gang: int,
              contention_block: Callable[[], object]) -> tuple[list[dict], list[dict]]:
     """Decode alone (and beside a prefill block where the partitions run concurrently) per
     (batch, context) on its decode SMs; prefill ms per layer per token count on its prefill SMs."""
-    arch, itemsize, dev = engine.loaded.arch, engine.loaded.dtype.itemsize, engine.runner.device
+    dev = engine.runner.device
     concurrent = part.prefill_stream is not None and part.decode_stream is not None
     decode, prefill = [], []
     for batch in cfg.batches if part.decode_sms else ():
         for context in cfg.contexts:
             step = partition_decode(engine, part, step_bench.decode_inputs(engine, batch, context))
-            decode.append(dict(batch=batch, context=context, bytes=decode_bytes(arch, itemsize, batch, context),
-                               alone_ms=time_ms(step, dev, iters=cfg.iters),
+            decode.append(dict(decode_sample(batch, context), alone_ms=time_ms(step, dev, iters=cfg.iters),
                                beside_prefill_ms=decode_beside_prefill_ms(part, step, contention_block, cfg.iters)
                                if concurrent else None))
     for tokens in cfg.prefill_tokens if part.prefill_sms else ():
-        block = on_stream(part.prefill_stream, prefill_block(engine, tokens, gang))
-        prefill.append(dict(tokens=tokens, flops_per_layer=prefill_flops(arch, tokens) / arch.num_layers,
-                            layer_ms=time_ms(block, dev, iters=cfg.iters) / gang))
+        for reused in cfg.reused_tokens:
+            block = on_stream(part.prefill_stream, prefill_block(engine, tokens, gang, reused))
+            prefill.append(dict(prefill_sample(tokens, reused), layer_ms=time_ms(block, dev, iters=cfg.iters) / gang))
     return decode, prefill
 
 
@@ -138,12 +154,13 @@ def run_profile(cfg: ProfileConfig) -> dict:
                           "samples": {"decode": decode, "prefill": prefill}})
         config = engine.config
         report = {
-            "kind": KIND, "environment": environment(), "model": engine.loaded.name, "dtype": str(engine.loaded.dtype),
+            "kind": KIND, "version": VERSION, "environment": environment(), "model": engine.loaded.name, "dtype": str(engine.loaded.dtype),
             "device": engine.runner.device.type, "tensor_parallel_size": config.tensor_parallel_size,
             "data_parallel_size": config.data_parallel_size, "total_sms": engine.stepper.planner.predictor.total_sms,
             "contention_measured": concurrent, "contention_note": None if concurrent else NO_CONTENTION_NOTE,
             "settings": {"batches": list(cfg.batches), "contexts": list(cfg.contexts),
-                         "prefill_tokens": list(cfg.prefill_tokens), "gang": gang, "iters": cfg.iters,
+                         "prefill_tokens": list(cfg.prefill_tokens), "reused_tokens": list(cfg.reused_tokens),
+                         "gang": gang, "iters": cfg.iters,
                          "contention_prefill_tokens": max(cfg.prefill_tokens)},
             "partitions": parts,
         }

@@ -38,19 +38,22 @@ def decode_inputs(engine: Engine, batch: int, context: int) -> tuple[torch.Tenso
     return ids, positions, slots, torch.full((batch,), context + 1, dtype=torch.int32), bt
 
 
-def prefill_inputs(engine: Engine, tokens: int, fresh: bool = True) -> tuple[torch.Tensor, torch.Tensor, AttentionMetadata] | None:
-    """Device tensors of one sequence's prefill of `tokens` new tokens. `fresh` takes the engine's
-    path for a prompt with no cached prefix; otherwise the paged Triton kernel (the path of
-    prefix-cache hits and prefill chunks) does the attention."""
-    bt = _block_tables(engine, 1, tokens)
+def prefill_inputs(engine: Engine, tokens: int, fresh: bool = True,
+                   reused: int = 0) -> tuple[torch.Tensor, torch.Tensor, AttentionMetadata] | None:
+    """Device tensors of one sequence's prefill of `tokens` new tokens after `reused` cached ones
+    (a prefix-cache hit: attention also reads them from the pool). A fresh prompt (`fresh`, no
+    reuse) takes the engine's path for a prompt with no cached prefix; otherwise the paged Triton
+    kernel (the path of prefix-cache hits and prefill chunks) does the attention."""
+    total = reused + tokens
+    bt = _block_tables(engine, 1, total)
     if bt is None:
         return None
     dev, bs = engine.runner.device, engine.config.block_size
-    pos = torch.arange(tokens)
+    pos = torch.arange(reused, total)
     slots = bt[0].to(torch.int64)[pos // bs] * bs + pos % bs
     meta = AttentionMetadata(slots.to(dev), tokens, torch.tensor([0, tokens], dtype=torch.int32, device=dev),
-                             torch.tensor([tokens], dtype=torch.int32, device=dev), bt.to(dev), None, None,
-                             fresh_prefill_lens=[tokens] if fresh else None)
+                             torch.tensor([total], dtype=torch.int32, device=dev), bt.to(dev), None, None,
+                             fresh_prefill_lens=[tokens] if fresh and not reused else None)
     ids = torch.randint(0, engine.loaded.arch.vocab_size, (tokens,), device=dev)
     return ids, pos.to(dev), meta
 

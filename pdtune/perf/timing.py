@@ -38,9 +38,7 @@ class Ceilings:
     matmul_flops_per_s: float  # large square matmul in the model's dtype
 
 
-def measure_ceilings(device: torch.device, dtype: torch.dtype, copy_mib: int = 2048) -> Ceilings:
-    """Measured, not datasheet, so rooflines reflect this card as found. A GPU copies `copy_mib`
-    MiB (512 already reaches full bandwidth on the H100), a CPU 32 MiB; the memory is returned."""
+def _ceilings(device: torch.device, dtype: torch.dtype, copy_mib: int) -> Ceilings:
     copy_elems = copy_mib * (1 << 19) if device.type == "cuda" else (1 << 24)
     src = torch.randn(copy_elems, device=device, dtype=torch.float16)
     dst = torch.empty_like(src)
@@ -49,7 +47,13 @@ def measure_ceilings(device: torch.device, dtype: torch.dtype, copy_mib: int = 2
     a = torch.randn(n, n, device=device, dtype=dtype)
     b = torch.randn(n, n, device=device, dtype=dtype)
     mm_ms = time_ms(lambda: a @ b, device)
-    del src, dst, a, b
+    return Ceilings(2 * copy_elems * 2 / (copy_ms / 1e3), 2 * n**3 / (mm_ms / 1e3))
+
+
+def measure_ceilings(device: torch.device, dtype: torch.dtype, copy_mib: int = 2048) -> Ceilings:
+    """Measured, not datasheet, so rooflines reflect this card as found. A GPU copies `copy_mib`
+    MiB (512 already reaches full bandwidth on the H100), a CPU 32 MiB; the memory is returned."""
+    ceilings = _ceilings(device, dtype, copy_mib)
     if device.type == "cuda":
         torch.cuda.empty_cache()
-    return Ceilings(2 * copy_elems * 2 / (copy_ms / 1e3), 2 * n**3 / (mm_ms / 1e3))
+    return ceilings

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from pdtune.config import EngineConfig
 from pdtune.executor.partitions import Partition
 from pdtune.model.arch import ModelArch
-from pdtune.perf.model_costs import kv_bytes_per_token, num_params, prefill_flops
-from pdtune.perf.perf_model import PerfModel
+from pdtune.perf.model_costs import PrefillShape, batch_prefill_flops, kv_bytes_per_token, num_params
+from pdtune.perf.perf_model import PartitionFit, PerfModel
 from pdtune.scheduler.scheduler import Scheduler
 
 # Share of full HBM bandwidth a partition reaches (measured on the H100: device-facts.md, 2 GiB copy).
@@ -46,52 +46,60 @@ def _percentile(values, q: float) -> float:
 class StepTimePredictor:
     """Priors for a decode step (bytes over the partition's bandwidth) and a prefill layer (launch
     time plus FLOPs over the partition's matmul rate), or, for the partitions a `pdtune profile`
-    model covers, its fitted lines (with its contention factor on decode); scaled by factors
-    learned online from measured times. Layer factors are kept per token-count bucket, because a
-    short block is launch-bound and a long one compute-bound; medians keep one stalled block from
-    skewing them.
+    model covers (profiled or interpolated), its fits (with its contention factor on decode);
+    scaled by factors learned online from measured times. Layer factors are kept per token-count
+    bucket, because a short block is launch-bound and a long one compute-bound; medians keep one
+    stalled block from skewing them.
     The 90th percentile of recent decode factors is the contention guard band."""
 
     def __init__(self, arch: ModelArch, itemsize: int, total_sms: int, copy_bytes_per_s: float = H100_COPY_BYTES_PER_S,
                  matmul_flops_per_s: float = H100_MATMUL_FLOPS_PER_S, window: int = 32,
                  perf_model: PerfModel | None = None):
         self.arch, self.itemsize, self.total_sms = arch, itemsize, total_sms
-        self.fits = perf_model.partitions if perf_model else {}
+        self.perf_model = perf_model
+        self.fits: dict[str, tuple[PartitionFit | None, str]] = {}  # by partition: fit and its source
         self.bw, self.rate = copy_bytes_per_s, matmul_flops_per_s
         self.weight_bytes = num_params(arch) * itemsize
         self.ratios: dict[tuple, deque] = defaultdict(lambda: deque(maxlen=window))
         self.step_wall_ms: float | None = None  # moving average of the host loop's time per step
         self.host_ms = 0.0  # moving average of a decode step's wall time beyond its GPU time
 
+    def fit(self, part: Partition) -> tuple[PartitionFit | None, str]:
+        """The perf model's fit of the partition and its source ("profiled", "interpolated"; "none"
+        without one: the roofline prior)."""
+        if part.name not in self.fits:
+            self.fits[part.name] = self.perf_model.fit_for(part) if self.perf_model else (None, "none")
+        return self.fits[part.name]
+
     def _factor(self, key: tuple, q: float) -> float:
         seen = self.ratios[key]
         return _percentile(seen, q) if seen else 1.0
 
-    def decode_prior_ms(self, part: Partition, context_tokens: int) -> float:
-        """Weights plus every sequence's KV read once: the profiled line of the partition, slowed
-        by its contention factor, or the bytes at the partition's share of bandwidth."""
-        data = self.weight_bytes + context_tokens * kv_bytes_per_token(self.arch, self.itemsize)
-        fit = self.fits.get(part.name)
+    def decode_prior_ms(self, part: Partition, batch: int, context_tokens: int) -> float:
+        """The partition's fitted decode time, slowed by its contention factor, or its memory
+        floor: weights plus every sequence's KV read once at the partition's share of bandwidth."""
+        fit = self.fit(part)[0]
         if fit is not None and fit.decode is not None:
-            return fit.decode(data) * fit.contention
+            return fit.decode_ms(batch, context_tokens)
+        data = self.weight_bytes + context_tokens * kv_bytes_per_token(self.arch, self.itemsize)
         return data / (self.bw * bandwidth_share(part.decode_sms)) * 1e3
 
-    def layer_prior_ms(self, part: Partition, tokens: int) -> float:
-        flops = prefill_flops(self.arch, tokens) / self.arch.num_layers
-        fit = self.fits.get(part.name)
+    def layer_prior_ms(self, part: Partition, shape: PrefillShape) -> float:
+        fit = self.fit(part)[0]
         if fit is not None and fit.layer is not None:
-            return fit.layer(flops)
+            return fit.layer_ms(shape)
         share = max(part.prefill_sms, 1) / self.total_sms
-        return LAYER_LAUNCH_MS + flops / (self.rate * share) * 1e3
+        return LAYER_LAUNCH_MS + batch_prefill_flops(self.arch, shape) / self.arch.num_layers / (self.rate * share) * 1e3
 
-    def decode_ms(self, part: Partition, context_tokens: int, worst: bool = False) -> float:
-        return self.decode_prior_ms(part, context_tokens) * self._factor(("decode", part.name), 0.9 if worst else 0.5)
+    def decode_ms(self, part: Partition, batch: int, context_tokens: int, worst: bool = False) -> float:
+        prior = self.decode_prior_ms(part, batch, context_tokens)
+        return prior * self._factor(("decode", part.name), 0.9 if worst else 0.5)
 
-    def layer_ms(self, part: Partition, tokens: int) -> float:
-        return self.layer_prior_ms(part, tokens) * self._factor(("layer", part.name, tokens.bit_length()), 0.5)
+    def layer_ms(self, part: Partition, shape: PrefillShape) -> float:
+        return self.layer_prior_ms(part, shape) * self._factor(("layer", part.name, shape.tokens.bit_length()), 0.5)
 
-    def observe_decode(self, part: Partition, context_tokens: int, measured_ms: float) -> None:
-        self.ratios[("decode", part.name)].append(measured_ms / self.decode_prior_ms(part, context_tokens))
+    def observe_decode(self, part: Partition, batch: int, context_tokens: int, measured_ms: float) -> None:
+        self.ratios[("decode", part.name)].append(measured_ms / self.decode_prior_ms(part, batch, context_tokens))
 
     def observe_step_wall(self, measured_ms: float, decode_ms: float | None = None) -> None:
         """The loop's wall time of the last step and, if it decoded, that decode's GPU time."""
@@ -100,9 +108,9 @@ class StepTimePredictor:
         if decode_ms is not None:
             self.host_ms = 0.9 * self.host_ms + 0.1 * max(0.0, measured_ms - decode_ms)
 
-    def observe_layers(self, part: Partition, tokens: int, layers: int, measured_ms: float) -> None:
-        key = ("layer", part.name, tokens.bit_length())
-        self.ratios[key].append(measured_ms / layers / self.layer_prior_ms(part, tokens))
+    def observe_layers(self, part: Partition, shape: PrefillShape, layers: int, measured_ms: float) -> None:
+        key = ("layer", part.name, shape.tokens.bit_length())
+        self.ratios[key].append(measured_ms / layers / self.layer_prior_ms(part, shape))
 
 
 @dataclass
@@ -127,7 +135,7 @@ class PdmuxPlanner:
         want = self.config.pdmux_static_split
         return min(self.mixed, key=lambda p: abs(p.requested[1] - want[1]) + abs(p.requested[0] - want[0]))
 
-    def decide(self, decode_batch: int, context_tokens: int, prefill_tokens: int, remaining_layers: int,
+    def decide(self, decode_batch: int, context_tokens: int, prefill: PrefillShape, remaining_layers: int,
                prefill_slack_ms: float | None = None) -> StepDecision:
         """Decode keeps its TPOT: the smallest decode partition predicted (with the guard band) to
         meet it; prefill gets the other SMs and enough layers to stay busy for the step. When no
@@ -137,26 +145,27 @@ class PdmuxPlanner:
         pred = self.predictor
         if not remaining_layers:
             part = self.decode_alone
-            return StepDecision(part, 0, pred.decode_ms(part, context_tokens), None)
+            return StepDecision(part, 0, pred.decode_ms(part, decode_batch, context_tokens), None)
         if not decode_batch:
             part = self.prefill_alone
-            return StepDecision(part, remaining_layers, None, pred.layer_ms(part, prefill_tokens) * remaining_layers)
+            return StepDecision(part, remaining_layers, None, pred.layer_ms(part, prefill) * remaining_layers)
         policy = self.config.pdmux_policy
         if policy == "static":
             part, gang = self._static_partition(), self.config.pdmux_gang
         elif policy == "sglang":
             part = self.mixed[min(decode_batch // SGLANG_DECODE_BS_DIVISOR, len(self.mixed) - 1)]
-            gang = max(1, SGLANG_SPLIT_TOKEN_BUDGET // max(prefill_tokens, 1))
+            gang = max(1, SGLANG_SPLIT_TOKEN_BUDGET // max(prefill.tokens, 1))
         else:
             # TPOT is the whole step: the decode iteration plus the host's sampling and scheduling.
             budget = self.config.slo_tpot_ms - pred.host_ms
-            part = next((p for p in self.mixed if pred.decode_ms(p, context_tokens, worst=True) <= budget), None)
+            part = next((p for p in self.mixed
+                         if pred.decode_ms(p, decode_batch, context_tokens, worst=True) <= budget), None)
             if part is None:
-                alone_ms = pred.decode_ms(self.decode_alone, context_tokens)
+                alone_ms = pred.decode_ms(self.decode_alone, decode_batch, context_tokens)
                 if prefill_slack_ms is not None and prefill_slack_ms > alone_ms + pred.host_ms:
                     return StepDecision(self.decode_alone, 0, alone_ms, None)
                 part = self.mixed[-1]
-        decode_ms, layer_ms = pred.decode_ms(part, context_tokens), pred.layer_ms(part, prefill_tokens)
+        decode_ms, layer_ms = pred.decode_ms(part, decode_batch, context_tokens), pred.layer_ms(part, prefill)
         if policy == "adaptive":
             # Bubble-less: enough layers to keep the prefill SMs busy for the whole step, which
             # lasts the decode iteration plus the host's work between launches.
@@ -164,13 +173,13 @@ class PdmuxPlanner:
         gang = min(gang, remaining_layers)
         return StepDecision(part, gang, decode_ms, layer_ms * gang)
 
-    def prefill_slack_ms(self, earliest_arrival: float, tokens: int, remaining_layers: int,
+    def prefill_slack_ms(self, earliest_arrival: float, prefill: PrefillShape, remaining_layers: int,
                          now: float | None = None) -> float:
         """Time left to the prefill batch's earliest TTFT deadline after its predicted remaining
         layers (on the largest mixed prefill partition it would resume on)."""
         now = time.perf_counter() if now is None else now
         deadline = earliest_arrival + self.config.slo_ttft_ms / 1e3
-        return (deadline - now) * 1e3 - self.predictor.layer_ms(self.mixed[-1], tokens) * remaining_layers
+        return (deadline - now) * 1e3 - self.predictor.layer_ms(self.mixed[-1], prefill) * remaining_layers
 
     def order_waiting(self, scheduler: Scheduler, now: float | None = None) -> None:
         """EDF on TTFT deadlines (arrival + SLO - predicted prefill). Cached multi-turn prompts go
@@ -184,7 +193,8 @@ class PdmuxPlanner:
         rows = []
         for seq in scheduler.waiting:
             hit = len(blocks.match_prefix(seq)) * blocks.block_size
-            prefill_s = self.predictor.layer_ms(self.prefill_alone, len(seq) - hit) * self.predictor.arch.num_layers / 1e3
+            shape = PrefillShape.single(len(seq) - hit, hit)
+            prefill_s = self.predictor.layer_ms(self.prefill_alone, shape) * self.predictor.arch.num_layers / 1e3
             deadline = seq.arrival_time + slo_s - prefill_s
             rows.append((deadline < now, deadline, hit, prefill_s, seq))
         rows.sort(key=lambda r: (r[0], r[1]))

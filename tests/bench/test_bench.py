@@ -186,3 +186,18 @@ def test_a_mode_that_fails_keeps_the_results_of_the_modes_before_it(tmp_path):
                                  "--out", str(out), *TINY])
     assert result.exit_code == 1 and "mode must be one of" in result.output
     assert [s["mode"] for s in json.loads((out / "bench.json").read_text())["summaries"]] == ["chunked"]
+
+
+def test_a_pdmux_run_records_what_its_planner_predicted_from(tmp_path):
+    from pdtune.bench.runner import BenchConfig, run_bench
+    from pdtune.config import EngineConfig
+    from pdtune.slo import parse_slo
+
+    engine = EngineConfig(model="tiny", load_format="dummy", num_kv_blocks=64)
+    cfg = BenchConfig(engine, ("chunked", "pdmux"), "random", 4, 50.0, max_prompt_len=24, max_output_len=3,
+                      slo=parse_slo("ttft=5s,tpot=1s"), warmup_requests=1)
+    runs = {r["mode"]: r for r in run_bench(cfg)["runs"]}
+    assert "planner" not in runs["chunked"]["extra"]
+    planner = runs["pdmux"]["extra"]["planner"]
+    assert planner["partitions"]["96/36"] == "none" and planner["perf_model"] is None
+    assert planner["rates_measured"] is False and planner["copy_bytes_per_s"] > 1e12  # CPU: the simulated H100

@@ -26,4 +26,4 @@ def test_a_malformed_list_is_a_clear_error(tmp_path):
     result = CliRunner().invoke(app, ["bench-batch", "--model", "tiny", "--max-num-seqs", "8,lots",
                                       "--out", str(tmp_path)])
     assert result.exit_code != 0
-    assert "--max-num-seqs takes positive integers" in result.output
+    assert "--max-num-seqs takes comma-separated integers" in result.output

@@ -11,6 +11,7 @@ from pdtune.config import DEFAULT_SPLITS, EngineConfig
 from pdtune.executor.partitions import simulated_partitions
 from pdtune.model.arch import ModelArch
 from pdtune.model.loader import PRESET_DIR, read_json
+from pdtune.perf.model_costs import PrefillShape
 from pdtune.planner.pdmux import LAYER_LAUNCH_MS, PdmuxPlanner, StepTimePredictor
 from pdtune.request.sequence import Sequence
 from pdtune.scheduler.block_manager import BlockManager
@@ -81,6 +82,9 @@ def test_every_step_decision_goes_to_the_trace(tmp_path):
     assert any(r["split"] == "96/36" and r["gang"] == 1 and r["decode_batch"] for r in rows)
 
 
+P128, P4096 = PrefillShape.single(128), PrefillShape.single(4096)
+
+
 def planner(**config) -> PdmuxPlanner:
     arch = ModelArch.from_hf_config(read_json(f"{PRESET_DIR}/llama-3.1-8b.json"))
     cfg = EngineConfig(mode="pdmux", **config)
@@ -89,31 +93,31 @@ def planner(**config) -> PdmuxPlanner:
 
 
 def test_adaptive_picks_the_smallest_decode_partition_that_meets_tpot():
-    loose = planner(slo_tpot_ms=20.0).decide(decode_batch=8, context_tokens=8 * 1024, prefill_tokens=4096, remaining_layers=32)
+    loose = planner(slo_tpot_ms=20.0).decide(decode_batch=8, context_tokens=8 * 1024, prefill=P4096, remaining_layers=32)
     assert loose.partition.decode_sms == 20 and loose.predicted_decode_ms <= 20
     tight = planner(slo_tpot_ms=8.0)
-    d = tight.decide(8, 8 * 1024, 4096, 32)
+    d = tight.decide(8, 8 * 1024, P4096, 32)
     assert d.partition.decode_sms == 36 and d.predicted_decode_ms <= 8.0
     # gang: enough prefill layers to cover the step (the decode iteration, or the host loop if longer)
-    per_layer = tight.predictor.layer_ms(d.partition, 4096)
+    per_layer = tight.predictor.layer_ms(d.partition, P4096)
     assert d.gang == math.ceil(d.predicted_decode_ms / per_layer)
     tight.predictor.observe_step_wall(3 * d.predicted_decode_ms)
-    assert tight.decide(8, 8 * 1024, 4096, 32).gang == math.ceil(3 * d.predicted_decode_ms / per_layer)
+    assert tight.decide(8, 8 * 1024, P4096, 32).gang == math.ceil(3 * d.predicted_decode_ms / per_layer)
     tight.predictor.step_wall_ms = None
     # contention measured on that partition widens the guard band: decode moves to more SMs
-    tight.predictor.observe_decode(d.partition, 8 * 1024, measured_ms=d.predicted_decode_ms * 1.3)
-    assert tight.decide(8, 8 * 1024, 4096, 32).partition.decode_sms > 36
+    tight.predictor.observe_decode(d.partition, 8, 8 * 1024, measured_ms=d.predicted_decode_ms * 1.3)
+    assert tight.decide(8, 8 * 1024, P4096, 32).partition.decode_sms > 36
 
 
 def test_the_host_time_of_a_step_counts_against_the_tpot_budget():
     p = planner(slo_tpot_ms=8.0)
-    alone = p.decide(8, 8 * 1024, 4096, 32)
+    alone = p.decide(8, 8 * 1024, P4096, 32)
     assert alone.predicted_decode_ms <= 8.0
     # steps whose wall time is 4 ms over their decode: decode must fit in about 4 ms now
     for _ in range(200):
         p.predictor.observe_step_wall(alone.predicted_decode_ms + 4.0, alone.predicted_decode_ms)
     assert p.predictor.host_ms == pytest.approx(4.0, rel=1e-3)
-    moved = p.decide(8, 8 * 1024, 4096, 32)
+    moved = p.decide(8, 8 * 1024, P4096, 32)
     assert moved.partition.decode_sms > alone.partition.decode_sms
     assert moved.predicted_decode_ms <= 4.0 or moved.partition is p.mixed[-1]
 
@@ -121,23 +125,23 @@ def test_the_host_time_of_a_step_counts_against_the_tpot_budget():
 def test_layer_times_are_learned_per_token_bucket_and_ignore_one_stalled_block():
     p = planner()
     part = p.mixed[0]
-    short, long = p.predictor.layer_ms(part, 128), p.predictor.layer_ms(part, 16384)
+    short, long = p.predictor.layer_ms(part, P128), p.predictor.layer_ms(part, PrefillShape.single(16384))
     assert short >= LAYER_LAUNCH_MS  # a short block is bound by launching its kernels
     for _ in range(9):  # short blocks run 2x their prior
-        p.predictor.observe_layers(part, 128, 4, measured_ms=4 * 2 * short)
-    p.predictor.observe_layers(part, 128, 4, measured_ms=4 * 100 * short)  # one stalled block
-    assert p.predictor.layer_ms(part, 128) == pytest.approx(2 * short)
-    assert p.predictor.layer_ms(part, 16384) == pytest.approx(long)  # other sizes keep their own factor
+        p.predictor.observe_layers(part, P128, 4, measured_ms=4 * 2 * short)
+    p.predictor.observe_layers(part, P128, 4, measured_ms=4 * 100 * short)  # one stalled block
+    assert p.predictor.layer_ms(part, P128) == pytest.approx(2 * short)
+    assert p.predictor.layer_ms(part, PrefillShape.single(16384)) == pytest.approx(long)  # other sizes keep their own factor
     # a short prefill gets enough layers to cover the decode step, not a handful
-    d = p.decide(decode_batch=16, context_tokens=16 * 1024, prefill_tokens=128, remaining_layers=32)
-    assert d.gang == min(32, math.ceil(d.predicted_decode_ms / p.predictor.layer_ms(d.partition, 128)))
+    d = p.decide(decode_batch=16, context_tokens=16 * 1024, prefill=P128, remaining_layers=32)
+    assert d.gang == min(32, math.ceil(d.predicted_decode_ms / p.predictor.layer_ms(d.partition, P128)))
 
 
 def test_sglang_policy_follows_the_decode_batch_size():
     p = planner(pdmux_policy="sglang")
-    assert p.decide(1, 1024, 2048, 32).partition.decode_sms == 20
-    assert p.decide(100, 100 * 1024, 2048, 32).partition.decode_sms == 36
-    assert p.decide(1, 1024, 2048, 32).gang == 32  # 65536 // 2048 layers, capped at the layers left
+    assert p.decide(1, 1024, PrefillShape.single(2048), 32).partition.decode_sms == 20
+    assert p.decide(100, 100 * 1024, PrefillShape.single(2048), 32).partition.decode_sms == 36
+    assert p.decide(1, 1024, PrefillShape.single(2048), 32).gang == 32  # 65536 // 2048 layers, capped at the layers left
 
 
 def _scheduler():
@@ -230,15 +234,15 @@ def test_without_green_contexts_the_partitions_fail_with_a_message(monkeypatch):
 def test_when_no_split_meets_tpot_decode_takes_the_gpu_while_prefill_has_ttft_slack():
     p = planner(slo_tpot_ms=1.0, slo_ttft_ms=2000.0)  # no partition decodes 8 x 8k tokens in 1 ms
     now = time.perf_counter()
-    roomy = p.prefill_slack_ms(earliest_arrival=now, tokens=4096, remaining_layers=32, now=now)
+    roomy = p.prefill_slack_ms(earliest_arrival=now, prefill=P4096, remaining_layers=32, now=now)
     assert 0 < roomy < 2000.0
-    paused = p.decide(8, 8 * 1024, 4096, 32, prefill_slack_ms=roomy)
+    paused = p.decide(8, 8 * 1024, P4096, 32, prefill_slack_ms=roomy)
     assert paused.partition is p.decode_alone and paused.gang == 0 and paused.predicted_prefill_ms is None
-    late = p.prefill_slack_ms(earliest_arrival=now - 1.99, tokens=4096, remaining_layers=32, now=now)
-    resumed = p.decide(8, 8 * 1024, 4096, 32, prefill_slack_ms=late)
+    late = p.prefill_slack_ms(earliest_arrival=now - 1.99, prefill=P4096, remaining_layers=32, now=now)
+    resumed = p.decide(8, 8 * 1024, P4096, 32, prefill_slack_ms=late)
     assert resumed.partition is p.mixed[-1] and resumed.gang >= 1
     # a split that meets the TPOT keeps prefill running whatever its slack
-    assert planner(slo_tpot_ms=20.0).decide(8, 8 * 1024, 4096, 32, prefill_slack_ms=roomy).gang >= 1
+    assert planner(slo_tpot_ms=20.0).decide(8, 8 * 1024, P4096, 32, prefill_slack_ms=roomy).gang >= 1
 
 
 def test_paused_prefill_keeps_the_tokens(reference_tokens, tmp_path):
@@ -250,3 +254,21 @@ def test_paused_prefill_keeps_the_tokens(reference_tokens, tmp_path):
     paused = [r for r in rows if r["prefill_tokens"] and r["decode_batch"] and r["gang"] == 0]
     assert paused and all(r["split"] == "0/132" for r in paused)
     assert all("t" in r for r in rows)
+
+
+def test_a_prefill_batch_is_priced_by_its_sequences_and_their_cached_prefixes():
+    p = planner()
+    part = p.mixed[0]
+    eight_short = sum((PrefillShape.single(512) for _ in range(8)), PrefillShape())
+    assert eight_short.tokens == 4096 and p.predictor.layer_ms(part, eight_short) < p.predictor.layer_ms(part, P4096)
+    assert p.predictor.layer_ms(part, PrefillShape.single(512, reused=8192)) > p.predictor.layer_ms(
+        part, PrefillShape.single(512))  # attention over the cached prefix
+    # the engine's job carries its chunks' shape: new tokens and what they attend to in the cache
+    llm = tiny(mode="pdmux", pdmux_prefill_tokens=64)
+    shared = [7] * 40
+    llm.generate([shared + [1]], GREEDY)
+    engine = llm.engine
+    engine.add_request(shared + [4, 5], GREEDY)
+    engine.add_request(list(range(3, 13)), GREEDY)
+    engine.step()
+    assert engine.stepper.job.shape == PrefillShape.single(10, 32) + PrefillShape.single(10)

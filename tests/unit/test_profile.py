@@ -13,15 +13,17 @@ from pdtune.cli.app import app
 from pdtune.config import DEFAULT_SPLITS, EngineConfig
 from pdtune.errors import PdtuneError
 from pdtune.executor.partitions import simulated_partitions
-from pdtune.perf.model_costs import kv_bytes_per_token, num_params, prefill_flops
-from pdtune.perf.perf_model import LineFit, fit_line, read_perf_model
-from pdtune.perf.profile import fit_partition
-from pdtune.planner.pdmux import StepTimePredictor
+from pdtune.executor.partitions import Partition
+from pdtune.perf.model_costs import PrefillShape, kv_bytes_per_token, num_params
+from pdtune.perf.perf_model import DECODE_TERMS, LAYER_TERMS, LinearFit, fit_linear, read_perf_model
+from pdtune.perf.profile import decode_sample, fit_partition, prefill_sample
+from pdtune.planner.pdmux import StepTimePredictor, bandwidth_share
 
 GREEDY = SamplingParams(max_tokens=12, temperature=0, ignore_eos=True)
 PROMPTS = [list(range(1, n + 1)) for n in (1, 7, 16, 17, 40)] + [[5, 9, 200] * 11]
 TINY = ["--model", "tiny", "--load-format", "dummy"]
-SAMPLES = ["--batches", "1,4", "--contexts", "64,128", "--prefill-tokens", "32,64", "--iters", "3"]
+SAMPLES = ["--batches", "1,4", "--contexts", "64,128", "--prefill-tokens", "16,32,64", "--reused-tokens", "0,32",
+           "--iters", "3"]
 PARTITIONS = {p.name for p in simulated_partitions(DEFAULT_SPLITS)}
 
 
@@ -36,30 +38,39 @@ def profiled(tmp_path_factory) -> str:
 def test_the_cli_writes_every_partition_with_finite_coefficients_and_its_samples(profiled):
     report = json.load(open(profiled))
     assert report["kind"] == "pdtune-perf-model" and report["model"] == "tiny" and report["dtype"] == "torch.float32"
+    assert report["version"] == 2 and report["settings"]["reused_tokens"] == [0, 32]
     assert (report["tensor_parallel_size"], report["data_parallel_size"], report["total_sms"]) == (1, 1, 132)
     assert report["environment"]["torch"]
     parts = {p["name"]: p for p in report["partitions"]}
     assert set(parts) == PARTITIONS
     for part in parts.values():
         decode, prefill = part["samples"]["decode"], part["samples"]["prefill"]
-        assert len(decode) == (4 if part["decode_sms"] else 0) and len(prefill) == (2 if part["prefill_sms"] else 0)
+        assert len(decode) == (4 if part["decode_sms"] else 0) and len(prefill) == (6 if part["prefill_sms"] else 0)
         assert (part["decode_fit"] is None) == (not part["decode_sms"])
         assert (part["layer_fit"] is None) == (not part["prefill_sms"])
-        for fit in (part["decode_fit"], part["layer_fit"]):
-            assert fit is None or all(math.isfinite(v) for v in fit.values())
+        for fit, terms in ((part["decode_fit"], DECODE_TERMS), (part["layer_fit"], LAYER_TERMS)):
+            assert fit is None or (set(fit["coef_ms"]) == set(terms)
+                                   and all(math.isfinite(v) for v in [*fit["coef_ms"].values(), fit["rms_residual_ms"]]))
         assert all(r["alone_ms"] > 0 for r in decode) and all(r["layer_ms"] > 0 for r in prefill)
         # the CPU runs nothing concurrently: no contention samples, factor 1, and the JSON says why
         assert all(r["beside_prefill_ms"] is None for r in decode) and part["contention_factor"] == 1.0
     assert report["contention_measured"] is False and "CPU" in report["contention_note"]
-    assert {(r["batch"], r["context"]) for r in parts["96/36"]["samples"]["decode"]} == {(1, 64), (1, 128), (4, 64), (4, 128)}
+    assert {(r["batch"], r["context"], r["context_tokens"]) for r in parts["96/36"]["samples"]["decode"]} == {
+        (1, 64, 64), (1, 128, 128), (4, 64, 256), (4, 128, 512)}
+    assert {(r["tokens"], r["reused"], r["cross"]) for r in parts["96/36"]["samples"]["prefill"]} == {
+        (t, r, t * r) for t in (16, 32, 64) for r in (0, 32)}
     rows = list(csv.DictReader(open(profiled[: -len(".json")] + ".csv")))
-    assert len(rows) == 6 * (4 + 2) + 4 + 2
+    assert len(rows) == 6 * (4 + 6) + 4 + 6
     assert {r["partition"] for r in rows} == PARTITIONS and rows[0]["batch"] == "1"
 
 
 @pytest.mark.parametrize("args, message", [
     (["--batches", "1,x"], "--batches takes comma-separated integers"),
-    (["--prefill-tokens", "32,32"], "two or more distinct --prefill-tokens"),
+    (["--prefill-tokens", "32,64"], "needs three or more --prefill-tokens"),
+    (["--reused-tokens", "0"], "--reused-tokens with 0 and a positive count"),
+    (["--reused-tokens", "0,-4"], "--reused-tokens takes integers of 0 or more"),
+    (["--batches", "4"], "two or more --batches and two or more --contexts"),
+    (["--splits", "104-28"], "--splits takes prefill/decode SM pairs"),
     (["--model", "no-such-model"], "no-such-model"),
 ])
 def test_user_errors_are_one_line_without_a_traceback(tmp_path, args, message):
@@ -69,32 +80,44 @@ def test_user_errors_are_one_line_without_a_traceback(tmp_path, args, message):
 
 
 def test_the_fit_recovers_known_coefficients():
-    x = [1e9, 2e9, 5e9, 9e9, 1.6e10]  # bytes: the scale a real decode step reads
-    fit = fit_line(x, [0.4 + 2.5e-9 * v for v in x])
-    assert fit.intercept == pytest.approx(0.4, rel=1e-9) and fit.slope == pytest.approx(2.5e-9, rel=1e-9)
-    assert fit.rms_residual == pytest.approx(0.0, abs=1e-9)
-    noisy = fit_line(x, [0.4 + 2.5e-9 * v + e for v, e in zip(x, (0.1, -0.1, 0.1, -0.1, 0.0))])
-    assert noisy.slope == pytest.approx(2.5e-9, rel=0.02) and 0 < noisy.rms_residual < 0.1
-    with pytest.raises(ValueError):
-        fit_line([3.0, 3.0], [1.0, 2.0])
+    truth = {"const": 0.4, "context_tokens": 2.5e-5, "batch": 0.01}
+    decode = [decode_sample(b, c) for b in (1, 16, 64) for c in (512, 2048, 8192)]
+    fit = fit_linear(decode, [sum(v * (1 if t == "const" else s[t]) for t, v in truth.items()) for s in decode],
+                     DECODE_TERMS)
+    assert fit.coef == pytest.approx(truth, rel=1e-6) and fit.rms_residual == pytest.approx(0.0, abs=1e-9)
+    layer_truth = {"const": 0.6, "tokens": 1e-4, "square": 2e-9, "cross": 3e-9}
+    prefill = [prefill_sample(t, r) for t in (512, 2048, 8192) for r in (0, 4096)]
+    y = [sum(v * (1 if t == "const" else s[t]) for t, v in layer_truth.items()) for s in prefill]
+    noise = (0.002, -0.001, -0.002, 0.001, 0.001, -0.002)  # relative, uncorrelated with the terms
+    noisy = fit_linear(prefill, [v * (1 + e) for v, e in zip(y, noise)], LAYER_TERMS)
+    assert noisy.coef == pytest.approx(layer_truth, rel=0.1) and 0 < noisy.rms_residual < 0.005
+    with pytest.raises(ValueError, match="cannot separate"):
+        fit_linear([prefill_sample(t, 0) for t in (512, 2048, 8192)], [1, 2, 3], LAYER_TERMS)  # no reuse: no cross term
 
-    decode = [dict(bytes=b, alone_ms=1.0 + 1e-9 * b, beside_prefill_ms=(1.0 + 1e-9 * b) * r)
-              for b, r in ((1e9, 1.2), (3e9, 1.3), (7e9, 1.25))]
-    prefill = [dict(flops_per_layer=f, layer_ms=0.6 + 4e-12 * f) for f in (1e11, 4e11, 1.6e12)]
-    part = fit_partition(decode, prefill)
-    assert part.decode.intercept == pytest.approx(1.0) and part.decode.slope == pytest.approx(1e-9)
-    assert part.layer.intercept == pytest.approx(0.6) and part.layer.slope == pytest.approx(4e-12)
-    assert part.contention == pytest.approx(1.25)  # the median slowdown
-    alone = fit_partition([dict(r, beside_prefill_ms=None) for r in decode], [])  # CPU: never measured
-    assert alone.contention == 1.0 and alone.layer is None
+    rows = [dict(s, alone_ms=1.0, beside_prefill_ms=r) for s, r in zip(decode[::4], (1.2, 1.3, 1.25))]
+    part = fit_partition([dict(s, alone_ms=y, beside_prefill_ms=y * 1.25) for s, y in
+                          zip(decode, [0.4 + 2.5e-5 * s["context_tokens"] + 0.01 * s["batch"] for s in decode])],
+                         [dict(s, layer_ms=v) for s, v in zip(prefill, y)])
+    assert part.decode.coef == pytest.approx(truth, rel=1e-6) and part.layer.coef == pytest.approx(layer_truth, rel=1e-6)
+    assert part.contention == pytest.approx(1.25)
+    assert fit_partition(rows, []).contention == pytest.approx(1.25) and fit_partition(rows, []).layer is None
+    alone = fit_partition([dict(r, beside_prefill_ms=None) for r in rows], [])  # CPU: never measured
+    assert alone.contention == 1.0
 
 
-def _with_known_fit(profiled: str, tmp_path) -> str:
-    """The profiled model with partition 96/36's coefficients replaced by known ones."""
+def _with_known_fit(profiled: str, tmp_path, names=("96/36",), keep=None) -> str:
+    """The profiled model with the named partitions' coefficients replaced by known ones
+    (scaled by their decode SMs, so interpolation shows), and only `keep` partitions, if given."""
     report = json.load(open(profiled))
-    part = next(p for p in report["partitions"] if p["name"] == "96/36")
-    part.update(decode_fit={"a_ms": 0.5, "b_ms_per_byte": 1e-6, "rms_residual_ms": 0.0}, contention_factor=1.5,
-                layer_fit={"c_ms": 0.2, "d_ms_per_flop": 1e-5, "rms_residual_ms": 0.0})
+    for part in report["partitions"]:
+        if part["name"] in names:
+            k = part["decode_sms"] / 36
+            part.update(decode_fit={"coef_ms": {"const": 0.5 * k, "context_tokens": 1e-3 * k, "batch": 0.1 * k},
+                                    "rms_residual_ms": 0.0}, contention_factor=1.5,
+                        layer_fit={"coef_ms": {"const": 0.2 * k, "tokens": 1e-3 * k, "square": 1e-6 * k,
+                                               "cross": 2e-6 * k}, "rms_residual_ms": 0.0})
+    if keep is not None:
+        report["partitions"] = [p for p in report["partitions"] if p["name"] in keep]
     path = tmp_path / "known.json"
     path.write_text(json.dumps(report))
     return str(path)
@@ -104,24 +127,57 @@ def test_a_loaded_model_sets_the_planner_priors_to_its_fit(profiled, tmp_path):
     engine = LLM("tiny", load_format="dummy", mode="pdmux", perf_model=_with_known_fit(profiled, tmp_path)).engine
     pred = engine.stepper.planner.predictor
     arch, parts = engine.loaded.arch, {p.name: p for p in engine.stepper.executor.partitions}
-    bytes_read = num_params(arch) * 4 + 1000 * kv_bytes_per_token(arch, 4)
-    assert pred.decode_prior_ms(parts["96/36"], 1000) == pytest.approx((0.5 + 1e-6 * bytes_read) * 1.5)
-    assert pred.layer_prior_ms(parts["96/36"], 64) == pytest.approx(0.2 + 1e-5 * prefill_flops(arch, 64) / arch.num_layers)
+    assert pred.decode_prior_ms(parts["96/36"], 4, 1000) == pytest.approx((0.5 + 1e-3 * 1000 + 0.1 * 4) * 1.5)
+    shape = PrefillShape.single(64, 100) + PrefillShape.single(8)
+    assert pred.layer_prior_ms(parts["96/36"], shape) == pytest.approx(
+        0.2 + 1e-3 * 72 + 1e-6 * (64 * 64 + 8 * 8) + 2e-6 * 64 * 100)
+    assert pred.fit(parts["96/36"])[1] == "profiled"
     # the online correction stays on top of the fitted prior
-    pred.observe_decode(parts["96/36"], 1000, measured_ms=2 * pred.decode_prior_ms(parts["96/36"], 1000))
-    assert pred.decode_ms(parts["96/36"], 1000) == pytest.approx(2 * (0.5 + 1e-6 * bytes_read) * 1.5)
+    pred.observe_decode(parts["96/36"], 4, 1000, measured_ms=2 * pred.decode_prior_ms(parts["96/36"], 4, 1000))
+    assert pred.decode_ms(parts["96/36"], 4, 1000) == pytest.approx(2 * (0.5 + 1e-3 * 1000 + 0.1 * 4) * 1.5)
     # without a model: the roofline priors
     roofline = StepTimePredictor(arch, 4, 132)
-    assert roofline.decode_prior_ms(parts["96/36"], 1000) != pytest.approx(pred.decode_prior_ms(parts["96/36"], 1000))
-    profiled_fit = read_perf_model(profiled).partitions["112/20"]
-    assert pred.layer_prior_ms(parts["112/20"], 32) == profiled_fit.layer(prefill_flops(arch, 32) / arch.num_layers)
-    assert LineFit(-5.0, 1.0, 0.0)(1.0) > 0  # a fit extrapolated below zero still predicts a positive time
+    bytes_read = num_params(arch) * 4 + 1000 * kv_bytes_per_token(arch, 4)
+    assert roofline.decode_prior_ms(parts["96/36"], 4, 1000) == pytest.approx(
+        bytes_read / (roofline.bw * bandwidth_share(36)) * 1e3)
+    assert roofline.fit(parts["96/36"])[1] == "none"
+    profiled_fit = read_perf_model(profiled).partitions["112/20"].fit
+    assert pred.layer_prior_ms(parts["112/20"], PrefillShape.single(32)) == profiled_fit.layer_ms(PrefillShape.single(32))
+    assert LinearFit({"const": -5.0, "tokens": 1.0}, 0.0)(tokens=1.0) > 0  # a fit below zero still predicts > 0
+
+
+def test_splits_between_two_profiled_ones_get_interpolated_fits(profiled, tmp_path):
+    path = _with_known_fit(profiled, tmp_path, names=("104/28", "72/60"), keep=("104/28", "72/60", "132/0", "0/132"))
+    engine = LLM("tiny", load_format="dummy", mode="pdmux", perf_model=path).engine
+    pred, parts = engine.stepper.planner.predictor, {p.name: p for p in engine.stepper.executor.partitions}
+    # decode SMs 36 lies a quarter of the way from 28 to 60: coefficients scale with decode SMs / 36
+    assert pred.fit(parts["96/36"])[1] == "interpolated"
+    assert pred.decode_prior_ms(parts["96/36"], 4, 1000) == pytest.approx((0.5 + 1.0 + 0.4) * 1.5)
+    assert pred.layer_prior_ms(parts["96/36"], PrefillShape.single(10)) == pytest.approx(0.2 + 1e-2 + 1e-4)
+    assert pred.fit(parts["112/20"])[1] == "none"  # below the profiled range: the roofline prior
+    assert pred.fit(parts["132/0"])[1] == "profiled"
+    none = Partition((0, 0), 100, 10, None, None)
+    with pytest.raises(PdtuneError, match="covers none of this engine's partitions"):
+        read_perf_model(path, partitions=[none])
+
+
+def test_profile_measures_only_the_splits_asked(tmp_path):
+    out = tmp_path / "two.json"
+    result = CliRunner().invoke(app, ["profile", *TINY, *SAMPLES, "--splits", "104/28,72/60", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    names = {p["name"] for p in json.load(open(out))["partitions"]}
+    assert names == {"104/28", "72/60", "132/0", "0/132"}
+    engine = LLM("tiny", load_format="dummy", mode="pdmux", perf_model=str(out)).engine
+    pred = engine.stepper.planner.predictor
+    assert {p.name: pred.fit(p)[1] for p in engine.stepper.executor.partitions} == {
+        "112/20": "none", "104/28": "profiled", "96/36": "interpolated", "88/44": "interpolated",
+        "80/52": "interpolated", "72/60": "profiled", "132/0": "profiled", "0/132": "profiled"}
 
 
 def test_pdmux_with_a_perf_model_gives_the_same_greedy_tokens_as_sequential(profiled):
     reference = [o.token_ids for o in LLM("tiny", load_format="dummy", mode="sequential").generate(PROMPTS, GREEDY)]
     llm = LLM("tiny", load_format="dummy", mode="pdmux", perf_model=profiled, pdmux_prefill_tokens=20)
-    assert llm.engine.stepper.planner.predictor.fits
+    assert llm.engine.stepper.planner.predictor.perf_model is not None
     assert [o.token_ids for o in llm.generate(PROMPTS, GREEDY)] == reference
 
 
@@ -138,8 +194,11 @@ def _broken(tmp_path, profiled, edit) -> str:
     (lambda tmp, prof: (tmp / "bad.json").write_text("{nope") and str(tmp / "bad.json"), "not valid JSON"),
     (lambda tmp, prof: _broken(tmp, prof, lambda r: r.update(kind="pdtune-bench")), "not a pdtune perf model"),
     (lambda tmp, prof: _broken(tmp, prof, lambda r: r.pop("partitions")), "malformed"),
-    (lambda tmp, prof: _broken(tmp, prof, lambda r: r["partitions"][0]["decode_fit"].update(a_ms=float("nan"))),
+    (lambda tmp, prof: _broken(tmp, prof, lambda r: r["partitions"][0]["decode_fit"]["coef_ms"].update(
+        batch=float("nan"))), "malformed"),
+    (lambda tmp, prof: _broken(tmp, prof, lambda r: r["partitions"][0]["decode_fit"]["coef_ms"].pop("batch")),
      "malformed"),
+    (lambda tmp, prof: _broken(tmp, prof, lambda r: r.update(version=1)), "format version 1"),
     (lambda tmp, prof: _broken(tmp, prof, lambda r: r.update(model="llama-3.1-8b")), "measured for 'llama-3.1-8b'"),
 ])
 def test_an_unusable_perf_model_is_a_clear_error_naming_the_file(tmp_path, profiled, make, message):
@@ -153,7 +212,7 @@ def test_a_perf_model_of_another_dtype_or_other_partitions_is_refused(profiled):
     with pytest.raises(PdtuneError, match="measured in torch.float32, but the engine runs torch.bfloat16"):
         LLM("tiny", load_format="dummy", dtype="bfloat16", mode="pdmux", perf_model=profiled)
     with pytest.raises(PdtuneError, match="none of this engine's partitions"):
-        read_perf_model(profiled, partitions=["100/32"])
+        read_perf_model(profiled, partitions=[Partition((0, 0), 122, 10, None, None)])  # below every profiled split
 
 
 @pytest.mark.parametrize("sizes", [{"tensor_parallel_size": 2}, {"data_parallel_size": 2}])
