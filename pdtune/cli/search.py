@@ -35,6 +35,8 @@ def search(
     tensor_parallel_size: o.TensorParallelSize = None, data_parallel_size: o.DataParallelSize = None,
     dispatch: Annotated[Optional[str], typer.Option(help="Prefill admission order: edf or fcfs.")] = None,
     trace: Annotated[Optional[str], typer.Option(help="Write every pdmux step decision to this JSONL.")] = None,
+    perf_model: Annotated[Optional[str], typer.Option(
+        "--perf-model", help="The JSON `pdtune profile` wrote: priors for EDF deadlines and the adaptive run.")] = None,
     out: Annotated[Optional[str], typer.Option("--out", help="Config file to write (default "
                                                              "results/search-<workload>.json).")] = None,
 ) -> None:
@@ -61,7 +63,7 @@ def search(
             gpu_memory_utilization=gpu_memory_utilization, max_num_seqs=max_num_seqs,
             max_num_batched_tokens=max_num_batched_tokens, max_model_len=max_model_len,
             tensor_parallel_size=tensor_parallel_size, data_parallel_size=data_parallel_size, dispatch=dispatch,
-            trace_path=trace)
+            trace_path=trace, perf_model=perf_model)
         path = out or os.path.join("results", f"search-{os.path.basename(workload)}.json")
         cfg = SearchConfig(engine, parsed, rate, workload, num_requests, attainment, trials, seed, storage, study_name,
                            path, choices, max_prompt_len, max_output_len)

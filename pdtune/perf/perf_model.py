@@ -116,6 +116,7 @@ class PerfModel:
     path: str
     model: str
     dtype: str
+    tensor_parallel_size: int  # each rank's shard was timed, its collectives included
     partitions: dict[str, ProfiledPartition]  # by partition name, "prefill SMs/decode SMs" as granted
 
     def fit_for(self, part: Partition) -> tuple[PartitionFit | None, str]:
@@ -140,9 +141,10 @@ class PerfModel:
 
 
 def read_perf_model(path: str, model: str | None = None, dtype: str | None = None,
-                    partitions: list[Partition] | None = None) -> PerfModel:
+                    partitions: list[Partition] | None = None, tensor_parallel_size: int | None = None) -> PerfModel:
     """Reads a `pdtune profile` JSON; checks, where given, that it was measured for this model, in
-    this dtype, and covers at least one of these partitions. Every failure names the file."""
+    this dtype, at this tensor-parallel size, and covers at least one of these partitions. Every
+    failure names the file."""
     hint = "(`pdtune profile` writes one)"
     try:
         with open(path) as f:
@@ -159,7 +161,7 @@ def read_perf_model(path: str, model: str | None = None, dtype: str | None = Non
         raise InputFileError(f"perf model {path} has format version {data.get('version')}, this pdtune reads "
                              f"{VERSION}: profile again")
     try:
-        perf = PerfModel(path, str(data["model"]), str(data["dtype"]), {
+        perf = PerfModel(path, str(data["model"]), str(data["dtype"]), int(data["tensor_parallel_size"]), {
             str(p["name"]): ProfiledPartition(int(p["decode_sms"]), int(p["prefill_sms"]), PartitionFit.from_json(p))
             for p in data["partitions"]})
     except (KeyError, TypeError, ValueError) as exc:
@@ -167,6 +169,10 @@ def read_perf_model(path: str, model: str | None = None, dtype: str | None = Non
     if model is not None and perf.model != model:
         raise InputFileError(f"perf model {path} was measured for {perf.model!r}, not {model!r}: "
                              f"run `pdtune profile --model {model}`")
+    if tensor_parallel_size is not None and perf.tensor_parallel_size != tensor_parallel_size:
+        raise InputFileError(f"perf model {path} was measured at tensor parallel size {perf.tensor_parallel_size}, "
+                             f"the engine runs {tensor_parallel_size}: profile with --tensor-parallel-size "
+                             f"{tensor_parallel_size}")
     if dtype is not None and perf.dtype != dtype:
         raise InputFileError(f"perf model {path} was measured in {perf.dtype}, but the engine runs {dtype}")
     if partitions is not None and all(perf.fit_for(p)[1] == "none" for p in partitions):

@@ -8,20 +8,19 @@ import json
 import os
 import statistics
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 
 from pdtune.config import EngineConfig
 from pdtune.engine import Engine
 from pdtune.errors import PdtuneError
+from pdtune.executor.model_runner import StepInputs
 from pdtune.executor.partitions import Partition
 from pdtune.perf import step_bench
 from pdtune.perf.environment import environment
 from pdtune.perf.model_costs import PrefillShape
-from pdtune.perf.pdmux_bench import decode_beside_prefill_ms, on_stream, partition_decode, prefill_block
+from pdtune.perf.pdmux_bench import LaunchTimer
 from pdtune.perf.perf_model import DECODE_TERMS, KIND, LAYER_TERMS, VERSION, PartitionFit, fit_linear, separable
-from pdtune.perf.timing import time_ms
 
 CSV_COLUMNS = ("partition", "prefill_sms", "decode_sms", "phase", "batch", "context", "context_tokens", "alone_ms",
                "beside_prefill_ms", "tokens", "reused", "square", "cross", "layer_ms")
@@ -54,10 +53,9 @@ class ProfileConfig:
     def __post_init__(self) -> None:
         if self.engine.mode != "pdmux":
             raise PdtuneError(f"profile needs a pdmux engine, got mode {self.engine.mode!r}")
-        if self.engine.tensor_parallel_size > 1 or self.engine.data_parallel_size > 1:
-            # its timing loops drive rank 0's model directly; the other ranks would wait forever
-            raise PdtuneError("profile measures one process on one GPU; profiling tensor- or data-parallel "
-                              "engines is not built")
+        if self.engine.data_parallel_size > 1:
+            raise PdtuneError("profile measures one replica: drop --data-parallel-size (the fit applies to each "
+                              "replica of that size)")
         lists = {"batches": self.batches, "contexts": self.contexts, "prefill-tokens": self.prefill_tokens}
         for name, values in lists.items():
             if not values or min(values) < 1:
@@ -103,22 +101,21 @@ def _check_fits(engine: Engine, cfg: ProfileConfig) -> None:
 
 @torch.inference_mode()
 def _measure(engine: Engine, part: Partition, cfg: ProfileConfig, gang: int,
-             contention_block: Callable[[], object]) -> tuple[list[dict], list[dict]]:
+             contention: StepInputs) -> tuple[list[dict], list[dict]]:
     """Decode alone (and beside a prefill block where the partitions run concurrently) per
-    (batch, context) on its decode SMs; prefill ms per layer per token count on its prefill SMs."""
-    dev = engine.runner.device
+    (batch, context) on its decode SMs; prefill ms per layer per (tokens, reused) on its prefill SMs."""
+    timer = LaunchTimer(engine, cfg.iters)
     concurrent = part.prefill_stream is not None and part.decode_stream is not None
     decode, prefill = [], []
     for batch in cfg.batches if part.decode_sms else ():
         for context in cfg.contexts:
-            step = partition_decode(engine, part, step_bench.decode_inputs(engine, batch, context))
-            decode.append(dict(decode_sample(batch, context), alone_ms=time_ms(step, dev, iters=cfg.iters),
-                               beside_prefill_ms=decode_beside_prefill_ms(part, step, contention_block, cfg.iters)
-                               if concurrent else None))
+            inputs = step_bench.decode_step_inputs(engine, batch, context)
+            decode.append(dict(decode_sample(batch, context), alone_ms=timer.decode_ms(part, inputs),
+                               beside_prefill_ms=timer.decode_ms(part, inputs, contention, gang) if concurrent else None))
     for tokens in cfg.prefill_tokens if part.prefill_sms else ():
         for reused in cfg.reused_tokens:
-            block = on_stream(part.prefill_stream, prefill_block(engine, tokens, gang, reused))
-            prefill.append(dict(prefill_sample(tokens, reused), layer_ms=time_ms(block, dev, iters=cfg.iters) / gang))
+            inputs = step_bench.prefill_step_inputs(engine, tokens, reused=reused)
+            prefill.append(dict(prefill_sample(tokens, reused), layer_ms=timer.layer_ms(part, inputs, gang)))
     return decode, prefill
 
 
@@ -143,11 +140,10 @@ def run_profile(cfg: ProfileConfig) -> dict:
         _check_fits(engine, cfg)
         step_bench.fill_kv_randomly(engine)
         gang = min(cfg.gang, engine.loaded.arch.num_layers)
-        with torch.inference_mode():
-            contention_block = prefill_block(engine, max(cfg.prefill_tokens), gang)
+        contention = step_bench.prefill_step_inputs(engine, max(cfg.prefill_tokens))
         parts, concurrent = [], False
         for part in engine.stepper.executor.partitions:
-            decode, prefill = _measure(engine, part, cfg, gang, contention_block)
+            decode, prefill = _measure(engine, part, cfg, gang, contention)
             concurrent |= any(r["beside_prefill_ms"] is not None for r in decode)
             parts.append({"name": part.name, "requested": list(part.requested), "prefill_sms": part.prefill_sms,
                           "decode_sms": part.decode_sms, **fit_partition(decode, prefill).to_json(),

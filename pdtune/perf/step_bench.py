@@ -7,6 +7,7 @@ from typing import Callable
 import torch
 
 from pdtune.engine import Engine
+from pdtune.executor.model_runner import StepInputs
 from pdtune.model.attention import AttentionMetadata
 from pdtune.perf.timing import time_ms
 
@@ -38,9 +39,18 @@ def decode_inputs(engine: Engine, batch: int, context: int) -> tuple[torch.Tenso
     return ids, positions, slots, torch.full((batch,), context + 1, dtype=torch.int32), bt
 
 
-def prefill_inputs(engine: Engine, tokens: int, fresh: bool = True,
-                   reused: int = 0) -> tuple[torch.Tensor, torch.Tensor, AttentionMetadata] | None:
-    """Device tensors of one sequence's prefill of `tokens` new tokens after `reused` cached ones
+def decode_step_inputs(engine: Engine, batch: int, context: int) -> StepInputs | None:
+    """`decode_inputs` as the engine's executor takes a step (host tensors, no sequences)."""
+    host = decode_inputs(engine, batch, context)
+    if host is None:
+        return None
+    ids, positions, slots, seq_lens, bt = host
+    meta = AttentionMetadata(slots, 0, None, None, None, seq_lens, bt)
+    return StepInputs([], ids, positions, meta, torch.arange(batch), [])
+
+
+def prefill_step_inputs(engine: Engine, tokens: int, fresh: bool = True, reused: int = 0) -> StepInputs | None:
+    """Host tensors of one sequence's prefill of `tokens` new tokens after `reused` cached ones
     (a prefix-cache hit: attention also reads them from the pool). A fresh prompt (`fresh`, no
     reuse) takes the engine's path for a prompt with no cached prefix; otherwise the paged Triton
     kernel (the path of prefix-cache hits and prefill chunks) does the attention."""
@@ -48,14 +58,21 @@ def prefill_inputs(engine: Engine, tokens: int, fresh: bool = True,
     bt = _block_tables(engine, 1, total)
     if bt is None:
         return None
-    dev, bs = engine.runner.device, engine.config.block_size
+    bs = engine.config.block_size
     pos = torch.arange(reused, total)
     slots = bt[0].to(torch.int64)[pos // bs] * bs + pos % bs
-    meta = AttentionMetadata(slots.to(dev), tokens, torch.tensor([0, tokens], dtype=torch.int32, device=dev),
-                             torch.tensor([total], dtype=torch.int32, device=dev), bt.to(dev), None, None,
+    meta = AttentionMetadata(slots, tokens, torch.tensor([0, tokens], dtype=torch.int32),
+                             torch.tensor([total], dtype=torch.int32), bt, None, None,
                              fresh_prefill_lens=[tokens] if fresh and not reused else None)
-    ids = torch.randint(0, engine.loaded.arch.vocab_size, (tokens,), device=dev)
-    return ids, pos.to(dev), meta
+    ids = torch.randint(0, engine.loaded.arch.vocab_size, (tokens,))
+    return StepInputs([], ids, pos, meta, torch.tensor([tokens - 1]), [])
+
+
+def prefill_inputs(engine: Engine, tokens: int, fresh: bool = True,
+                   reused: int = 0) -> tuple[torch.Tensor, torch.Tensor, AttentionMetadata] | None:
+    """`prefill_step_inputs` on the device, for calling the model directly."""
+    inputs = prefill_step_inputs(engine, tokens, fresh, reused)
+    return None if inputs is None else engine.runner.to_device(inputs)
 
 
 def decode_step_ms(engine: Engine, batch: int, context: int, use_graphs: bool) -> float | None:

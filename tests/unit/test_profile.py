@@ -215,9 +215,38 @@ def test_a_perf_model_of_another_dtype_or_other_partitions_is_refused(profiled):
         read_perf_model(profiled, partitions=[Partition((0, 0), 122, 10, None, None)])  # below every profiled split
 
 
-@pytest.mark.parametrize("sizes", [{"tensor_parallel_size": 2}, {"data_parallel_size": 2}])
-def test_profiling_a_parallel_engine_is_refused(sizes):
+def test_profiling_data_parallel_replicas_is_refused():
     from pdtune.perf.profile import ProfileConfig
 
-    with pytest.raises(PdtuneError, match="profile measures one process on one GPU"):
-        ProfileConfig(EngineConfig(model="tiny", load_format="dummy", mode="pdmux", **sizes))
+    with pytest.raises(PdtuneError, match="profile measures one replica"):
+        ProfileConfig(EngineConfig(model="tiny", load_format="dummy", mode="pdmux", data_parallel_size=2))
+
+
+def test_two_ranks_profile_through_the_step_broadcast_and_their_model_serves_only_that_size(tiny_hf_model, tmp_path):
+    """Every timed launch goes to both ranks (a missed one would hang the other rank's
+    collectives); the model is refused by an engine of another tensor-parallel size."""
+    folder = tiny_hf_model("qwen2").folder
+    out = tmp_path / "tp2.json"
+    result = CliRunner().invoke(app, ["profile", "--model", folder, *SAMPLES, "--splits", "96/36", "-tp", "2",
+                                      "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    report = json.load(open(out))
+    assert report["tensor_parallel_size"] == 2 and {p["name"] for p in report["partitions"]} == {
+        "96/36", "132/0", "0/132"}
+    with LLM(folder, mode="pdmux", pdmux_splits=((96, 36),), tensor_parallel_size=2, perf_model=str(out)) as llm:
+        got = llm.generate(PROMPTS, GREEDY)
+    ref = LLM(folder, mode="sequential").generate(PROMPTS, GREEDY)
+    assert [o.token_ids for o in got] == [o.token_ids for o in ref]
+    with pytest.raises(PdtuneError, match="measured at tensor parallel size 2, the engine runs 1"):
+        LLM(folder, mode="pdmux", pdmux_splits=((96, 36),), perf_model=str(out))
+
+
+def test_bench_pdmux_times_every_partition_through_the_engines_launches(tmp_path):
+    result = CliRunner().invoke(app, ["bench-pdmux", *TINY, "--max-model-len", "256", "--batch", "2", "--context",
+                                      "32", "--prefill-tokens", "48", "--gang", "1", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    rows = {r["split"]: r for r in json.load(open(tmp_path / "bench-pdmux.json"))["rows"]}
+    assert set(rows) == PARTITIONS
+    assert rows["96/36"]["decode_alone_ms"] > 0 and rows["96/36"]["prefill_layer_alone_ms"] > 0
+    assert "decode_alone_ms" not in rows["132/0"] and "prefill_layer_alone_ms" not in rows["0/132"]
+    assert all("slowdown" not in r for r in rows.values())  # the CPU runs nothing concurrently
