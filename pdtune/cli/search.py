@@ -71,7 +71,9 @@ def search(
         result = run_search(cfg, LiveSearchProgress(console, trials))
         s = result["search"]
         console.print(search_table(result))
-        best, adaptive = s["best_attainment"], s["adaptive_attainment"]
-        verdict = "beats" if best > adaptive else ("ties" if best == adaptive else "does not beat")
-        console.print(f"best static plan {verdict} the adaptive policy ({best:.1%} vs {adaptive:.1%}); "
+        best, adaptive = s["best"], s["adaptive"]
+        verdict = "beats" if best["score"] > adaptive["score"] else (
+            "ties" if best["score"] == adaptive["score"] else "does not beat")
+        console.print(f"best static plan {verdict} the adaptive policy (attainment {best['attainment']:.1%} vs "
+                      f"{adaptive['attainment']:.1%}, headroom {best['headroom']:+.0%} vs {adaptive['headroom']:+.0%}); "
                       f"saved {path} (use it with --config) and its trials CSV")

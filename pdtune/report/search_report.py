@@ -37,21 +37,25 @@ class LiveSearchProgress:
 
 
 def search_table(result: dict, top: int = 5) -> Table:
-    """The best finished trials of the study (every machine's), and the adaptive policy's run."""
+    """The best finished trials of the study (every machine's; by attainment, then headroom under
+    the SLO), and the adaptive policy's run."""
     s = result["search"]
-    done = [TrialRow(**t) for t in s["trials"] if t["attainment"] is not None]
-    done.sort(key=lambda r: -r.attainment)
+    done = [TrialRow(**t) for t in s["trials"] if t["score"] is not None]
+    done.sort(key=lambda r: -r.score)
     table = Table(title=f"search {s['study']}: {s['workload']} at {s['rate']:g} req/s, SLO {s['slo']} "
                         f"({len(done)} trials)",
                   caption="* stopped early: below the target for certain; unserved requests count as misses"
                   if any(r.stopped_early for r in done) else None)
-    for col in ("trial", "split (P/D)", "gang", "prefill tokens", "attainment", "TTFT p90 ms", "TPOT p90 ms", "machine"):
+    for col in ("trial", "split (P/D)", "gang", "prefill tokens", "attainment", "headroom", "TTFT p90 ms",
+                "TPOT p90 ms", "machine"):
         table.add_column(col, justify="left" if col == "machine" else "right")
     for r in done[:top]:
         table.add_row(str(r.number), "/".join(map(str, r.split)), str(r.gang), str(r.prefill_tokens),
-                      f"{r.attainment:.1%}{'*' if r.stopped_early else ''}", _num(r.ttft_p90_ms, ",.0f"),
+                      f"{r.attainment:.1%}{'*' if r.stopped_early else ''}", _num(r.headroom, "+.0%"),
+                      _num(r.ttft_p90_ms, ",.0f"),
                       _num(r.tpot_p90_ms, ",.1f"), r.machine or "-")
     a = s["adaptive"]
-    table.add_row("adaptive", "-", "-", "-", f"{a['attainment']:.1%}", _num(a["ttft_p90_ms"], ",.0f"),
+    table.add_row("adaptive", "-", "-", "-", f"{a['attainment']:.1%}", _num(a["headroom"], "+.0%"),
+                  _num(a["ttft_p90_ms"], ",.0f"),
                   _num(a["tpot_p90_ms"], ",.1f"), "this run", style="italic")
     return table

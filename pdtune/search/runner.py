@@ -82,6 +82,8 @@ class TrialRow:
     gang: int | None
     prefill_tokens: int | None
     attainment: float | None
+    score: float | None = None  # the objective: attainment, ties broken by headroom
+    headroom: float | None = None
     ttft_p90_ms: float | None = None
     tpot_p90_ms: float | None = None
     output_tokens_per_s: float | None = None
@@ -119,18 +121,35 @@ def _ms(value: float) -> float | None:
     return None if math.isnan(value) else value * 1e3
 
 
-def _figures(summary: dict) -> dict:
-    return {"attainment": summary["slo_attainment"], "ttft_p90_ms": _ms(summary["ttft_s"]["p90"]),
-            "tpot_p90_ms": _ms(summary["tpot_s"]["p90"]), "output_tokens_per_s": summary["output_tokens_per_s"],
-            "stopped_early": summary["stopped_early"]}
+def headroom(summary: dict, slo: SLO) -> float:
+    """How far the p90s stay under the SLO: 1 - the larger of p90 TTFT / TTFT SLO and p90 TPOT /
+    TPOT SLO, in [-1, 1] (-1 when nothing finished)."""
+    ratios = [summary["ttft_s"]["p90"] / slo.ttft_s, summary["tpot_s"]["p90"] / slo.tpot_s]
+    ratios = [r for r in ratios if not math.isnan(r)]
+    return max(-1.0, min(1.0, 1.0 - max(ratios))) if ratios else -1.0
+
+
+def score(attainment: float, room: float, num_requests: int) -> float:
+    """Attainment first; among plans that serve as many requests within the SLO (at low rates
+    many reach 100%), the one with the most headroom. The headroom's weight (0.4 / requests
+    per unit) stays below one request's worth of attainment, so it never outranks one."""
+    return attainment + 0.4 / num_requests * room
+
+
+def _figures(summary: dict, slo: SLO) -> dict:
+    room = headroom(summary, slo)
+    return {"attainment": summary["slo_attainment"],
+            "score": score(summary["slo_attainment"], room, max(1, summary["requests"])),
+            "headroom": room, "ttft_p90_ms": _ms(summary["ttft_s"]["p90"]), "tpot_p90_ms": _ms(summary["tpot_s"]["p90"]),
+            "output_tokens_per_s": summary["output_tokens_per_s"], "stopped_early": summary["stopped_early"]}
 
 
 def _row(t: optuna.trial.FrozenTrial) -> TrialRow:
-    attrs = {k: t.user_attrs.get(k) for k in ("ttft_p90_ms", "tpot_p90_ms", "output_tokens_per_s", "stopped_early",
-                                              "machine")}
+    attrs = {k: t.user_attrs.get(k) for k in ("attainment", "headroom", "ttft_p90_ms", "tpot_p90_ms",
+                                              "output_tokens_per_s", "stopped_early", "machine")}
     split = t.params.get("split")
     return TrialRow(t.number, t.state.name, list(_split(split)) if split else None, t.params.get("gang"),
-                    t.params.get("prefill_tokens"), t.value, **attrs)
+                    t.params.get("prefill_tokens"), score=t.value, **attrs)
 
 
 def _engine_section(config: EngineConfig) -> dict:
@@ -186,11 +205,11 @@ def run_search(cfg: SearchConfig, progress: SearchProgress | None = None) -> dic
             split, gang, tokens = space.suggest(trial)
             engine.set_pdmux_plan("static", split, gang, tokens)
             figures = _figures(summarize_run(_serve(engine, f"trial {trial.number}", bench, workload, progress,
-                                                    (cfg.slo, cfg.attainment_target)), cfg.slo))
+                                                    (cfg.slo, cfg.attainment_target)), cfg.slo), cfg.slo)
             for key, value in {**figures, "machine": machine}.items():
-                if key != "attainment":
+                if key != "score":
                     trial.set_user_attr(key, value)
-            return figures["attainment"]
+            return figures["score"]
 
         def report(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
             if progress is not None:
@@ -198,7 +217,7 @@ def run_search(cfg: SearchConfig, progress: SearchProgress | None = None) -> dic
 
         study.optimize(objective, n_trials=cfg.trials, callbacks=[report])
         engine.set_pdmux_plan("adaptive", prefill_tokens=base.pdmux_prefill_tokens)
-        adaptive = _figures(summarize_run(_serve(engine, "adaptive", bench, workload, progress, None), cfg.slo))
+        adaptive = _figures(summarize_run(_serve(engine, "adaptive", bench, workload, progress, None), cfg.slo), cfg.slo)
     finally:
         engine.close()
     result = _result(cfg, base, study, adaptive, env)

@@ -156,7 +156,9 @@ def test_a_short_cli_search_prints_its_trials_and_writes_the_config(tmp_path):
                                       "--max-output-len", "4", "--prefill-tokens", "16,4096", "--model", "tiny",
                                       "--load-format", "dummy", "--out", str(out)], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
-    assert "trial 2/2" in result.output and "adaptive" in result.output and "use it with --config" in result.output
+    printed = " ".join(result.output.split())  # rich wraps long lines
+    assert "trial 2/2" in printed and "adaptive" in printed and "use it with --config" in printed
+    assert "headroom" in printed
     engine = json.loads(out.read_text())["engine"]
     assert engine["pdmux_prefill_tokens"] in (16, 2048)  # 4096 capped at tiny's 2048-token context
 
@@ -177,3 +179,24 @@ def test_a_plan_set_on_data_parallel_replicas_reaches_each_planner(tmp_path):
     rows = [json.loads(line) for line in trace.read_text().splitlines()]
     beside = [r for r in rows if r["decode_batch"] and r["gang"] and r["prefill_tokens"]]
     assert beside and {(r["split"], r["gang"]) for r in beside} == {("80/52", 2)}
+
+
+def test_ties_on_attainment_go_to_the_plan_with_more_headroom_and_never_outrank_a_request():
+    from pdtune.search.runner import headroom, score
+
+    slo = parse_slo("ttft=2s,tpot=40ms")
+    summary = {"ttft_s": {"p90": 0.5}, "tpot_s": {"p90": 0.030}}
+    assert headroom(summary, slo) == pytest.approx(0.25)  # TPOT is the tighter: 30 of 40 ms
+    assert headroom({"ttft_s": {"p90": 5.0}, "tpot_s": {"p90": float("nan")}}, slo) == -1.0  # clipped
+    assert headroom({"ttft_s": {"p90": float("nan")}, "tpot_s": {"p90": float("nan")}}, slo) == -1.0
+    n = 200
+    assert score(1.0, 0.6, n) > score(1.0, 0.1, n)
+    assert score(1.0 - 1 / n, 1.0, n) < score(1.0, -1.0, n)  # one more request within the SLO wins
+
+
+def test_trials_record_attainment_headroom_and_their_score(first_search):
+    _, result, _ = first_search
+    trials = result["search"]["trials"]
+    assert all(-1 <= t["headroom"] <= 1 and t["score"] == pytest.approx(
+        t["attainment"] + 0.4 / 6 * t["headroom"]) for t in trials)
+    assert result["search"]["best"]["score"] == max(t["score"] for t in trials)
