@@ -7,14 +7,9 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from pdtune.cli import options as o
 from pdtune.cli.errors import user_errors
-
-
-def _fmt(value: float | None, scale: float = 1.0) -> str:
-    return "-" if value is None else f"{value * scale:.4g}"
 
 
 def profile(
@@ -40,6 +35,7 @@ def profile(
     with user_errors(console):
         from pdtune.config import build_engine_config
         from pdtune.perf.profile import ProfileConfig, run_profile
+        from pdtune.report.profile_report import profile_table
 
         b, c = o.int_list(batches, "batches"), o.int_list(contexts, "contexts")
         p = o.int_list(prefill_tokens, "prefill-tokens")
@@ -53,23 +49,7 @@ def profile(
         cfg = ProfileConfig(engine, b, c, p, r, gang, iters, out or os.path.join("results", f"profile-{name}.json"))
         with console.status("profiling ..."):
             report = run_profile(cfg)
-        table = Table(title=f"{report['model']}, {report['dtype']}, {report['total_sms']} SMs: decode ms = a + b * "
-                            "context tokens + c * batch (x contention beside prefill); prefill ms per layer = c0 + "
-                            "c1 * tokens + c2 * tokens^2 + c3 * tokens x reused")
-        columns = {"a ms": ("decode", "const", 1), "b ms/1k tok": ("decode", "context_tokens", 1e3),
-                   "c ms/seq": ("decode", "batch", 1), "c0 ms": ("layer", "const", 1),
-                   "c1 ms/1k tok": ("layer", "tokens", 1e3), "c2 ms/M tok^2": ("layer", "square", 1e6),
-                   "c3 ms/M tok^2": ("layer", "cross", 1e6)}
-        for col in ("P/D SMs", "asked", *columns, "rms ms", "contention"):
-            table.add_column(col, justify="right")
-        for part in report["partitions"]:
-            fits = {"decode": part["decode_fit"], "layer": part["layer_fit"]}
-            coef = [_fmt(fits[phase]["coef_ms"][term] if fits[phase] else None, scale)
-                    for phase, term, scale in columns.values()]
-            rms = "/".join(_fmt(f["rms_residual_ms"]) for f in fits.values() if f)
-            table.add_row(part["name"], "/".join(map(str, part["requested"])), *coef, rms,
-                          _fmt(part["contention_factor"]))
-        console.print(table)
+        console.print(profile_table(report))
         if report["contention_note"]:
             console.print(f"note: {report['contention_note']}")
         console.print(f"saved {cfg.out} (and the samples as CSV); use it with --perf-model {cfg.out} "

@@ -1,4 +1,4 @@
-"""`pdtune report`: re-render tables and plots from saved bench results, side by side."""
+"""`pdtune report`: re-render tables and plots from saved results (bench runs side by side)."""
 
 from __future__ import annotations
 
@@ -11,27 +11,38 @@ from pdtune.cli.errors import user_errors
 
 
 def report(
-    results: Annotated[list[str], typer.Argument(help="bench.json (or .json.gz) files, or their folders.")],
+    results: Annotated[list[str], typer.Argument(help="bench.json (or .json.gz) files or their folders, search "
+                                                      "configs, profile models.")],
     out: Annotated[Optional[str], typer.Option("--out", help="Folder for the re-rendered plots.")] = None,
 ) -> None:
-    """Tables of each saved run, then one table comparing them all; plots again with --out."""
+    """Tables of each saved result; bench runs then side by side in one table, and plotted again with --out."""
     console = Console()
     with user_errors(console):
         import os
 
-        from pdtune.bench.runner import load_bench
         from pdtune.report.bench_report import bench_table, goodput_table
         from pdtune.report.plots import plot_bench
+        from pdtune.report.profile_report import profile_table
+        from pdtune.report.saved import load_saved
+        from pdtune.report.search_report import search_table
 
-        loaded = [(path, load_bench(path)) for path in results]
-        for file, data in loaded:
-            console.print(bench_table(data, title=file))
-            if data.get("goodput"):
-                console.print(goodput_table(data))
-        combined = dict(loaded[0][1], summaries=[s for _, d in loaded for s in d["summaries"]],
-                        runs=[r for _, d in loaded for r in d["runs"]],
-                        goodput={m: g for _, d in loaded for m, g in d.get("goodput", {}).items()})
-        if len(loaded) > 1:
+        loaded = [(path, *load_saved(path)) for path in results]
+        benches = [(path, data) for path, kind, data in loaded if kind == "bench"]
+        for file, kind, data in loaded:
+            if kind == "profile":
+                console.print(profile_table(data))
+            elif kind == "search":
+                console.print(search_table(data))
+            else:
+                console.print(bench_table(data, title=file))
+                if data.get("goodput"):
+                    console.print(goodput_table(data))
+        if not benches:
+            return
+        combined = dict(benches[0][1], summaries=[s for _, d in benches for s in d["summaries"]],
+                        runs=[r for _, d in benches for r in d["runs"]],
+                        goodput={m: g for _, d in benches for m, g in d.get("goodput", {}).items()})
+        if len(benches) > 1:
             console.print(bench_table(combined, title="all runs side by side"))
         if out:
             os.makedirs(out, exist_ok=True)

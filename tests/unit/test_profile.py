@@ -250,3 +250,9 @@ def test_bench_pdmux_times_every_partition_through_the_engines_launches(tmp_path
     assert rows["96/36"]["decode_alone_ms"] > 0 and rows["96/36"]["prefill_layer_alone_ms"] > 0
     assert "decode_alone_ms" not in rows["132/0"] and "prefill_layer_alone_ms" not in rows["0/132"]
     assert all("slowdown" not in r for r in rows.values())  # the CPU runs nothing concurrently
+
+
+def test_report_re_renders_a_saved_profile(profiled):
+    result = CliRunner().invoke(app, ["report", profiled], env={"COLUMNS": "250"})
+    assert result.exit_code == 0, result.output
+    assert "tensor parallel 1" in result.output and "96/36" in result.output and "contention" in result.output

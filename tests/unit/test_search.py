@@ -200,3 +200,10 @@ def test_trials_record_attainment_headroom_and_their_score(first_search):
     assert all(-1 <= t["headroom"] <= 1 and t["score"] == pytest.approx(
         t["attainment"] + 0.4 / 6 * t["headroom"]) for t in trials)
     assert result["search"]["best"]["score"] == max(t["score"] for t in trials)
+
+
+def test_report_re_renders_a_saved_search(first_search):
+    cfg, result, _ = first_search
+    shown = CliRunner().invoke(app, ["report", cfg.out], env={"COLUMNS": "250"})
+    assert shown.exit_code == 0, shown.output
+    assert f"search {result['search']['study']}" in shown.output and "adaptive" in shown.output
