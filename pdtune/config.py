@@ -41,6 +41,9 @@ class EngineConfig:
     slo_ttft_ms: float = 2000.0
     slo_tpot_ms: float = 50.0
     dispatch: str = "edf"  # order in which waiting requests enter prefill: edf or fcfs
+    # pdmux admission: "tpot" admits a waiting request into prefill only while the decode batch it
+    # will join is predicted to meet the TPOT SLO beside prefill; "none" admits while KV and seats last
+    pdmux_admission: str = "none"
     trace_path: str | None = None  # JSONL of every pdmux step decision
     perf_model: str | None = None  # pdmux: JSON from `pdtune profile`, the planner's priors
     seed: int = 0
@@ -61,6 +64,8 @@ class EngineConfig:
             (self.num_kv_blocks is None or self.num_kv_blocks > 0, "num_kv_blocks must be positive"),
             (self.pdmux_policy in PDMUX_POLICIES, f"pdmux policy must be one of {PDMUX_POLICIES}, got {self.pdmux_policy!r}"),
             (self.dispatch in DISPATCH_ORDERS, f"dispatch must be one of {DISPATCH_ORDERS}, got {self.dispatch!r}"),
+            (self.pdmux_admission in ("none", "tpot"), f"pdmux admission must be none or tpot, got "
+                                                       f"{self.pdmux_admission!r}"),
             (self.pdmux_policy != "static" or (self.pdmux_static_split and self.pdmux_gang),
              "pdmux policy 'static' needs a split and a gang size (pdtune search writes both)"),
             (self.slo_ttft_ms > 0 and self.slo_tpot_ms > 0, "SLO targets must be positive"),

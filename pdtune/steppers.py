@@ -85,7 +85,10 @@ class PdmuxStepper:
     def _start_prefill(self) -> None:
         self.planner.order_waiting(self.scheduler)
         plan = StepPlan()
-        self.scheduler.schedule_waiting(plan, self.config.pdmux_prefill_tokens, allow_chunking=False)
+        admits = None
+        if self.config.pdmux_admission == "tpot":
+            admits = self.planner.tpot_admission([s for s in self.scheduler.running if s.status == Status.RUNNING])
+        self.scheduler.schedule_waiting(plan, self.config.pdmux_prefill_tokens, allow_chunking=False, admits=admits)
         if plan:
             self.job = self.executor.start_prefill(plan)
             self.scheduler.protected = {id(c.seq) for c in plan.chunks}

@@ -8,6 +8,7 @@ import math
 import time
 from collections import defaultdict, deque
 from dataclasses import dataclass
+from typing import Callable
 
 from pdtune.config import EngineConfig
 from pdtune.executor.partitions import Partition
@@ -172,6 +173,24 @@ class PdmuxPlanner:
             gang = max(1, math.ceil(max(decode_ms, pred.step_wall_ms or 0.0) / layer_ms))
         gang = min(gang, remaining_layers)
         return StepDecision(part, gang, decode_ms, layer_ms * gang)
+
+    def tpot_admission(self, decoding: list) -> Callable[[object], bool]:
+        """For `pdmux_admission` "tpot": a predicate that admits waiting sequences one by one
+        while the decode batch they will join (`decoding` plus those admitted before, each
+        adding its whole length as context) is predicted, with the guard band, to meet the TPOT
+        budget on the largest decode partition that leaves prefill SMs. A first sequence is
+        always admitted when nothing decodes, so prefill never waits for an empty decode batch."""
+        pred, budget, part = self.predictor, self.config.slo_tpot_ms - self.predictor.host_ms, self.mixed[-1]
+        batch, context = len(decoding), sum(len(s) for s in decoding)
+
+        def admits(seq) -> bool:
+            nonlocal batch, context
+            if batch and pred.decode_ms(part, batch + 1, context + len(seq), worst=True) > budget:
+                return False
+            batch, context = batch + 1, context + len(seq)
+            return True
+
+        return admits
 
     def prefill_slack_ms(self, earliest_arrival: float, prefill: PrefillShape, remaining_layers: int,
                          now: float | None = None) -> float:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Callable
 
 from pdtune.errors import InvalidRequestError, PromptTooLongError
 from pdtune.request.sequence import Sequence, Status
@@ -104,10 +105,14 @@ class Scheduler:
             budget -= num_new
         return budget
 
-    def schedule_waiting(self, plan: StepPlan, budget: int, allow_chunking: bool) -> int:
-        """Admits waiting sequences in queue order while KV blocks, seats and the token budget last."""
+    def schedule_waiting(self, plan: StepPlan, budget: int, allow_chunking: bool,
+                         admits: Callable[[Sequence], bool] | None = None) -> int:
+        """Admits waiting sequences in queue order while KV blocks, seats, the token budget and
+        `admits` (a planner's own limit) last."""
         while self.waiting and budget > 0 and len(self.running) < self.max_num_seqs:
             seq = self.waiting[0]
+            if admits is not None and not admits(seq):
+                break
             hit = self.blocks.match_prefix(seq)
             remaining = len(seq) - len(hit) * self.blocks.block_size
             if remaining > budget and not allow_chunking and plan.chunks:

@@ -272,3 +272,27 @@ def test_a_prefill_batch_is_priced_by_its_sequences_and_their_cached_prefixes():
     engine.add_request(list(range(3, 13)), GREEDY)
     engine.step()
     assert engine.stepper.job.shape == PrefillShape.single(10, 32) + PrefillShape.single(10)
+
+
+def test_tpot_admission_lets_in_only_what_the_decode_batch_can_take():
+    p = planner(slo_tpot_ms=20.0)
+    part = p.mixed[-1]
+    decoding = [Sequence(list(range(4096)), GREEDY) for _ in range(8)]
+    admits = p.tpot_admission(decoding)
+    fits = [p.predictor.decode_ms(part, 8 + k, 8 * 4096 + k * 2048, worst=True) <= 20.0 for k in range(1, 400)]
+    allowed = fits.index(False)  # requests of 2048 tokens the 72/60 split can still decode in 20 ms
+    assert 0 < allowed < 300
+    assert [admits(Sequence([1] * 2048, GREEDY)) for _ in range(allowed + 1)] == [True] * allowed + [False]
+    # nothing decoding: the first request goes in whatever it costs, the next is checked
+    alone = planner(slo_tpot_ms=0.01).tpot_admission([])
+    assert alone(Sequence([1] * 100_000, GREEDY)) and not alone(Sequence([1] * 10, GREEDY))
+
+
+def test_tpot_admission_keeps_the_tokens_and_holds_prefill_while_decode_is_full(reference_tokens, tmp_path):
+    trace = tmp_path / "trace.jsonl"
+    llm = tiny(mode="pdmux", pdmux_admission="tpot", slo_tpot_ms=1e-6, pdmux_prefill_tokens=4096,
+               trace_path=str(trace))
+    assert [o.token_ids for o in llm.generate(PROMPTS, GREEDY)] == reference_tokens
+    rows = [json.loads(line) for line in trace.read_text().splitlines()]
+    # no TPOT can be met: a request enters prefill only when nothing decodes, so none ever decodes beside another
+    assert max(r["decode_batch"] for r in rows) == 1
