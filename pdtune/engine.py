@@ -80,10 +80,11 @@ class Engine:
             self.loaded = load_model(config, tp)
             self.tokenizer = self.loaded.tokenizer
             self.max_model_len = _max_model_len(config, self.loaded.arch)
-            # The pdmux planner's priors are bytes and FLOPs over this GPU's measured rates
-            # (before the KV pool takes the memory); the simulated executor models the H100.
+            # The pdmux planner's and the data-parallel dispatcher's priors are bytes and FLOPs over
+            # this GPU's measured rates (measured before the KV pool takes the memory); without a
+            # GPU they model the H100 (the simulated executor's 132 SMs).
             self.ceilings = measure_ceilings(self.loaded.device, self.loaded.dtype, copy_mib=512) \
-                if config.mode == "pdmux" and self.loaded.device.type == "cuda" else None
+                if self.loaded.device.type == "cuda" else None
             self.num_kv_blocks = size_kv_pool(self.loaded, config)
         except BaseException:
             if self.tp_workers:

@@ -14,6 +14,7 @@ import torch.multiprocessing as mp
 from pdtune.config import EngineConfig
 from pdtune.engine import pdmux_plan_config
 from pdtune.errors import InvalidRequestError, PdtuneError
+from pdtune.perf.perf_model import read_perf_model
 from pdtune.planner.dispatch import SLODispatcher, StepCost
 from pdtune.request.output import RequestOutput
 from pdtune.request.sampling import SamplingParams
@@ -60,7 +61,7 @@ def _replica(index: int, config: EngineConfig, inbox, outbox) -> None:
     except PdtuneError as exc:
         outbox.put(("failed", index, str(exc)))
         return
-    outbox.put(("ready", index, engine.num_kv_blocks, engine.max_model_len))
+    outbox.put(("ready", index, engine.num_kv_blocks, engine.max_model_len, engine.ceilings))
     while _drain(inbox, outbox, index, engine, block=not engine.has_unfinished()):
         if engine.has_unfinished():
             outbox.put(_step_report(index, engine, engine.step()))
@@ -73,6 +74,8 @@ class DataParallelEngine:
 
         self.config = config
         self.model_name, arch, self.tokenizer = load_tokenizer(config)
+        perf_model = None if config.perf_model is None else read_perf_model(  # before any replica starts
+            config.perf_model, tensor_parallel_size=config.tensor_parallel_size)
         self.vocab_size = arch.vocab_size
         replica_config = dataclasses.replace(config, data_parallel_size=1)
         ctx = mp.get_context("spawn")
@@ -96,12 +99,21 @@ class DataParallelEngine:
         self.num_kv_blocks = min(m[2] for m in ready)
         self.max_model_len = min(m[3] for m in ready)
         itemsize = resolve_dtype(config.dtype, arch.torch_dtype, resolve_device(config.device)).itemsize
-        self.dispatcher = SLODispatcher(size, config.block_size, StepCost(arch, itemsize), config.slo_ttft_ms / 1e3,
-                                        config.slo_tpot_ms / 1e3, self.num_kv_blocks)
+        self.dispatcher = SLODispatcher(size, config.block_size, self._step_cost(arch, itemsize, perf_model, ready),
+                                        config.slo_ttft_ms / 1e3, config.slo_tpot_ms / 1e3, self.num_kv_blocks)
         self.counters = [(0, 0, 0)] * size  # (prefix hits, prefix queries, preemptions) per replica
         self.in_flight = 0
         self.num_steps = 0
         self._next_id = 0
+
+    @staticmethod
+    def _step_cost(arch, itemsize: int, perf_model, ready: list[tuple]) -> StepCost:
+        """The dispatcher's predictions: the perf model's whole-GPU fits, or rooflines at the
+        slowest replica's measured rates (a replica on a CPU measures none)."""
+        rates = [m[4] for m in ready if m[4] is not None]
+        kw = {} if not rates else dict(copy_bytes_per_s=min(r.copy_bytes_per_s for r in rates),
+                                       matmul_flops_per_s=min(r.matmul_flops_per_s for r in rates))
+        return StepCost(arch, itemsize, perf_model=perf_model, **kw)
 
     def add_request(self, prompt_token_ids: list[int], params: SamplingParams, request_id: str | None = None,
                     arrival_time: float | None = None) -> str:

@@ -7,7 +7,8 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 from pdtune.model.arch import ModelArch
-from pdtune.perf.model_costs import kv_bytes_per_token, num_params, prefill_flops
+from pdtune.perf.model_costs import PrefillShape, batch_prefill_flops, kv_bytes_per_token, num_params
+from pdtune.perf.perf_model import PerfModel
 from pdtune.planner.pdmux import H100_COPY_BYTES_PER_S, H100_MATMUL_FLOPS_PER_S
 from pdtune.scheduler.block_manager import chain_hash
 
@@ -23,16 +24,27 @@ class ReplicaLoad:
 
 
 class StepCost:
-    """Roofline predictions of a whole-GPU replica's prefill and decode step times."""
+    """A whole-GPU replica's prefill and decode times: the fits of a `pdtune profile` model's
+    whole-GPU partitions (prefill alone, decode alone) where one is given, else rooflines at the
+    replicas' measured copy and matmul rates (the H100's when there is no GPU to measure)."""
 
     def __init__(self, arch: ModelArch, itemsize: int, copy_bytes_per_s: float = H100_COPY_BYTES_PER_S,
-                 matmul_flops_per_s: float = H100_MATMUL_FLOPS_PER_S):
+                 matmul_flops_per_s: float = H100_MATMUL_FLOPS_PER_S, perf_model: PerfModel | None = None):
         self.arch, self.itemsize, self.bw, self.rate = arch, itemsize, copy_bytes_per_s, matmul_flops_per_s
+        parts = perf_model.partitions.values() if perf_model else ()
+        self.prefill_fit = next((p.fit for p in parts if not p.decode_sms), None)
+        self.decode_fit = next((p.fit for p in parts if not p.prefill_sms), None)
 
-    def prefill_s(self, tokens: int) -> float:
-        return prefill_flops(self.arch, tokens) / self.rate if tokens else 0.0
+    def prefill_s(self, shape: PrefillShape) -> float:
+        if not shape.tokens:
+            return 0.0
+        if self.prefill_fit is not None:
+            return self.prefill_fit.layer_ms(shape) * self.arch.num_layers / 1e3
+        return batch_prefill_flops(self.arch, shape) / self.rate
 
-    def decode_s(self, context_tokens: int) -> float:
+    def decode_s(self, batch: int, context_tokens: int) -> float:
+        if self.decode_fit is not None:
+            return self.decode_fit.decode_ms(batch, context_tokens) / 1e3
         return (num_params(self.arch) * self.itemsize + context_tokens * kv_bytes_per_token(self.arch, self.itemsize)) / self.bw
 
 
@@ -54,11 +66,14 @@ class SLODispatcher:
         return hashes
 
     def predict(self, replica: int, prompt_len: int, cached_tokens: int) -> tuple[float, float]:
-        """(TTFT, TPOT) the request would see on `replica` given its queue and decode batch."""
+        """(TTFT, TPOT) the request would see on `replica` given its queue (each queued prompt
+        taken to be as long as this one: only their token count is known) and decode batch."""
         load, cost = self.loads[replica], self.cost
-        queued = load.waiting_tokens + load.sent_tokens + prompt_len - cached_tokens
-        ttft = cost.prefill_s(queued) + cost.decode_s(load.context_tokens)
-        tpot = cost.decode_s(load.context_tokens + prompt_len)
+        queued = load.waiting_tokens + load.sent_tokens
+        queue = PrefillShape(queued, queued * min(queued, prompt_len))
+        ttft = cost.prefill_s(queue) + cost.prefill_s(PrefillShape.single(prompt_len - cached_tokens, cached_tokens)) + \
+            cost.decode_s(load.running, load.context_tokens)
+        tpot = cost.decode_s(load.running + 1, load.context_tokens + prompt_len)
         return ttft, tpot
 
     def choose(self, prompt: list[int]) -> int:

@@ -75,3 +75,32 @@ def test_run_batch_and_bench_with_two_replicas(tmp_path):
                                  str(tmp_path / "b"), *tiny])
     assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / "b" / "bench.json").read_text())["summaries"][0]["requests"] == 6
+
+
+def test_with_a_perf_model_the_dispatcher_predicts_from_its_whole_gpu_fits(tmp_path, tiny_hf_model):
+    import json
+
+    from pdtune.perf.model_costs import PrefillShape
+    from pdtune.perf.perf_model import KIND, VERSION, read_perf_model
+
+    def line(**coef):
+        return {"coef_ms": coef, "rms_residual_ms": 0.0}
+
+    alone = {"prefill_sms": 132, "decode_sms": 0, "decode_fit": None, "contention_factor": 1.0,
+             "layer_fit": line(const=0.5, tokens=1e-3, square=1e-6, cross=2e-6)}
+    decode = {"prefill_sms": 0, "decode_sms": 132, "layer_fit": None, "contention_factor": 1.0,
+              "decode_fit": line(const=4.0, context_tokens=1e-4, batch=0.02)}
+    path = tmp_path / "model.json"
+    path.write_text(json.dumps({"kind": KIND, "version": VERSION, "model": "llama-3.1-8b", "dtype": "torch.bfloat16",
+                                "tensor_parallel_size": 1, "partitions": [
+                                    {"name": "132/0", **alone}, {"name": "0/132", **decode}]}))
+    arch = ModelArch.from_hf_config(read_json(f"{PRESET_DIR}/llama-3.1-8b.json"))
+    cost = StepCost(arch, 2, perf_model=read_perf_model(str(path)))
+    assert cost.decode_s(10, 20_000) == pytest.approx((4.0 + 2.0 + 0.2) / 1e3)
+    assert cost.prefill_s(PrefillShape.single(100, 50)) == pytest.approx(
+        (0.5 + 0.1 + 0.01 + 0.01) * arch.num_layers / 1e3)
+    d = SLODispatcher(2, 16, cost, 2.0, 0.05, cached_blocks_per_replica=1000)
+    d.report(0, waiting_tokens=0, running=10, context_tokens=20_000)
+    ttft, tpot = d.predict(0, 100, 0)
+    assert tpot == pytest.approx(cost.decode_s(11, 20_100))
+    assert ttft == pytest.approx(cost.prefill_s(PrefillShape.single(100)) + cost.decode_s(10, 20_000))

@@ -256,3 +256,12 @@ def test_report_re_renders_a_saved_profile(profiled):
     result = CliRunner().invoke(app, ["report", profiled], env={"COLUMNS": "250"})
     assert result.exit_code == 0, result.output
     assert "tensor parallel 1" in result.output and "96/36" in result.output and "contention" in result.output
+
+
+def test_data_parallel_replicas_and_their_dispatcher_take_the_profile(profiled):
+    with LLM("tiny", load_format="dummy", mode="pdmux", data_parallel_size=2, perf_model=profiled) as llm:
+        cost = llm.engine.dispatcher.cost
+        assert cost.decode_fit is not None and cost.prefill_fit is not None
+        got = llm.generate(PROMPTS, GREEDY)
+    reference = LLM("tiny", load_format="dummy", mode="sequential").generate(PROMPTS, GREEDY)
+    assert [o.token_ids for o in got] == [o.token_ids for o in reference]
