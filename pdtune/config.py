@@ -45,7 +45,7 @@ class EngineConfig:
     # will join is predicted to meet the TPOT SLO beside prefill; "none" admits while KV and seats last
     pdmux_admission: str = "none"
     trace_path: str | None = None  # JSONL of every pdmux step decision
-    perf_model: str | None = None  # pdmux: JSON from `pdtune profile`, the planner's priors
+    perf_model: str | None = None  # JSON from `pdtune profile`: priors of the pdmux planner and the DP dispatcher
     seed: int = 0
     tensor_parallel_size: int = 1  # processes, each with a shard of every layer (gloo on CPUs, NCCL on GPUs)
     data_parallel_size: int = 1  # engine replicas in their own processes, fed by an SLO-aware dispatcher
