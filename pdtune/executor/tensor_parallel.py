@@ -29,9 +29,10 @@ _COLUMN = ("q_proj.weight", "k_proj.weight", "v_proj.weight", "q_proj.bias", "k_
 _ROW = ("o_proj.weight", "down_proj.weight")
 
 
-# NVLink multicast (NVLS) stays off: the lent machines forbid it (device README), and NCCL would
-# otherwise pick it for all-reduce on NVSwitch hosts.
-NCCL_ENV = {"NCCL_NVLS_ENABLE": "0"}
+# NVLink multicast stays off in NCCL, torch's symmetric memory and NVSHMEM: on the lent multi-GPU
+# hosts a program using it can take the shared GPUs out of service, and NCCL would otherwise pick
+# it for all-reduce on NVSwitch hosts. Every rank sets these before it makes a communicator.
+NCCL_ENV = {"NCCL_NVLS_ENABLE": "0", "TORCH_SYMM_MEM_DISABLE_MULTICAST": "1", "NVSHMEM_DISABLE_NVLS": "1"}
 PHASES = ("decode", "prefill")
 
 

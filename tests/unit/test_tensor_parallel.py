@@ -1,11 +1,14 @@
 """Tensor parallelism on the CPU (gloo, 2 processes): the same tokens as one process."""
 
+import os
+
 import pytest
 from typer.testing import CliRunner
 
 from pdtune import LLM, SamplingParams
 from pdtune.cli.app import app
 from pdtune.errors import PdtuneError
+from pdtune.executor.tensor_parallel import NCCL_ENV
 
 PROMPTS = [list(range(3, 3 + n)) for n in (1, 9, 17, 40)]
 GREEDY = SamplingParams(max_tokens=10, temperature=0, ignore_eos=True, logprobs=1)
@@ -71,6 +74,7 @@ def test_pdmux_on_two_ranks_gives_the_single_process_tokens_with_a_communicator_
         monkeypatch.setattr(dist, "all_reduce", spy)
         got = llm.generate(PROMPTS, GREEDY)
         groups = llm.engine.runner.tp.groups
+        assert all(os.environ[k] == v for k, v in NCCL_ENV.items())  # NVLink multicast off before any communicator
     assert [o.token_ids for o in got] == [o.token_ids for o in ref]
     assert max(abs(a.logprob - b.logprob) for o, r in zip(got, ref) for a, b in zip(o.logprobs, r.logprobs)) < 1e-4
     by_phase = {p: {id(g) for q, g in seen if q == p} for p in ("decode", "prefill", None)}
