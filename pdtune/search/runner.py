@@ -162,9 +162,10 @@ def _engine_section(config: EngineConfig) -> dict:
     return json.loads(json.dumps(out))  # tuples -> lists, as the file holds them
 
 
-def _identity(cfg: SearchConfig, model: str, space: _Space) -> dict:
+def _identity(cfg: SearchConfig, model: str, space: _Space, device: str) -> dict:
     e = cfg.engine
-    return {"model": model, "tensor_parallel_size": e.tensor_parallel_size, "data_parallel_size": e.data_parallel_size,
+    return {"model": model, "device": device, "dtype": e.dtype, "tensor_parallel_size": e.tensor_parallel_size,
+            "data_parallel_size": e.data_parallel_size,
             "workload": os.path.basename(cfg.workload), "num_requests": cfg.num_requests, "rate": cfg.rate,
             "slo": str(cfg.slo), "attainment_target": cfg.attainment_target, "seed": cfg.seed,
             "splits": space.splits, "max_gang": space.max_gang, "prefill_tokens": space.prefill_tokens}
@@ -193,9 +194,11 @@ def run_search(cfg: SearchConfig, progress: SearchProgress | None = None) -> dic
     bench = cfg.bench_config()
     workload = build_workload(bench, arch.vocab_size, tokenizer)  # an unknown workload fails before any model loads
     space = _space(cfg, arch.num_layers, base.max_model_len or arch.max_position_embeddings)
-    study = join_study(cfg.storage, cfg.name, _identity(cfg, os.path.basename(model.rstrip("/")), space), cfg.seed)
     env = environment()
-    machine = f"{platform.node()} ({env.get('gpu') or 'cpu'})"
+    device = env.get("gpu") or "cpu"  # trials on another kind of GPU would not be comparable
+    study = join_study(cfg.storage, cfg.name, _identity(cfg, os.path.basename(model.rstrip("/")), space, device),
+                       cfg.seed)
+    machine = f"{platform.node()} ({device})"
     first = dict(pdmux_policy="static", pdmux_static_split=tuple(space.splits[0]), pdmux_gang=1)
     engine = make_engine(dataclasses.replace(base, **first))
     try:

@@ -207,3 +207,14 @@ def test_report_re_renders_a_saved_search(first_search):
     shown = CliRunner().invoke(app, ["report", cfg.out], env={"COLUMNS": "250"})
     assert shown.exit_code == 0, shown.output
     assert f"search {result['search']['study']}" in shown.output and "adaptive" in shown.output
+
+
+def test_a_study_made_on_another_gpu_is_refused(tmp_path, monkeypatch):
+    import pdtune.search.runner as runner
+
+    url = f"sqlite:///{tmp_path / 'gpu.db'}"
+    monkeypatch.setattr(runner, "environment", lambda: {"gpu": "NVIDIA H100 80GB HBM3"})
+    run_search(search_config(storage=url, study_name="g", trials=1))
+    monkeypatch.setattr(runner, "environment", lambda: {"gpu": "NVIDIA H200"})
+    with pytest.raises(StudyMismatchError, match="device=NVIDIA H100 80GB HBM3; this search has device=NVIDIA H200"):
+        run_search(search_config(storage=url, study_name="g", trials=1))
