@@ -105,8 +105,9 @@ class Engine:
             return SyncStepper(config, self.scheduler, runner)
         executor, total_sms = make_pdmux_executor(runner, config, self.max_model_len)
         partitions = executor.partitions
+        gpu = torch.cuda.get_device_properties(runner.device).name if runner.device.type == "cuda" else None
         perf_model = None if config.perf_model is None else read_perf_model(
-            config.perf_model, self.loaded.name, str(self.loaded.dtype), partitions, config.tensor_parallel_size)
+            config.perf_model, self.loaded.name, str(self.loaded.dtype), partitions, config.tensor_parallel_size, gpu)
         rates = {} if self.ceilings is None else dict(copy_bytes_per_s=self.ceilings.copy_bytes_per_s,
                                                       matmul_flops_per_s=self.ceilings.matmul_flops_per_s)
         predictor = StepTimePredictor(self.loaded.arch, self.loaded.dtype.itemsize, total_sms, perf_model=perf_model,

@@ -117,6 +117,7 @@ class PerfModel:
     model: str
     dtype: str
     tensor_parallel_size: int  # each rank's shard was timed, its collectives included
+    gpu: str | None  # the GPU's name as torch reports it; None: measured on a CPU
     partitions: dict[str, ProfiledPartition]  # by partition name, "prefill SMs/decode SMs" as granted
 
     def fit_for(self, part: Partition) -> tuple[PartitionFit | None, str]:
@@ -141,10 +142,11 @@ class PerfModel:
 
 
 def read_perf_model(path: str, model: str | None = None, dtype: str | None = None,
-                    partitions: list[Partition] | None = None, tensor_parallel_size: int | None = None) -> PerfModel:
+                    partitions: list[Partition] | None = None, tensor_parallel_size: int | None = None,
+                    gpu: str | None | bool = False) -> PerfModel:
     """Reads a `pdtune profile` JSON; checks, where given, that it was measured for this model, in
-    this dtype, at this tensor-parallel size, and covers at least one of these partitions. Every
-    failure names the file."""
+    this dtype, at this tensor-parallel size, on this GPU (a name, or None for a CPU; False: not
+    checked), and covers at least one of these partitions. Every failure names the file."""
     hint = "(`pdtune profile` writes one)"
     try:
         with open(path) as f:
@@ -161,7 +163,8 @@ def read_perf_model(path: str, model: str | None = None, dtype: str | None = Non
         raise InputFileError(f"perf model {path} has format version {data.get('version')}, this pdtune reads "
                              f"{VERSION}: profile again")
     try:
-        perf = PerfModel(path, str(data["model"]), str(data["dtype"]), int(data["tensor_parallel_size"]), {
+        perf = PerfModel(path, str(data["model"]), str(data["dtype"]), int(data["tensor_parallel_size"]),
+                         data["environment"].get("gpu"), {
             str(p["name"]): ProfiledPartition(int(p["decode_sms"]), int(p["prefill_sms"]), PartitionFit.from_json(p))
             for p in data["partitions"]})
     except (KeyError, TypeError, ValueError) as exc:
@@ -173,6 +176,9 @@ def read_perf_model(path: str, model: str | None = None, dtype: str | None = Non
         raise InputFileError(f"perf model {path} was measured at tensor parallel size {perf.tensor_parallel_size}, "
                              f"the engine runs {tensor_parallel_size}: profile with --tensor-parallel-size "
                              f"{tensor_parallel_size}")
+    if gpu is not False and perf.gpu != gpu:
+        raise InputFileError(f"perf model {path} was measured on {perf.gpu or 'a CPU'}, this engine runs on "
+                             f"{gpu or 'a CPU'}: profile on this machine")
     if dtype is not None and perf.dtype != dtype:
         raise InputFileError(f"perf model {path} was measured in {perf.dtype}, but the engine runs {dtype}")
     if partitions is not None and all(perf.fit_for(p)[1] == "none" for p in partitions):

@@ -92,7 +92,7 @@ def test_with_a_perf_model_the_dispatcher_predicts_from_its_whole_gpu_fits(tmp_p
               "decode_fit": line(const=4.0, context_tokens=1e-4, batch=0.02)}
     path = tmp_path / "model.json"
     path.write_text(json.dumps({"kind": KIND, "version": VERSION, "model": "llama-3.1-8b", "dtype": "torch.bfloat16",
-                                "tensor_parallel_size": 1, "partitions": [
+                                "tensor_parallel_size": 1, "environment": {"gpu": None}, "partitions": [
                                     {"name": "132/0", **alone}, {"name": "0/132", **decode}]}))
     arch = ModelArch.from_hf_config(read_json(f"{PRESET_DIR}/llama-3.1-8b.json"))
     cost = StepCost(arch, 2, perf_model=read_perf_model(str(path)))

@@ -208,7 +208,10 @@ def test_an_unusable_perf_model_is_a_clear_error_naming_the_file(tmp_path, profi
     assert path in str(err.value)
 
 
-def test_a_perf_model_of_another_dtype_or_other_partitions_is_refused(profiled):
+def test_a_perf_model_of_another_dtype_gpu_or_other_partitions_is_refused(profiled, tmp_path):
+    other_gpu = _broken(tmp_path, profiled, lambda r: r["environment"].update(gpu="NVIDIA H200"))
+    with pytest.raises(PdtuneError, match="measured on NVIDIA H200, this engine runs on a CPU"):
+        LLM("tiny", load_format="dummy", mode="pdmux", perf_model=other_gpu)
     with pytest.raises(PdtuneError, match="measured in torch.float32, but the engine runs torch.bfloat16"):
         LLM("tiny", load_format="dummy", dtype="bfloat16", mode="pdmux", perf_model=profiled)
     with pytest.raises(PdtuneError, match="none of this engine's partitions"):
