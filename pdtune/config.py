@@ -44,6 +44,9 @@ class EngineConfig:
     # pdmux admission: "tpot" admits a waiting request into prefill only while the decode batch it
     # will join is predicted to meet the TPOT SLO beside prefill; "none" admits while KV and seats last
     pdmux_admission: str = "none"
+    # pdmux: a short request that would miss its TTFT behind the prefill in flight runs first, from
+    # the next layer boundary (the overtaken prefill keeps its hidden state and resumes after)
+    pdmux_prefill_jump: bool = False
     trace_path: str | None = None  # JSONL of every pdmux step decision
     perf_model: str | None = None  # JSON from `pdtune profile`: priors of the pdmux planner and the DP dispatcher
     seed: int = 0

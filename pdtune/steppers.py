@@ -65,33 +65,56 @@ class SyncStepper:
 
 class PdmuxStepper:
     """pdmux: each step is one decode iteration on the decode partition beside the next block of
-    layers of the current prefill batch on the prefill partition."""
+    layers of the current prefill batch on the prefill partition. With `pdmux_prefill_jump` a
+    second batch may overtake the first at a layer boundary; the first waits, its state kept."""
 
     def __init__(self, config: EngineConfig, scheduler: Scheduler, runner: ModelRunner, executor: PdmuxExecutor,
                  planner: PdmuxPlanner):
         self.config, self.scheduler, self.runner = config, scheduler, runner
         self.executor, self.planner = executor, planner
-        self.job: PrefillJob | None = None
-        self.pending_block: tuple | None = None  # (partition, tokens, layers, job) of a block not yet measured
+        self.jobs: list[PrefillJob] = []  # the first runs its layers; one behind it waits (at most two)
+        self.pending_block: tuple | None = None  # (partition, shape, layers, job) of a block not yet measured
+        self.jump_checked: tuple | None = None  # the waiting queue last asked whether its head jumps ahead
         self.last_step_start: float | None = None
         self.last_decode_ms: float | None = None
 
+    @property
+    def job(self) -> PrefillJob | None:
+        """The prefill batch whose layers run now."""
+        return self.jobs[0] if self.jobs else None
+
     def _finish_prefill(self) -> StepResults:
-        job, self.job = self.job, None
+        job = self.jobs.pop(0)
         self.scheduler.commit(job.plan)
-        self.scheduler.protected.clear()
+        self.scheduler.protected -= {id(c.seq) for c in job.plan.chunks}
         return self.runner.sample(job.inputs, job.logits)
 
-    def _start_prefill(self) -> None:
-        self.planner.order_waiting(self.scheduler)
+    def _start_prefill(self, now: float) -> None:
+        """A new prefill batch when none is in flight; with `pdmux_prefill_jump`, the waiting
+        head alone ahead of one in flight when the planner says it should go first."""
+        if self.jobs:  # asked again only when the queue changed: its order is a sort, each step would cost
+            queue = (len(self.scheduler.waiting), id(self.scheduler.waiting[-1]))
+            if queue == self.jump_checked:
+                return
+            self.jump_checked = queue
+        self.planner.order_waiting(self.scheduler, now)
         plan = StepPlan()
-        admits = None
-        if self.config.pdmux_admission == "tpot":
-            admits = self.planner.tpot_admission([s for s in self.scheduler.running if s.status == Status.RUNNING])
-        self.scheduler.schedule_waiting(plan, self.config.pdmux_prefill_tokens, allow_chunking=False, admits=admits)
+        if self.jobs:
+            job = self.jobs[0]
+            if len(self.jobs) > 1 or not job.remaining_layers or not self.planner.jumps_ahead(
+                    self.scheduler, job.shape, job.remaining_layers, min(c.seq.arrival_time for c in job.plan.chunks),
+                    now):
+                return
+            self.scheduler.schedule_waiting(plan, 1, allow_chunking=False)  # a budget of 1 admits the head alone
+        else:
+            admits = None
+            if self.config.pdmux_admission == "tpot":
+                admits = self.planner.tpot_admission([s for s in self.scheduler.running if s.status == Status.RUNNING])
+            self.scheduler.schedule_waiting(plan, self.config.pdmux_prefill_tokens, allow_chunking=False,
+                                            admits=admits)
         if plan:
-            self.job = self.executor.start_prefill(plan)
-            self.scheduler.protected = {id(c.seq) for c in plan.chunks}
+            self.jobs.insert(0, self.executor.start_prefill(plan))
+            self.scheduler.protected |= {id(c.seq) for c in plan.chunks}
 
     def _observe_prefill_block(self) -> float | None:
         if self.pending_block is None:
@@ -113,8 +136,8 @@ class PdmuxStepper:
         measured_prefill = self._observe_prefill_block()
         if self.job is not None and self.job.finished:
             results += self._finish_prefill()
-        if self.job is None and self.scheduler.waiting:
-            self._start_prefill()
+        if self.scheduler.waiting and (not self.jobs or self.config.pdmux_prefill_jump):
+            self._start_prefill(now)
         decode_plan = StepPlan()
         self.scheduler.schedule_running(decode_plan, self.scheduler.max_num_seqs, decode_only=True)
         job = self.job
@@ -139,5 +162,5 @@ class PdmuxStepper:
             self.planner.predictor.observe_decode(decision.partition, batch, context, self.last_decode_ms)
         elif job is not None:
             job.done.synchronize()  # nothing to decode: wait for the prefill block rather than spin
-        self.planner.record(decision, batch, prefill.tokens, self.last_decode_ms, measured_prefill)
+        self.planner.record(decision, batch, prefill.tokens, self.last_decode_ms, measured_prefill, len(self.jobs))
         return results

@@ -40,6 +40,9 @@ def bench(
     dispatch: Annotated[Optional[str], typer.Option(help="Prefill admission order: edf or fcfs.")] = None,
     pdmux_admission: Annotated[Optional[str], typer.Option(
         help="pdmux: tpot admits into prefill only while the decode batch stays within the TPOT SLO; none.")] = None,
+    pdmux_prefill_jump: Annotated[Optional[bool], typer.Option(
+        "--pdmux-prefill-jump/--no-pdmux-prefill-jump",
+        help="pdmux: a short request that would miss its TTFT behind the prefill in flight runs first.")] = None,
     trace: Annotated[Optional[str], typer.Option(help="pdmux: write every step decision to this JSONL.")] = None,
     perf_model: Annotated[Optional[str], typer.Option(
         "--perf-model", help="pdmux: the JSON `pdtune profile` wrote, for the planner's priors.")] = None,
@@ -70,7 +73,7 @@ def bench(
             kv_cache_gb=kv_cache_gb, gpu_memory_utilization=gpu_memory_utilization, max_num_seqs=max_num_seqs,
             max_num_batched_tokens=max_num_batched_tokens, max_model_len=max_model_len, tensor_parallel_size=tensor_parallel_size,
             data_parallel_size=data_parallel_size, pdmux_policy=pdmux_policy,
-            dispatch=dispatch, pdmux_admission=pdmux_admission, trace_path=trace, perf_model=perf_model, **slo_ms,
+            dispatch=dispatch, pdmux_admission=pdmux_admission, pdmux_prefill_jump=pdmux_prefill_jump, trace_path=trace, perf_model=perf_model, **slo_ms,
         )
         modes = tuple(m.strip() for m in mode.split(",") if m.strip())
         cfg = BenchConfig(engine, modes, workload, num_requests, rate, burstiness, concurrency, time_scale, seed,

@@ -52,6 +52,7 @@ class PrefillJob:
     inputs: StepInputs
     num_layers: int
     shape: PrefillShape = PrefillShape()  # its cost terms, for the planner
+    id: int = 0  # names it to tensor-parallel workers while another job waits behind it
     next_layer: int = 0
     hidden: torch.Tensor | None = None
     residual: torch.Tensor | None = None
@@ -82,6 +83,7 @@ class PdmuxStep:
     decode_partition: int | None
     decode_inputs: StepInputs | None
     prefill_partition: int | None
+    prefill_job: int
     prefill_inputs: StepInputs | None
     prefill_layers: int
 
@@ -102,6 +104,7 @@ class PdmuxExecutor:
         self.model = runner.model
         self.partitions = partitions
         self.graphs: dict[str, DecodeGraphs] = {}
+        self.num_jobs = 0
         if use_graphs:
             pool = torch.cuda.graph_pool_handle()
             for p in partitions:
@@ -115,7 +118,8 @@ class PdmuxExecutor:
     def start_prefill(self, plan: StepPlan) -> PrefillJob:
         shape = sum((PrefillShape.single(c.num_new_tokens, c.seq.num_computed_tokens) for c in plan.chunks),
                     PrefillShape())
-        return PrefillJob(plan, self.runner.prepare(plan), len(self.model.layers), shape)
+        self.num_jobs += 1
+        return PrefillJob(plan, self.runner.prepare(plan), len(self.model.layers), shape, self.num_jobs)
 
     @torch.inference_mode()
     def launch_prefill(self, job: PrefillJob, partition: Partition, num_layers: int) -> None:
@@ -174,7 +178,7 @@ class PdmuxExecutor:
             index = self.partitions.index
             broadcast_step(PdmuxStep(
                 index(decode[0]) if decode else None, decode[1].for_workers() if decode else None,
-                index(prefill_partition) if block else None,
+                index(prefill_partition) if block else None, job.id if block else 0,
                 job.inputs.for_workers() if block and job.next_layer == 0 else None, prefill_layers if block else 0))
         launch = self.launch_decode(*decode) if decode else None
         if block:
@@ -210,18 +214,19 @@ class PdmuxMirror:
 
     def __init__(self, runner: ModelRunner, config: EngineConfig, max_model_len: int):
         self.executor, _ = make_pdmux_executor(runner, config, max_model_len)
-        self.job: PrefillJob | None = None
+        self.jobs: dict[int, PrefillJob] = {}  # by rank 0's job id
 
     def run(self, step: PdmuxStep) -> None:
         ex = self.executor
         if step.prefill_inputs is not None:
-            self.job = PrefillJob(StepPlan(), step.prefill_inputs, len(ex.model.layers))
+            self.jobs[step.prefill_job] = PrefillJob(StepPlan(), step.prefill_inputs, len(ex.model.layers))
         decode = None
         if step.decode_partition is not None:
             decode = (ex.partitions[step.decode_partition], step.decode_inputs)
         prefill = ex.partitions[step.prefill_partition] if step.prefill_partition is not None else None
-        launch = ex.launch_step(decode, self.job, prefill, step.prefill_layers)
-        if self.job is not None and self.job.remaining_layers == 0:
-            self.job = None
+        job = self.jobs.get(step.prefill_job) if prefill is not None else None
+        launch = ex.launch_step(decode, job, prefill, step.prefill_layers)
+        if job is not None and job.remaining_layers == 0:
+            del self.jobs[step.prefill_job]
         if launch is not None:
             ex.finish_decode(launch)

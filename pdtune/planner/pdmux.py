@@ -192,6 +192,21 @@ class PdmuxPlanner:
 
         return admits
 
+    def jumps_ahead(self, scheduler: Scheduler, in_flight: PrefillShape, remaining_layers: int,
+                    earliest_arrival: float, now: float) -> bool:
+        """Whether the head of the waiting queue should run its prefill before the remaining
+        layers of the one in flight (the paper's "let a shorter prefill go first" at a layer
+        boundary): it is shorter than what remains, it would miss its TTFT behind it but meets it
+        going first, and the prefill it overtakes keeps enough TTFT slack to absorb it."""
+        seq = scheduler.waiting[0]
+        pred, part = self.predictor, self.mixed[-1]
+        hit = len(scheduler.blocks.match_prefix(seq)) * scheduler.blocks.block_size
+        own_ms = pred.layer_ms(part, PrefillShape.single(len(seq) - hit, hit)) * pred.arch.num_layers
+        behind_ms = pred.layer_ms(part, in_flight) * remaining_layers
+        deadline_ms = (seq.arrival_time + self.config.slo_ttft_ms / 1e3 - now) * 1e3
+        overtaken_slack_ms = self.prefill_slack_ms(earliest_arrival, in_flight, remaining_layers, now)
+        return own_ms < behind_ms and own_ms <= deadline_ms < behind_ms + own_ms and overtaken_slack_ms >= own_ms
+
     def prefill_slack_ms(self, earliest_arrival: float, prefill: PrefillShape, remaining_layers: int,
                          now: float | None = None) -> float:
         """Time left to the prefill batch's earliest TTFT deadline after its predicted remaining
@@ -224,12 +239,12 @@ class PdmuxPlanner:
         scheduler.waiting.extend(r[4] for r in ordered)
 
     def record(self, decision: StepDecision, decode_batch: int, prefill_tokens: int, measured_decode_ms: float | None,
-               measured_prefill_ms: float | None) -> None:
+               measured_prefill_ms: float | None, prefill_jobs: int = 0) -> None:
         self.num_steps += 1
         if self.trace is None:
             return
         row = {"step": self.num_steps, "t": time.time(), "split": decision.partition.name, "gang": decision.gang,
-               "decode_batch": decode_batch, "prefill_tokens": prefill_tokens,
+               "decode_batch": decode_batch, "prefill_tokens": prefill_tokens, "prefill_jobs": prefill_jobs,
                "predicted_decode_ms": decision.predicted_decode_ms, "measured_decode_ms": measured_decode_ms,
                "predicted_prefill_ms": decision.predicted_prefill_ms, "measured_prefill_block_ms": measured_prefill_ms,
                "host_ms": self.predictor.host_ms}

@@ -296,3 +296,45 @@ def test_tpot_admission_keeps_the_tokens_and_holds_prefill_while_decode_is_full(
     rows = [json.loads(line) for line in trace.read_text().splitlines()]
     # no TPOT can be met: a request enters prefill only when nothing decodes, so none ever decodes beside another
     assert max(r["decode_batch"] for r in rows) == 1
+
+
+def test_a_short_request_jumps_ahead_only_when_it_would_miss_behind_and_the_overtaken_can_wait():
+    p = planner(slo_ttft_ms=2000.0)
+    now = time.perf_counter()
+    long_shape, layers = PrefillShape.single(16384), 30  # ~0.7 s of layers left on the 72/60 split
+
+    def jumps(head_len: int, head_waited_s: float, overtaken_waited_s: float) -> bool:
+        s = Scheduler(BlockManager(2048, 16), max_num_seqs=8, max_num_batched_tokens=4096, max_model_len=32768)
+        s.add(Sequence(list(range(head_len)), GREEDY, arrival_time=now - head_waited_s))
+        return p.jumps_ahead(s, long_shape, layers, now - overtaken_waited_s, now)
+
+    behind_ms = p.predictor.layer_ms(p.mixed[-1], long_shape) * layers
+    assert 500 < behind_ms < 1500
+    assert jumps(256, head_waited_s=1.5, overtaken_waited_s=0.0)  # 0.5 s left: it misses behind, meets going first
+    assert not jumps(256, head_waited_s=0.0, overtaken_waited_s=0.0)  # meets its TTFT behind anyway
+    assert not jumps(256, head_waited_s=1.99, overtaken_waited_s=0.0)  # misses even going first
+    assert not jumps(256, head_waited_s=1.5, overtaken_waited_s=2.0 - behind_ms / 1e3 - 0.001)  # no slack to give
+    assert not jumps(16000, head_waited_s=1.5, overtaken_waited_s=0.0)  # not shorter than what remains
+
+
+def test_a_prefill_that_jumps_ahead_runs_first_and_the_overtaken_one_resumes(reference_tokens, monkeypatch):
+    llm = tiny(mode="pdmux", pdmux_prefill_jump=True, **STATIC)  # gang 1: two steps per prefill (2 layers)
+    engine, stepper = llm.engine, llm.engine.stepper
+    monkeypatch.setattr(stepper.planner, "jumps_ahead", lambda *args: True)
+    first = engine.add_request(PROMPTS[1], SamplingParams(max_tokens=50, temperature=0, ignore_eos=True))
+    while first.num_output_tokens == 0:  # something decodes, so prefills run a layer per step beside it
+        engine.step()
+    long = engine.add_request(PROMPTS[-1], GREEDY)
+    engine.step()  # layer 0 of the long prompt
+    short = engine.add_request(PROMPTS[0], GREEDY)
+    engine.step()  # the short prompt goes first: its layer 0; the long one waits at layer 1
+    assert [j.plan.chunks[0].seq for j in stepper.jobs] == [short, long] and stepper.jobs[1].next_layer == 1
+    engine.step()
+    assert stepper.jobs[1].next_layer == 1  # still waiting while the short prompt's last layer runs
+    while long.num_output_tokens == 0:
+        engine.step()
+    assert short.num_output_tokens >= 1 and short.token_times[0] < long.token_times[0]
+    while engine.has_unfinished():
+        engine.step()
+    ref = {tuple(p): t for p, t in zip(PROMPTS, reference_tokens)}
+    assert long.output_token_ids == ref[tuple(PROMPTS[-1])] and short.output_token_ids == ref[tuple(PROMPTS[0])]

@@ -42,7 +42,10 @@ def test_run_batch_with_two_ranks(tmp_path):
     assert '"completion_tokens": 4' in (tmp_path / "o.jsonl").read_text()
 
 
-@pytest.mark.parametrize("policy", [{"pdmux_policy": "static", "pdmux_static_split": (96, 36), "pdmux_gang": 1}, {}])
+STATIC = {"pdmux_policy": "static", "pdmux_static_split": (96, 36), "pdmux_gang": 1}
+
+
+@pytest.mark.parametrize("policy", [STATIC, {}, {**STATIC, "pdmux_prefill_jump": True, "pdmux_prefill_tokens": 8}])
 def test_pdmux_on_two_ranks_gives_the_single_process_tokens_with_a_communicator_per_phase(tiny_hf_model, monkeypatch,
                                                                                            policy):
     """Rank 0 sends each step's launches; both ranks run the decode step's all-reduces on the
@@ -58,8 +61,15 @@ def test_pdmux_on_two_ranks_gives_the_single_process_tokens_with_a_communicator_
         seen.append((phase[0], group))
         return real_all_reduce(tensor, group=group, **kw)
 
-    with LLM(folder, num_kv_blocks=64, mode="pdmux", pdmux_prefill_tokens=20, tensor_parallel_size=2, **policy) as llm:
-        executor = llm.engine.stepper.executor
+    jobs_in_flight = []
+    with LLM(folder, num_kv_blocks=64, mode="pdmux", tensor_parallel_size=2,
+             **{"pdmux_prefill_tokens": 20, **policy}) as llm:
+        stepper = llm.engine.stepper
+        executor = stepper.executor
+        if policy.get("pdmux_prefill_jump"):  # every new queue jumps: workers follow two jobs by id
+            monkeypatch.setattr(stepper.planner, "jumps_ahead", lambda *args: True)
+            step = stepper.step
+            monkeypatch.setattr(stepper, "step", lambda: (step(), jobs_in_flight.append(len(stepper.jobs)))[0])
         for name in ("decode", "prefill"):
             launch = getattr(executor, f"launch_{name}")
 
@@ -80,3 +90,5 @@ def test_pdmux_on_two_ranks_gives_the_single_process_tokens_with_a_communicator_
     by_phase = {p: {id(g) for q, g in seen if q == p} for p in ("decode", "prefill", None)}
     assert by_phase["decode"] == {id(groups["decode"])} and by_phase["prefill"] == {id(groups["prefill"])}
     assert groups["decode"] is not groups["prefill"] and not by_phase[None]  # no collective outside a launch
+    if policy.get("pdmux_prefill_jump"):
+        assert max(jobs_in_flight) == 2  # one prefill overtook another, the workers following both
