@@ -98,20 +98,19 @@ class PdmuxStepper:
                 return
             self.jump_checked = queue
         self.planner.order_waiting(self.scheduler, now)
-        plan = StepPlan()
+        budget = self.config.pdmux_prefill_tokens
         if self.jobs:
             job = self.jobs[0]
             if len(self.jobs) > 1 or not job.remaining_layers or not self.planner.jumps_ahead(
                     self.scheduler, job.shape, job.remaining_layers, min(c.seq.arrival_time for c in job.plan.chunks),
                     now):
                 return
-            self.scheduler.schedule_waiting(plan, 1, allow_chunking=False)  # a budget of 1 admits the head alone
-        else:
-            admits = None
-            if self.config.pdmux_admission == "tpot":
-                admits = self.planner.tpot_admission([s for s in self.scheduler.running if s.status == Status.RUNNING])
-            self.scheduler.schedule_waiting(plan, self.config.pdmux_prefill_tokens, allow_chunking=False,
-                                            admits=admits)
+            budget = 1  # admits the head alone
+        admits = None
+        if self.config.pdmux_admission == "tpot":
+            admits = self.planner.tpot_admission([s for s in self.scheduler.running if s.status == Status.RUNNING])
+        plan = StepPlan()
+        self.scheduler.schedule_waiting(plan, budget, allow_chunking=False, admits=admits)
         if plan:
             self.jobs.insert(0, self.executor.start_prefill(plan))
             self.scheduler.protected |= {id(c.seq) for c in plan.chunks}
