@@ -47,8 +47,8 @@ class LaunchTimer:
         return statistics.median(samples[WARMUP:])
 
     def layer_ms(self, part: Partition, inputs: StepInputs, gang: int) -> float:
-        """Median time per layer of a `gang`-layer block (the embedding included) on the
-        partition's prefill SMs."""
+        """Median time per layer of a `gang`-layer block on the partition's prefill SMs, timed
+        by its events as the engine times it (after the inputs' upload and the embedding)."""
         ex, samples = self.executor, []
         for _ in range(self.iters + WARMUP):
             job = self._job(inputs)
