@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from pdtune.config import EngineConfig
@@ -50,9 +51,13 @@ class LaunchedStep:
 
 
 def _block_tables(chunks: list[ScheduledChunk]) -> torch.Tensor:
+    """The chunks' block tables, zero-padded to the longest."""
     width = max(len(c.seq.block_table) for c in chunks)
-    table = [c.seq.block_table + [0] * (width - len(c.seq.block_table)) for c in chunks]
-    return torch.tensor(table, dtype=torch.int32)
+    table = np.zeros((len(chunks), width), dtype=np.int32)
+    for row, chunk in zip(table, chunks):
+        ids = chunk.seq.block_table.array
+        row[:len(ids)] = ids
+    return torch.from_numpy(table)
 
 
 def kv_bytes_per_block(loaded: LoadedModel, block_size: int) -> int:
@@ -92,7 +97,11 @@ class ModelRunner:
                 input_ids.append(0)
             positions.extend(range(start, end))
             table = seq.block_table
-            slots.extend(table[p // bs] * bs + p % bs for p in range(start, end))
+            if end - start == 1:
+                slots.append(table[start // bs] * bs + start % bs)
+            else:
+                pos = np.arange(start, end)
+                slots.extend((table.array[pos // bs].astype(np.int64) * bs + pos % bs).tolist())
             if chunk.completes:
                 logits_rows.append(len(input_ids) - 1)
                 sampled.append(chunk)

@@ -7,7 +7,7 @@ import struct
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from pdtune.request.sequence import Sequence
+from pdtune.request.sequence import BlockTable, Sequence
 
 
 def chain_hash(parent: bytes, token_ids: list[int]) -> bytes:
@@ -99,7 +99,7 @@ class BlockManager:
         hit = self.match_prefix(seq) if hit is None else hit
         for block_id in hit:
             self._take(block_id)
-        seq.block_table = list(hit)
+        seq.block_table = BlockTable(hit)
         seq.num_cached_tokens = seq.num_computed_tokens = len(hit) * self.block_size
         self.prefix_queries += seq.num_prompt_tokens
         self.prefix_hits += seq.num_cached_tokens
@@ -145,6 +145,6 @@ class BlockManager:
             block.ref_count -= 1
             if block.ref_count == 0:
                 self.free[block_id] = None
-        seq.block_table = []
+        seq.block_table = BlockTable()
         self.hashes.pop(seq.request_id, None)
         self.committed.pop(seq.request_id, None)
