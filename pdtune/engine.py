@@ -209,7 +209,7 @@ class Engine:
         if (not p.ignore_eos and token in self.tokenizer.eos_token_ids) or token in p.stop_token_ids:
             seq.output_text = self.tokenizer.decode(seq.output_token_ids)
             return "stop"
-        if p.stop:
+        if p.stop and self._tail_has_stop(seq, p.stop):
             text = self.tokenizer.decode(seq.output_token_ids)
             cut = min((i for i in (text.find(s) for s in p.stop) if i >= 0), default=-1)
             if cut >= 0:
@@ -219,6 +219,16 @@ class Engine:
             seq.output_text = self.tokenizer.decode(seq.output_token_ids)
             return "length"
         return None
+
+
+    def _tail_has_stop(self, seq: Sequence, stops: tuple[str, ...]) -> bool:
+        """Whether a stop string shows in the text of the last tokens: a new occurrence ends
+        with the newest token, and a character takes at most 4 byte-level tokens, so the tail
+        covers it with a margin for the tail's own first characters. Decoding only the tail
+        keeps the check per token constant; decoding the whole output made it grow with it."""
+        tail = 4 * max(len(s) for s in stops) + 8
+        text = self.tokenizer.decode(seq.output_token_ids[-tail:])
+        return any(s in text for s in stops)
 
 
 def make_engine(config: EngineConfig):

@@ -115,3 +115,15 @@ def test_prompts_that_can_never_fit_get_a_clear_error():
 def test_generation_stops_at_the_context_length():
     out = tiny(max_model_len=20).generate([list(range(1, 16))], SamplingParams(max_tokens=50, temperature=0, ignore_eos=True))[0]
     assert len(out.token_ids) == 5 and out.finish_reason == "length"
+
+
+def test_a_stop_string_late_in_a_long_output_cuts_where_the_whole_text_says():
+    llm = tiny()
+    long = SamplingParams(max_tokens=200, temperature=0, ignore_eos=True)
+    text = llm.generate([PROMPTS[3]], long)[0].text
+    probe = next((text[i:i + 3] for i in range(len(text) // 2, len(text) - 2) if text[i:i + 3].isprintable()
+                  and text[i:i + 3].strip() and text.find(text[i:i + 3]) == i), None)
+    if probe is None:
+        pytest.skip("the random model produced no printable text to stop on")
+    out = llm.generate([PROMPTS[3]], SamplingParams(max_tokens=200, temperature=0, ignore_eos=True, stop=(probe,)))[0]
+    assert out.finish_reason == "stop" and out.text == text[:text.find(probe)]

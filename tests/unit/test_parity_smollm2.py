@@ -82,3 +82,16 @@ def test_capital_of_france_is_paris(smollm2_llm, answers) -> None:
     assert out.token_ids[-1] in smollm2_llm.tokenizer.eos_token_ids
     assert out.token_ids == parity_out.token_ids[:len(out.token_ids)]
     assert "Paris" in out.text, out.text
+
+
+def test_a_stop_string_cuts_the_real_tokenizers_text_where_the_whole_text_says(smollm2_llm) -> None:
+    """Stop strings are looked for in the last tokens' text only: with the real BPE tokenizer
+    (merged pieces, leading spaces) the cut must still be the first occurrence in the full text."""
+    question = "Explain in a few sentences why the sky is blue."
+    full = smollm2_llm.generate([chat(question)], SamplingParams(temperature=0.0, max_tokens=64, ignore_eos=True))[0]
+    words = [w for w in full.text.split() if len(w) > 4 and w.isalpha()]
+    stop = " " + words[len(words) // 2]
+    assert stop in full.text
+    out = smollm2_llm.generate([chat(question)], SamplingParams(temperature=0.0, max_tokens=64, ignore_eos=True,
+                                                               stop=(stop,)))[0]
+    assert out.finish_reason == "stop" and out.text == full.text[:full.text.find(stop)]
