@@ -53,6 +53,6 @@ MaxModelLen = Annotated[Optional[int], typer.Option("--max-model-len", help="Con
 Seed = Annotated[Optional[int], typer.Option("--seed", help="Seed for dummy weights and unseeded sampling.")]
 
 TensorParallelSize = Annotated[Optional[int], typer.Option(
-    "--tensor-parallel-size", "-tp", help="Processes sharing every layer (CPU/gloo for now).")]
+    "--tensor-parallel-size", "-tp", help="Processes (one GPU each) sharing every layer: gloo on CPUs, NCCL on GPUs.")]
 DataParallelSize = Annotated[Optional[int], typer.Option(
     "--data-parallel-size", "-dp", help="Engine replicas (one GPU each), fed by an SLO-aware dispatcher.")]
