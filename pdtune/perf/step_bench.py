@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Callable
-
 import torch
 
 from pdtune.engine import Engine
@@ -86,23 +84,16 @@ def decode_step_ms(engine: Engine, batch: int, context: int, use_graphs: bool) -
         if runner.graphs is None or runner.graphs.bucket(batch) is None:
             return None
         return time_ms(lambda: runner.graphs.run(*inputs), dev)
-    return time_ms(eager_decode_fn(engine, inputs), dev)
-
-
-def eager_decode_fn(engine: Engine, inputs: tuple[torch.Tensor, ...]) -> Callable[[], torch.Tensor]:
-    """One eager decode step over `decode_inputs`, its inputs copied to the device once, outside
-    the timed call."""
-    dev = engine.runner.device
     ids, positions, slots, seq_lens, bt = inputs
     meta = AttentionMetadata(slots.to(dev), 0, None, None, None, seq_lens.to(dev), bt.to(dev))
     ids_d, pos_d = ids.to(dev), positions.to(dev)
-    model = engine.runner.model
+    model = runner.model
 
     @torch.inference_mode()
     def step():
         return model.compute_logits(model(ids_d, pos_d, meta))
 
-    return step
+    return time_ms(step, dev)
 
 
 def prefill_ms(engine: Engine, tokens: int, iters: int = 5, fresh: bool = True) -> float | None:

@@ -52,7 +52,8 @@ def _ceilings(device: torch.device, dtype: torch.dtype, copy_mib: int) -> Ceilin
 
 def measure_ceilings(device: torch.device, dtype: torch.dtype, copy_mib: int = 2048) -> Ceilings:
     """Measured, not datasheet, so rooflines reflect this card as found. A GPU copies `copy_mib`
-    MiB (512 already reaches full bandwidth on the H100), a CPU 32 MiB; the memory is returned."""
+    MiB (the engine's 512 MiB is ten times the H100's 50 MB L2), a CPU 32 MiB; the memory is
+    returned."""
     ceilings = _ceilings(device, dtype, copy_mib)
     if device.type == "cuda":
         torch.cuda.empty_cache()

@@ -15,6 +15,7 @@ from pdtune.executor.partitions import Partition
 from pdtune.model.arch import ModelArch
 from pdtune.perf.model_costs import PrefillShape, batch_prefill_flops, kv_bytes_per_token, num_params
 from pdtune.perf.perf_model import PartitionFit, PerfModel
+from pdtune.request.sequence import Sequence
 from pdtune.scheduler.scheduler import Scheduler
 
 # Share of full HBM bandwidth a partition reaches (measured on the H100: device-facts.md, 2 GiB copy).
@@ -174,7 +175,7 @@ class PdmuxPlanner:
         gang = min(gang, remaining_layers)
         return StepDecision(part, gang, decode_ms, layer_ms * gang)
 
-    def tpot_admission(self, decoding: list) -> Callable[[object], bool]:
+    def tpot_admission(self, decoding: list[Sequence]) -> Callable[[Sequence], bool]:
         """For `pdmux_admission` "tpot": a predicate that admits waiting sequences one by one
         while the decode batch they will join (`decoding` plus those admitted before, each
         adding its whole length as context) is predicted, with the guard band, to meet the TPOT
@@ -183,7 +184,7 @@ class PdmuxPlanner:
         pred, budget, part = self.predictor, self.config.slo_tpot_ms - self.predictor.host_ms, self.mixed[-1]
         batch, context = len(decoding), sum(len(s) for s in decoding)
 
-        def admits(seq) -> bool:
+        def admits(seq: Sequence) -> bool:
             nonlocal batch, context
             if batch and pred.decode_ms(part, batch + 1, context + len(seq), worst=True) > budget:
                 return False
