@@ -46,6 +46,7 @@ class BenchConfig:
     goodput: bool = False
     attainment_target: float = 0.9
     goodput_iterations: int = 4
+    goodput_bracket: tuple[float, float] | None = None  # (passing, failing) rates known from an earlier run
     warmup_requests: int = 8
     save_workload: str | None = None  # also write the generated workload here (replay it with workload=PATH)
 
@@ -167,13 +168,14 @@ def run_bench(cfg: BenchConfig, progress_factory=None, out_dir: str | None = Non
                                         stop_below=(cfg.slo, cfg.attainment_target))
                 runs.append(result)
                 points.append((rate, attainment(result, cfg.slo), result.extra.get("stopped_early", False)))
-                goodputs[label] = dataclasses.asdict(partial_goodput(points, cfg.attainment_target))
+                goodputs[label] = dataclasses.asdict(partial_goodput(points, cfg.attainment_target, cfg.goodput_bracket))
                 if out_dir is not None:  # a probe can take minutes: a sweep cut short keeps its probes
                     save_bench(_report(cfg, workload, runs, goodputs), out_dir)
                 return points[-1][1], points[-1][2]
 
             start = cfg.rate or max(0.1, len(workload) / max(workload.duration, 1e-9) / 4)
-            gp: GoodputResult = find_goodput(attainment_at, start, cfg.attainment_target, cfg.goodput_iterations)
+            gp: GoodputResult = find_goodput(attainment_at, start, cfg.attainment_target, cfg.goodput_iterations,
+                                             bracket=cfg.goodput_bracket)
             goodputs[label] = dataclasses.asdict(gp)
         else:
             runs.append(serve_workload(engine, label, timed(workload, cfg, cfg.rate), cfg, cfg.rate, progress))

@@ -46,20 +46,27 @@ class GoodputResult:
     points: list[tuple[float, float, bool]]  # (rate, attainment, stopped early) of every run made
     failing_rate: float | None = None  # lowest rate tried above `goodput` that missed the target
     complete: bool = True  # False: the search was cut short (the results so far of a sweep in progress)
+    bracket: tuple[float, float] | None = None  # (passing, failing) rates taken from an earlier run, not re-served
 
 
-def partial_goodput(points: list[tuple[float, float, bool]], target: float) -> GoodputResult:
-    """What the probes made so far establish: the highest passing rate below the lowest failing one."""
-    failing = min((r for r, a, _ in points if a < target), default=None)
-    good = max((r for r, a, _ in points if a >= target and (failing is None or r < failing)), default=0.0)
-    return GoodputResult(good, target, list(points), failing, complete=False)
+def partial_goodput(points: list[tuple[float, float, bool]], target: float,
+                    bracket: tuple[float, float] | None = None) -> GoodputResult:
+    """What the probes made so far establish (with a bracket's rates counted as measured): the
+    highest passing rate below the lowest failing one."""
+    known = list(points) + ([(bracket[0], target, False), (bracket[1], 0.0, False)] if bracket else [])
+    failing = min((r for r, a, _ in known if a < target), default=None)
+    good = max((r for r, a, _ in known if a >= target and (failing is None or r < failing)), default=0.0)
+    return GoodputResult(good, target, list(points), failing, complete=False, bracket=bracket)
 
 
 def find_goodput(attainment_at: Callable[[float], tuple[float, bool]], start_rate: float, target: float = 0.9,
-                 iterations: int = 5, max_doublings: int = 8) -> GoodputResult:
+                 iterations: int = 5, max_doublings: int = 8,
+                 bracket: tuple[float, float] | None = None) -> GoodputResult:
     """Doubles the rate from `start_rate` until attainment drops below `target`, then bisects
     between the last good and first bad rate. Assumes attainment falls as the rate grows.
-    `attainment_at` runs a probe: its attainment and whether it stopped early (then below target)."""
+    `attainment_at` runs a probe: its attainment and whether it stopped early (then below target).
+    A `bracket` (a passing and a failing rate an earlier run measured) skips the doubling: a long
+    probe costs minutes of a GPU, and re-serving rates already known buys nothing."""
     points: list[tuple[float, float, bool]] = []
 
     def run(rate: float) -> bool:
@@ -67,20 +74,25 @@ def find_goodput(attainment_at: Callable[[float], tuple[float, bool]], start_rat
         points.append((rate, a, stopped))
         return a >= target
 
-    good, bad = 0.0, None
-    rate = start_rate
-    for _ in range(max_doublings):
-        if run(rate):
-            good, rate = rate, rate * 2
-        else:
-            bad = rate
-            break
-    if bad is None:
-        return GoodputResult(good, target, points)
+    if bracket is not None:
+        good, bad = bracket
+        if not 0 <= good < bad:
+            raise ValueError(f"goodput bracket needs a passing rate below the failing one, got {bracket}")
+    else:
+        good, bad = 0.0, None
+        rate = start_rate
+        for _ in range(max_doublings):
+            if run(rate):
+                good, rate = rate, rate * 2
+            else:
+                bad = rate
+                break
+        if bad is None:
+            return GoodputResult(good, target, points)
     for _ in range(iterations):
         mid = (good + bad) / 2
         if run(mid):
             good = mid
         else:
             bad = mid
-    return GoodputResult(good, target, points, bad)
+    return GoodputResult(good, target, points, bad, bracket=bracket)

@@ -13,6 +13,18 @@ from pdtune.cli import options as o
 from pdtune.cli.errors import user_errors
 
 
+def _parse_bracket(text: str) -> tuple[float, float]:
+    from pdtune.errors import PdtuneError
+
+    try:
+        good, bad = (float(x) for x in text.split(","))
+    except ValueError:
+        raise PdtuneError(f"--goodput-bracket {text!r}: expected PASS,FAIL rates in req/s, e.g. 1.5,3") from None
+    if not 0 <= good < bad:
+        raise PdtuneError(f"--goodput-bracket {text!r}: the passing rate must be below the failing one")
+    return good, bad
+
+
 def bench(
     workload: Annotated[str, typer.Option(help="Generator (sharegpt, loogle, mooncake-conversation, toolagent, "
                                                "openthoughts, random), shipped trace (azure-code, azure-conv, "
@@ -27,6 +39,8 @@ def bench(
     goodput: Annotated[bool, typer.Option(help="Find the highest rate meeting the SLO (rate sweep + bisection).")] = False,
     attainment: Annotated[float, typer.Option(help="Share of requests that must meet the SLO.")] = 0.9,
     goodput_iterations: Annotated[int, typer.Option(help="Bisection steps after the rate doubling brackets the goodput.")] = 4,
+    goodput_bracket: Annotated[Optional[str], typer.Option(
+        help="PASS,FAIL: rates an earlier run found passing and failing; bisect between them, no doubling.")] = None,
     max_prompt_len: Annotated[Optional[int], typer.Option(help="Clamp prompts to this many tokens.")] = None,
     max_output_len: Annotated[Optional[int], typer.Option(help="Clamp outputs to this many tokens.")] = None,
     seed: Annotated[int, typer.Option(help="Workload and arrival seed.")] = 0,
@@ -75,10 +89,13 @@ def bench(
             data_parallel_size=data_parallel_size, pdmux_policy=pdmux_policy,
             dispatch=dispatch, pdmux_admission=pdmux_admission, pdmux_prefill_jump=pdmux_prefill_jump, trace_path=trace, perf_model=perf_model, **slo_ms,
         )
+        bracket = _parse_bracket(goodput_bracket) if goodput_bracket else None
+        if bracket is not None and not goodput:
+            raise PdtuneError("--goodput-bracket only applies with --goodput")
         modes = tuple(m.strip() for m in mode.split(",") if m.strip())
         cfg = BenchConfig(engine, modes, workload, num_requests, rate, burstiness, concurrency, time_scale, seed,
                           max_prompt_len, max_output_len, parsed_slo, goodput, attainment, goodput_iterations,
-                          save_workload=save_workload)
+                          bracket, save_workload=save_workload)
         folder = out or os.path.join("results", f"bench-{os.path.basename(workload)}-{time.strftime('%Y%m%d-%H%M%S')}")
         report = run_bench(cfg, lambda m: LiveBenchProgress(console, m), out_dir=folder)
         console.print(goodput_table(report) if goodput else bench_table(report))

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from collections import defaultdict, deque
 from dataclasses import dataclass
 from typing import Callable
 
 from pdtune.config import EngineConfig
+from pdtune.errors import InputFileError
 from pdtune.executor.partitions import Partition
 from pdtune.model.arch import ModelArch
 from pdtune.perf.model_costs import PrefillShape, batch_prefill_flops, kv_bytes_per_token, num_params
@@ -123,6 +125,15 @@ class StepDecision:
     predicted_prefill_ms: float | None
 
 
+def _open_trace(path: str):
+    """Appends, so a resumed run-batch keeps the steps of its earlier runs; makes its folder."""
+    try:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        return open(path, "a")
+    except OSError as exc:
+        raise InputFileError(f"trace {path}: cannot be written ({exc.strerror})") from exc
+
+
 class PdmuxPlanner:
     def __init__(self, config: EngineConfig, partitions: list[Partition], predictor: StepTimePredictor):
         self.config = config
@@ -130,7 +141,7 @@ class PdmuxPlanner:
         self.mixed = [p for p in partitions if p.prefill_sms and p.decode_sms]  # ascending decode SMs
         self.prefill_alone = next(p for p in partitions if not p.decode_sms)
         self.decode_alone = next(p for p in partitions if not p.prefill_sms)
-        self.trace = open(config.trace_path, "a") if config.trace_path else None
+        self.trace = _open_trace(config.trace_path) if config.trace_path else None
         self.num_steps = 0
 
     def _static_partition(self) -> Partition:

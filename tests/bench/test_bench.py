@@ -57,6 +57,24 @@ def test_goodput_bisection_finds_a_known_threshold():
     assert find_goodput(lambda r: (0.0, True), 1.0, iterations=3).goodput == 0.0
 
 
+def test_a_bracket_from_an_earlier_run_is_bisected_without_serving_its_ends():
+    seen = []
+
+    def fake_engine(rate):
+        seen.append(rate)
+        return (0.95, False) if rate <= 2.4 else (0.5, True)
+
+    g = find_goodput(fake_engine, start_rate=1.0, target=0.9, iterations=2, bracket=(1.5, 3.0))
+    assert seen == [2.25, 2.625] and g.goodput == 2.25 and g.failing_rate == 2.625
+    assert g.bracket == (1.5, 3.0)
+    all_fail = find_goodput(lambda r: (0.0, True), 1.0, iterations=2, bracket=(1.5, 3.0))
+    assert all_fail.goodput == 1.5 and all_fail.failing_rate == 1.875  # the bracket's pass stands
+    cut = partial_goodput([(2.25, 0.3, True)], 0.9, bracket=(1.5, 3.0))
+    assert (cut.goodput, cut.failing_rate, cut.complete) == (1.5, 2.25, False)
+    with pytest.raises(ValueError):
+        find_goodput(fake_engine, 1.0, bracket=(3.0, 1.5))
+
+
 def test_a_sweep_cut_short_reports_what_its_probes_establish():
     # passes at 1.5 and 2.25, fails at 3 and 2.625; a noisy pass above a failure does not count
     points = [(1.5, 0.93, False), (3.0, 0.47, True), (2.25, 0.99, False), (2.625, 0.48, True), (3.5, 0.95, False)]
