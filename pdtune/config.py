@@ -47,6 +47,11 @@ class EngineConfig:
     # pdmux: a short request that would miss its TTFT behind the prefill in flight runs first, from
     # the next layer boundary (the overtaken prefill keeps its hidden state and resumes after)
     pdmux_prefill_jump: bool = False
+    # pdmux adaptive: decode steps are planned to take at most this share of the TPOT SLO. Below 1,
+    # decode gets SMs beyond the least that just meet the SLO: requests then finish sooner and the
+    # decode batch (and its KV reads) stays smaller, which near saturation can be worth more to
+    # prefill than the SMs given up
+    pdmux_decode_target: float = 1.0
     trace_path: str | None = None  # JSONL of every pdmux step decision
     perf_model: str | None = None  # JSON from `pdtune profile`: priors of the pdmux planner and the DP dispatcher
     seed: int = 0
@@ -72,6 +77,8 @@ class EngineConfig:
             (self.pdmux_policy != "static" or (self.pdmux_static_split and self.pdmux_gang),
              "pdmux policy 'static' needs a split and a gang size (pdtune search writes both)"),
             (self.slo_ttft_ms > 0 and self.slo_tpot_ms > 0, "SLO targets must be positive"),
+            (0.0 < self.pdmux_decode_target <= 1.0, f"pdmux decode target must be in (0, 1], got "
+                                                    f"{self.pdmux_decode_target!r}"),
             (self.tensor_parallel_size >= 1, "tensor parallel size must be at least 1"),
             (self.data_parallel_size >= 1, "data parallel size must be at least 1"),
         ]

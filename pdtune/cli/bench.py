@@ -57,6 +57,8 @@ def bench(
     pdmux_prefill_jump: Annotated[Optional[bool], typer.Option(
         "--pdmux-prefill-jump/--no-pdmux-prefill-jump",
         help="pdmux: a short request that would miss its TTFT behind the prefill in flight runs first.")] = None,
+    pdmux_decode_target: Annotated[Optional[float], typer.Option(
+        help="pdmux adaptive: plan decode steps to this share of the TPOT SLO (default 1).")] = None,
     trace: Annotated[Optional[str], typer.Option(help="pdmux: write every step decision to this JSONL.")] = None,
     perf_model: Annotated[Optional[str], typer.Option(
         "--perf-model", help="pdmux: the JSON `pdtune profile` wrote, for the planner's priors.")] = None,
@@ -87,7 +89,8 @@ def bench(
             kv_cache_gb=kv_cache_gb, gpu_memory_utilization=gpu_memory_utilization, max_num_seqs=max_num_seqs,
             max_num_batched_tokens=max_num_batched_tokens, max_model_len=max_model_len, tensor_parallel_size=tensor_parallel_size,
             data_parallel_size=data_parallel_size, pdmux_policy=pdmux_policy,
-            dispatch=dispatch, pdmux_admission=pdmux_admission, pdmux_prefill_jump=pdmux_prefill_jump, trace_path=trace, perf_model=perf_model, **slo_ms,
+            dispatch=dispatch, pdmux_admission=pdmux_admission, pdmux_prefill_jump=pdmux_prefill_jump,
+            pdmux_decode_target=pdmux_decode_target, trace_path=trace, perf_model=perf_model, **slo_ms,
         )
         bracket = _parse_bracket(goodput_bracket) if goodput_bracket else None
         if bracket is not None and not goodput:

@@ -148,6 +148,10 @@ class PdmuxPlanner:
         want = self.config.pdmux_static_split
         return min(self.mixed, key=lambda p: abs(p.requested[1] - want[1]) + abs(p.requested[0] - want[0]))
 
+    def decode_budget_ms(self) -> float:
+        """TPOT is the whole step: the decode iteration plus the host's sampling and scheduling."""
+        return self.config.slo_tpot_ms * self.config.pdmux_decode_target - self.predictor.host_ms
+
     def decide(self, decode_batch: int, context_tokens: int, prefill: PrefillShape, remaining_layers: int,
                prefill_slack_ms: float | None = None) -> StepDecision:
         """Decode keeps its TPOT: the smallest decode partition predicted (with the guard band) to
@@ -169,8 +173,7 @@ class PdmuxPlanner:
             part = self.mixed[min(decode_batch // SGLANG_DECODE_BS_DIVISOR, len(self.mixed) - 1)]
             gang = max(1, SGLANG_SPLIT_TOKEN_BUDGET // max(prefill.tokens, 1))
         else:
-            # TPOT is the whole step: the decode iteration plus the host's sampling and scheduling.
-            budget = self.config.slo_tpot_ms - pred.host_ms
+            budget = self.decode_budget_ms()
             part = next((p for p in self.mixed
                          if pred.decode_ms(p, decode_batch, context_tokens, worst=True) <= budget), None)
             if part is None:
@@ -192,7 +195,7 @@ class PdmuxPlanner:
         adding its whole length as context) is predicted, with the guard band, to meet the TPOT
         budget on the largest decode partition that leaves prefill SMs. A first sequence is
         always admitted when nothing decodes, so prefill never waits for an empty decode batch."""
-        pred, budget, part = self.predictor, self.config.slo_tpot_ms - self.predictor.host_ms, self.mixed[-1]
+        pred, budget, part = self.predictor, self.decode_budget_ms(), self.mixed[-1]
         batch, context = len(decoding), sum(len(s) for s in decoding)
 
         def admits(seq: Sequence) -> bool:

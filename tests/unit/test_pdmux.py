@@ -109,6 +109,16 @@ def test_adaptive_picks_the_smallest_decode_partition_that_meets_tpot():
     assert tight.decide(8, 8 * 1024, P4096, 32).partition.decode_sms > 36
 
 
+def test_a_decode_target_below_one_plans_decode_against_that_share_of_the_tpot():
+    at_slo = planner(slo_tpot_ms=20.0).decide(8, 8 * 1024, P4096, 32)
+    short = planner(slo_tpot_ms=20.0, pdmux_decode_target=0.4)
+    d = short.decide(8, 8 * 1024, P4096, 32)
+    assert short.decode_budget_ms() == pytest.approx(8.0)
+    assert d.partition.decode_sms > at_slo.partition.decode_sms and d.predicted_decode_ms <= 8.0
+    with pytest.raises(Exception, match="decode target"):
+        EngineConfig(pdmux_decode_target=1.5)
+
+
 def test_the_host_time_of_a_step_counts_against_the_tpot_budget():
     p = planner(slo_tpot_ms=8.0)
     alone = p.decide(8, 8 * 1024, P4096, 32)

@@ -258,7 +258,8 @@ def test_bench_pdmux_times_every_partition_through_the_engines_launches(tmp_path
 def test_report_re_renders_a_saved_profile(profiled):
     result = CliRunner().invoke(app, ["report", profiled], env={"COLUMNS": "250"})
     assert result.exit_code == 0, result.output
-    assert "tensor parallel 1" in result.output and "96/36" in result.output and "contention" in result.output
+    out = result.output
+    assert "TP 1" in out and "96/36" in out and "contention" in out and "prefill ms per layer" in out
 
 
 def test_data_parallel_replicas_and_their_dispatcher_take_the_profile(profiled):
