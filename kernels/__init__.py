@@ -1,6 +1,12 @@
 """Triton kernels of the engine, each beside the torch reference that is its CPU path."""
 
-from .decode_attention import paged_decode_attention, paged_decode_attention_ref
+from .decode_attention import (
+    DecodePlan,
+    paged_decode_attention,
+    paged_decode_attention_ref,
+    plan_decode_work,
+    plan_decode_work_ref,
+)
 from .kv_write import write_kv, write_kv_ref
 from .prefill_attention import paged_prefill_attention, paged_prefill_attention_ref
 from .rmsnorm import rms_norm, rms_norm_ref
@@ -8,6 +14,7 @@ from .rotary import apply_rotary, apply_rotary_ref, build_cos_sin_cache
 from .silu_mul import silu_and_mul, silu_and_mul_ref
 
 __all__ = [
+    "DecodePlan",
     "apply_rotary",
     "apply_rotary_ref",
     "build_cos_sin_cache",
@@ -15,6 +22,8 @@ __all__ = [
     "paged_decode_attention_ref",
     "paged_prefill_attention",
     "paged_prefill_attention_ref",
+    "plan_decode_work",
+    "plan_decode_work_ref",
     "rms_norm",
     "rms_norm_ref",
     "silu_and_mul",

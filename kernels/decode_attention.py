@@ -1,6 +1,14 @@
-"""Split-K (flash-decoding) attention of one query token per sequence over a paged KV cache."""
+"""Split-K (flash-decoding) attention of one query token per sequence over a paged KV cache.
+
+Each step a plan cuts every sequence into chunks of one shared length, sized so the chunks fill
+a fixed number of work slots (graph-capturable); a long sequence beside short ones thus never
+leaves one program reading its whole context while the other SMs idle.
+"""
+
+from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 
 import torch
 import triton
@@ -11,23 +19,46 @@ from .attention_tiles import LOG2E, attend_kv_tiles, check_paged_operands, dot_p
 
 
 @triton.jit
+def _plan_kernel(seq_lens_ptr, plan_ptr, batch, num_work, MIN_CHUNK: tl.constexpr, BLOCK_N: tl.constexpr,
+                 BLOCK_B: tl.constexpr):
+    """One program: a chunk length shared by the batch such that every sequence's chunks fit
+    the work slots, then each sequence's first slot and chunk count (an exclusive prefix sum)."""
+    seqs = tl.arange(0, BLOCK_B)
+    ok = seqs < batch
+    lens = tl.load(seq_lens_ptr + seqs, mask=ok, other=0)
+    # sum(cdiv(len, chunk)) <= sum(len) / chunk + batch <= num_work once chunk >= sum / (num_work - batch).
+    chunk = tl.cdiv(tl.cdiv(tl.sum(lens, axis=0), num_work - batch), BLOCK_N) * BLOCK_N
+    chunk = tl.maximum(chunk, MIN_CHUNK)
+    count = tl.where(ok, tl.cdiv(lens, chunk), 0)
+    first = tl.cumsum(count, axis=0) - count
+    tl.store(plan_ptr + seqs, first, mask=ok)
+    tl.store(plan_ptr + batch + seqs, count, mask=ok)
+    tl.store(plan_ptr + 2 * batch, chunk)
+    tl.store(plan_ptr + 2 * batch + 1, tl.sum(count, axis=0))
+
+
+@triton.jit
 def _decode_split_kernel(
-    q_ptr, k_cache_ptr, v_cache_ptr, block_tables_ptr, seq_lens_ptr, part_out_ptr, part_lse_ptr,
-    scale_log2e, n_q_heads, group, block_size,
+    q_ptr, k_cache_ptr, v_cache_ptr, block_tables_ptr, seq_lens_ptr, plan_ptr, part_out_ptr, part_lse_ptr,
+    scale_log2e, batch, n_q_heads, group, block_size,
     stride_qb, stride_qh, stride_cb, stride_cs, stride_ch, stride_bt,
-    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    BLOCK_B: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
     HEAD_DIM: tl.constexpr, DOT_PRECISION: tl.constexpr,
 ):
-    """One program per (sequence, kv head, split); the group's query heads share the
-    M dimension so each K/V tile is loaded once for all of them."""
-    b = tl.program_id(0)
+    """One program per (work slot, kv head): one chunk of one sequence, so a long sequence is
+    spread over many SMs however large the batch; the group's query heads share the M dimension
+    so each K/V tile is loaded once for all of them. Slots past the plan's chunks exit."""
+    w = tl.program_id(0)
     kv_head = tl.program_id(1)
-    split = tl.program_id(2)
-    num_splits = tl.num_programs(2)
+    if w >= tl.load(plan_ptr + 2 * batch + 1):
+        return
+    seqs = tl.arange(0, BLOCK_B)
+    firsts = tl.load(plan_ptr + seqs, mask=seqs < batch, other=2**30)
+    b = tl.sum((firsts <= w).to(tl.int32), axis=0) - 1
+    chunk = tl.load(plan_ptr + 2 * batch)
     seq_len = tl.load(seq_lens_ptr + b)
-    split_len = tl.cdiv(tl.cdiv(seq_len, num_splits), BLOCK_N) * BLOCK_N
-    start = split * split_len
-    end = tl.minimum(start + split_len, seq_len)
+    start = (w - tl.load(plan_ptr + b)) * chunk
+    end = tl.minimum(start + chunk, seq_len)
 
     rows = tl.arange(0, BLOCK_M)
     row_ok = rows < group
@@ -45,12 +76,10 @@ def _decode_split_kernel(
         block_size, stride_cb, stride_cs, start, end, scale_log2e,
         MASKED=True, BLOCK_N=BLOCK_N, HEAD_DIM=HEAD_DIM, DOT_PRECISION=DOT_PRECISION,
     )
-    # l_i >= 1 once any key was seen (the max contributes exp2(0)); an empty split
-    # (short sequence) has l_i == 0, m_i == -inf, acc == 0 and so gets lse -inf, out 0.
-    l_i = tl.maximum(l_i, 1.0)
+    # Every chunk holds at least one key, so l_i >= 1 (the max contributes exp2(0)).
     lse = m_i + tl.log2(l_i)
     out = acc / l_i[:, None]
-    part = (b * n_q_heads + heads) * num_splits + split
+    part = w * n_q_heads + heads
     tl.store(part_lse_ptr + part, lse, mask=row_ok)
     tl.store(part_out_ptr + part.to(tl.int64)[:, None] * HEAD_DIM + dims[None, :], out,
              mask=row_ok[:, None])
@@ -58,30 +87,40 @@ def _decode_split_kernel(
 
 @triton.jit
 def _decode_reduce_kernel(
-    part_out_ptr, part_lse_ptr, out_ptr, num_splits, stride_ob, stride_oh,
+    plan_ptr, part_out_ptr, part_lse_ptr, out_ptr, batch, n_q_heads, stride_ob, stride_oh,
     BLOCK_S: tl.constexpr, HEAD_DIM: tl.constexpr,
 ):
-    """One program per (sequence, query head): merge the splits by their log-sum-exp."""
+    """One program per (sequence, query head): merge its chunks by their log-sum-exp, BLOCK_S
+    chunks at a time."""
     b = tl.program_id(0)
     h = tl.program_id(1)
-    splits = tl.arange(0, BLOCK_S)
-    s_ok = splits < num_splits
+    first = tl.load(plan_ptr + b)
+    count = tl.load(plan_ptr + batch + b)
     dims = tl.arange(0, HEAD_DIM)
-    part = (b * tl.num_programs(1) + h) * num_splits + splits
-    lse = tl.load(part_lse_ptr + part, mask=s_ok, other=float("-inf"))
-    w = tl.exp2(lse - tl.max(lse, axis=0))
-    w = w / tl.sum(w, axis=0)
-    o = tl.load(part_out_ptr + part.to(tl.int64)[:, None] * HEAD_DIM + dims[None, :],
-                mask=s_ok[:, None], other=0.0)
-    out = tl.sum(o * w[:, None], axis=0)
-    tl.store(out_ptr + b.to(tl.int64) * stride_ob + h * stride_oh + dims, out.to(out_ptr.dtype.element_ty))
+    m = float("-inf")
+    total = 0.0
+    acc = tl.zeros([HEAD_DIM], dtype=tl.float32)
+    for s0 in range(0, count, BLOCK_S):
+        splits = s0 + tl.arange(0, BLOCK_S)
+        s_ok = splits < count
+        part = (first + splits) * n_q_heads + h
+        lse = tl.load(part_lse_ptr + part, mask=s_ok, other=float("-inf"))
+        o = tl.load(part_out_ptr + part.to(tl.int64)[:, None] * HEAD_DIM + dims[None, :],
+                    mask=s_ok[:, None], other=0.0)
+        m_new = tl.maximum(m, tl.max(lse, axis=0))
+        alpha = tl.exp2(m - m_new)
+        w = tl.exp2(lse - m_new)
+        total = total * alpha + tl.sum(w, axis=0)
+        acc = acc * alpha + tl.sum(o * w[:, None], axis=0)
+        m = m_new
+    tl.store(out_ptr + b.to(tl.int64) * stride_ob + h * stride_oh + dims, (acc / total).to(out_ptr.dtype.element_ty))
 
 
 def paged_decode_attention_ref(
     q: Tensor, k_cache: Tensor, v_cache: Tensor, block_tables: Tensor, seq_lens: Tensor,
-    scale: float, num_splits: int | None = None,
+    scale: float, plan: DecodePlan | None = None,
 ) -> Tensor:
-    """Torch reference and CPU path (num_splits is ignored): gathers every sequence
+    """Torch reference and CPU path (the plan is ignored): gathers every sequence
     padded to the longest one and masks the tail; softmax in fp32."""
     batch, n_q_heads, head_dim = q.shape
     block_size, n_kv_heads = k_cache.shape[1], k_cache.shape[2]
@@ -108,26 +147,64 @@ def _sm_count(device: torch.device) -> int:
     return torch.cuda.get_device_properties(device).multi_processor_count if device.type == "cuda" else 132
 
 
-def _pick_num_splits(batch: int, n_kv_heads: int, max_len: int, block_n: int, device: torch.device) -> int:
-    """Split only when (batch x kv head) programs leave SMs idle; then aim at ~4 programs
-    per SM (latency hiding), with >= 4 KV tiles a split."""
-    programs = batch * n_kv_heads
-    if programs >= _sm_count(device):
-        return 1
-    want = triton.cdiv(4 * _sm_count(device), programs)
-    return max(1, min(want, triton.cdiv(max_len, 4 * block_n), 64))
+@dataclass(frozen=True)
+class DecodePlan:
+    """How one step's decode attention is cut into work: [first slot per sequence | chunk count
+    per sequence | chunk length | chunks in all] (int32, on the device) over `num_work` slots."""
+
+    table: Tensor
+    num_work: int
+    max_chunks: int  # an upper bound of one sequence's chunk count
+
+
+def num_work_slots(batch: int, n_kv_heads: int, device: torch.device) -> int:
+    """Twice the batch (so a chunk is at most ~2x the mean length: no straggler), and at least
+    ~4 programs per SM (latency hiding) at small batches."""
+    return max(2 * batch, triton.cdiv(4 * _sm_count(device), n_kv_heads))
+
+
+def _min_chunk(block_n: int) -> int:
+    return 2 * block_n
+
+
+def plan_decode_work(seq_lens: Tensor, n_kv_heads: int, max_len: int, *, block_n: int = 64,
+                     num_work: int | None = None) -> DecodePlan:
+    """The work plan of one decode step, computed on the device (no host sync, graph-capturable),
+    once per step and shared by every layer. max_len bounds any sequence's length."""
+    batch = seq_lens.shape[0]
+    assert seq_lens.dtype == torch.int32 and seq_lens.is_contiguous() and batch >= 1
+    num_work = num_work or num_work_slots(batch, n_kv_heads, seq_lens.device)
+    assert num_work > batch
+    table = torch.empty(2 * batch + 2, dtype=torch.int32, device=seq_lens.device)
+    _plan_kernel[(1,)](seq_lens, table, batch, num_work, MIN_CHUNK=_min_chunk(block_n), BLOCK_N=block_n,
+                       BLOCK_B=triton.next_power_of_2(batch))
+    return DecodePlan(table, num_work, min(num_work, triton.cdiv(max_len, _min_chunk(block_n))))
+
+
+def plan_decode_work_ref(seq_lens: Tensor, n_kv_heads: int, max_len: int, *, block_n: int = 64,
+                         num_work: int | None = None) -> DecodePlan:
+    """The same plan in torch (the CPU path; the Triton plan is tested against it)."""
+    batch = seq_lens.shape[0]
+    num_work = num_work or num_work_slots(batch, n_kv_heads, seq_lens.device)
+    lens = seq_lens.long()
+    spare_share = -(-int(lens.sum()) // (num_work - batch))
+    chunk = max(-(-spare_share // block_n) * block_n, _min_chunk(block_n))
+    count = -(-lens // chunk)
+    first = torch.cumsum(count, 0) - count
+    table = torch.cat([first, count, torch.tensor([chunk, int(count.sum())])]).to(torch.int32)
+    return DecodePlan(table, num_work, min(num_work, -(-max_len // _min_chunk(block_n))))
 
 
 def paged_decode_attention(
     q: Tensor, k_cache: Tensor, v_cache: Tensor, block_tables: Tensor, seq_lens: Tensor,
-    scale: float, num_splits: int | None = None, *, block_n: int = 64,
+    scale: float, plan: DecodePlan | None = None, *, block_n: int = 64,
 ) -> Tensor:
     """q [B, Hq, D] attends to the first seq_lens[b] (>= 1) cached tokens of sequence b.
 
-    Without num_splits, the split count comes from the block-table width (an upper bound
-    of the longest sequence that needs no device sync) and the batch size."""
+    `plan` (from `plan_decode_work` with the same block_n) is made here when not given; a model
+    makes it once per step for all its layers."""
     batch, n_q_heads, head_dim = q.shape
-    block_size, n_kv_heads, _ = check_paged_operands(q, k_cache, v_cache)
+    block_size, n_kv_heads, group = check_paged_operands(q, k_cache, v_cache)
     assert block_tables.dim() == 2 and block_tables.shape[0] == batch and block_tables.stride(1) == 1
     assert block_tables.dtype in (torch.int32, torch.int64)
     assert seq_lens.shape == (batch,) and seq_lens.dtype == torch.int32 and seq_lens.is_contiguous()
@@ -135,21 +212,20 @@ def paged_decode_attention(
     out = torch.empty_like(q, memory_format=torch.contiguous_format)
     if batch == 0:
         return out
-    if num_splits is None:
-        num_splits = _pick_num_splits(batch, n_kv_heads, block_tables.shape[1] * block_size, block_n, q.device)
-    group = n_q_heads // n_kv_heads
-    part_out = torch.empty((batch, n_q_heads, num_splits, head_dim), dtype=torch.float32, device=q.device)
-    part_lse = torch.empty((batch, n_q_heads, num_splits), dtype=torch.float32, device=q.device)
-    _decode_split_kernel[(batch, n_kv_heads, num_splits)](
-        q, k_cache, v_cache, block_tables, seq_lens, part_out, part_lse,
-        scale * LOG2E, n_q_heads, group, block_size,
+    if plan is None:
+        plan = plan_decode_work(seq_lens, n_kv_heads, block_tables.shape[1] * block_size, block_n=block_n)
+    part_out = torch.empty((plan.num_work, n_q_heads, head_dim), dtype=torch.float32, device=q.device)
+    part_lse = torch.empty((plan.num_work, n_q_heads), dtype=torch.float32, device=q.device)
+    _decode_split_kernel[(plan.num_work, n_kv_heads)](
+        q, k_cache, v_cache, block_tables, seq_lens, plan.table, part_out, part_lse,
+        scale * LOG2E, batch, n_q_heads, group, block_size,
         q.stride(0), q.stride(1), k_cache.stride(0), k_cache.stride(1), k_cache.stride(2),
         block_tables.stride(0),
-        BLOCK_M=max(16, triton.next_power_of_2(group)), BLOCK_N=block_n,
+        BLOCK_B=triton.next_power_of_2(batch), BLOCK_M=max(16, triton.next_power_of_2(group)), BLOCK_N=block_n,
         HEAD_DIM=head_dim, DOT_PRECISION=dot_precision(q.dtype),
     )
     _decode_reduce_kernel[(batch, n_q_heads)](
-        part_out, part_lse, out, num_splits, out.stride(0), out.stride(1),
-        BLOCK_S=triton.next_power_of_2(num_splits), HEAD_DIM=head_dim,
+        plan.table, part_out, part_lse, out, batch, n_q_heads, out.stride(0), out.stride(1),
+        BLOCK_S=min(32, triton.next_power_of_2(plan.max_chunks)), HEAD_DIM=head_dim,
     )
     return out

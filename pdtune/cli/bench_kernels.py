@@ -24,6 +24,8 @@ def bench_kernels(
     max_num_seqs: o.MaxNumSeqs = 256, max_model_len: o.MaxModelLen = 32768,
     batches: Annotated[str, typer.Option(help="Decode batch sizes.")] = "1,8,16,32,64,128,256",
     contexts: Annotated[str, typer.Option(help="Decode context lengths.")] = "1024,4096,16384",
+    long_context: Annotated[int | None, typer.Option(
+        help="Also time each batch with its first sequence this long (one long context beside short ones).")] = None,
     prefill_tokens: Annotated[str, typer.Option(help="Prefill lengths (one sequence each).")] = "512,1024,2048,4096,8192,16384",
     transformers: Annotated[bool, typer.Option(help="Also time transformers (sdpa) in the same run.")] = True,
     out: Annotated[str, typer.Option("--out", help="Folder for JSON, CSV and PNG results.")] = "results/bench-kernels",
@@ -40,17 +42,18 @@ def bench_kernels(
             max_num_seqs=max_num_seqs, max_model_len=max_model_len, max_num_batched_tokens=max(int_list(prefill_tokens, "prefill-tokens")),
         )
         cfg = KernelBenchConfig(engine, int_list(batches, "batches"), int_list(contexts, "contexts"),
-                                int_list(prefill_tokens, "prefill-tokens"), compare_transformers=transformers, out_dir=out)
+                                int_list(prefill_tokens, "prefill-tokens"), compare_transformers=transformers, out_dir=out,
+                                long_context=long_context)
         with console.status("benchmarking ..."):
             result = run_kernel_bench(cfg)
         console.print(f"{result.model}: {result.params / 1e9:.2f} B params, {result.dtype}, "
                       f"KV pool {result.kv_capacity_tokens:,} tokens; copy {result.ceilings['copy_bytes_per_s'] / 1e12:.2f} TB/s, "
                       f"matmul {result.ceilings['matmul_flops_per_s'] / 1e12:.0f} TFLOP/s")
         table = Table(title="decode step (ms)")
-        for col in ("batch", "context", "graph", "eager", "roofline", "graph/roofline", "transformers"):
+        for col in ("batch", "context", "long", "graph", "eager", "roofline", "graph/roofline", "transformers"):
             table.add_column(col, justify="right")
         for r in result.decode:
-            table.add_row(str(r["batch"]), str(r["context"]), _fmt(r["graph_ms"]), _fmt(r["eager_ms"]),
+            table.add_row(str(r["batch"]), str(r["context"]), str(r["long_context"] or "-"), _fmt(r["graph_ms"]), _fmt(r["eager_ms"]),
                           _fmt(r["roofline_ms"]), _fmt(r["graph_over_roofline"]), _fmt(r.get("transformers_ms")))
         console.print(table)
         table = Table(title="prefill (one sequence)")

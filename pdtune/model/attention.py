@@ -27,6 +27,8 @@ class AttentionMetadata:
     # Query lengths of the prefill rows when none has a cached prefix (host ints, no device sync):
     # their keys are exactly this step's k/v, so a dense causal kernel can read them in place.
     fresh_prefill_lens: list[int] | None = None
+    # The decode rows' attention work plan: made by the first layer, reused by the others.
+    decode_plan: object | None = None
 
 
 class PagedAttention(torch.nn.Module):
@@ -67,5 +69,8 @@ class PagedAttention(torch.nn.Module):
         return out
 
     def _decode(self, q: torch.Tensor, meta: AttentionMetadata) -> torch.Tensor:
+        if meta.decode_plan is None:
+            max_len = meta.decode_block_tables.shape[1] * self.k_cache.shape[1]
+            meta.decode_plan = self.ops.plan_decode(meta.decode_seq_lens, self.num_kv_heads, max_len)
         return self.ops.decode_attention(q, self.k_cache, self.v_cache, meta.decode_block_tables,
-                                         meta.decode_seq_lens, self.scale)
+                                         meta.decode_seq_lens, self.scale, meta.decode_plan)

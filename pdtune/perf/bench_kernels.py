@@ -25,6 +25,9 @@ class KernelBenchConfig:
     contexts: tuple[int, ...] = (1024, 4096, 16384)
     prefill_tokens: tuple[int, ...] = (512, 1024, 2048, 4096, 8192, 16384)
     hf_decode_points: tuple[tuple[int, int], ...] = ((1, 1024), (64, 1024))
+    # Also time each batch (of 2 or more) with its first sequence this long: the straggler case
+    # of a serving mix, where one long context must not leave the other SMs idle.
+    long_context: int | None = None
     compare_transformers: bool = True
     out_dir: str = "results/bench-kernels"
 
@@ -41,20 +44,26 @@ class KernelBenchResult:
     prefill: list[dict] = field(default_factory=list)
 
 
+def _decode_row(engine: Engine, batch: int, context: int, ceil, itemsize: int,
+                long_context: int | None = None) -> dict | None:
+    graph_ms = step_bench.decode_step_ms(engine, batch, context, True, long_context)
+    if graph_ms is None and engine.runner.graphs is not None:
+        return None  # does not fit the KV pool (or the graph buckets)
+    eager_ms = step_bench.decode_step_ms(engine, batch, context, False, long_context)
+    if eager_ms is None:
+        return None
+    kv_tokens = batch * context if long_context is None else (batch - 1) * context + long_context
+    floor_ms = decode_bytes(engine.loaded.arch, itemsize, 1, kv_tokens) / ceil.copy_bytes_per_s * 1e3
+    return dict(batch=batch, context=context, long_context=long_context, graph_ms=graph_ms, eager_ms=eager_ms,
+                roofline_ms=floor_ms, graph_over_roofline=(graph_ms or eager_ms) / floor_ms)
+
+
 def _decode_rows(engine: Engine, cfg: KernelBenchConfig, ceil, itemsize: int) -> list[dict]:
-    rows = []
-    for context in cfg.contexts:
-        for batch in cfg.batches:
-            graph_ms = step_bench.decode_step_ms(engine, batch, context, use_graphs=True)
-            if graph_ms is None and engine.runner.graphs is not None:
-                continue  # does not fit the KV pool (or the graph buckets)
-            eager_ms = step_bench.decode_step_ms(engine, batch, context, use_graphs=False)
-            if eager_ms is None:
-                continue
-            floor_ms = decode_bytes(engine.loaded.arch, itemsize, batch, context) / ceil.copy_bytes_per_s * 1e3
-            rows.append(dict(batch=batch, context=context, graph_ms=graph_ms, eager_ms=eager_ms,
-                             roofline_ms=floor_ms, graph_over_roofline=(graph_ms or eager_ms) / floor_ms))
-    return rows
+    points = [(b, c, None) for c in cfg.contexts for b in cfg.batches]
+    if cfg.long_context is not None:
+        points += [(b, c, cfg.long_context) for c in cfg.contexts for b in cfg.batches if b > 1]
+    rows = [_decode_row(engine, b, c, ceil, itemsize, long) for b, c, long in points]
+    return [r for r in rows if r is not None]
 
 
 def _prefill_rows(engine: Engine, cfg: KernelBenchConfig, ceil) -> list[dict]:
@@ -81,7 +90,8 @@ def _add_transformers(result: KernelBenchResult, hf_cfg: dict, cfg: KernelBenchC
             row.update(transformers_ms=None)
             torch.cuda.empty_cache()
     for batch, context in cfg.hf_decode_points:
-        row = next((r for r in result.decode if r["batch"] == batch and r["context"] == context), None)
+        row = next((r for r in result.decode if r["batch"] == batch and r["context"] == context
+                    and r["long_context"] is None), None)
         if row is None:
             continue
         ms = hf_baseline.hf_decode_step_ms(model, batch, context, device)

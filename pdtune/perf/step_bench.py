@@ -17,24 +17,34 @@ def fill_kv_randomly(engine: Engine, seed: int = 0) -> None:
         layer_cache.normal_(0.0, 1.0, generator=gen)
 
 
-def _block_tables(engine: Engine, batch: int, tokens: int) -> torch.Tensor | None:
-    blocks = -(-tokens // engine.config.block_size)
-    if batch * blocks > engine.num_kv_blocks:
+def _block_tables(engine: Engine, lengths: list[int]) -> torch.Tensor | None:
+    """Random distinct pool blocks for sequences of these token counts (rows padded with block 0)."""
+    bs = engine.config.block_size
+    blocks = [-(-n // bs) for n in lengths]
+    if sum(blocks) > engine.num_kv_blocks:
         return None
-    return torch.randperm(engine.num_kv_blocks)[: batch * blocks].view(batch, blocks).to(torch.int32)
+    pool = torch.randperm(engine.num_kv_blocks)[: sum(blocks)].to(torch.int32)
+    table = torch.zeros(len(lengths), max(blocks), dtype=torch.int32)
+    for row, chunk in zip(table, pool.split(blocks)):
+        row[: len(chunk)] = chunk
+    return table
 
 
-def decode_inputs(engine: Engine, batch: int, context: int) -> tuple[torch.Tensor, ...] | None:
+def decode_inputs(engine: Engine, batch: int, context: int,
+                  long_context: int | None = None) -> tuple[torch.Tensor, ...] | None:
     """Host tensors of one decode step (ids, positions, slots, seq_lens, block tables) for `batch`
-    sequences with `context` cached tokens each; None when the pool is too small."""
-    bt = _block_tables(engine, batch, context + 1)
+    sequences with `context` cached tokens each (the first one `long_context` instead, if given:
+    one long sequence beside short ones); None when the pool is too small."""
+    contexts = torch.full((batch,), context, dtype=torch.int64)
+    if long_context is not None:
+        contexts[0] = long_context
+    bt = _block_tables(engine, (contexts + 1).tolist())
     if bt is None:
         return None
     bs = engine.config.block_size
     ids = torch.randint(0, engine.loaded.arch.vocab_size, (batch,))
-    positions = torch.full((batch,), context, dtype=torch.int64)
-    slots = bt[:, context // bs].to(torch.int64) * bs + context % bs
-    return ids, positions, slots, torch.full((batch,), context + 1, dtype=torch.int32), bt
+    slots = bt.gather(1, (contexts // bs)[:, None]).squeeze(1).to(torch.int64) * bs + contexts % bs
+    return ids, contexts, slots, (contexts + 1).to(torch.int32), bt
 
 
 def decode_step_inputs(engine: Engine, batch: int, context: int) -> StepInputs | None:
@@ -53,7 +63,7 @@ def prefill_step_inputs(engine: Engine, tokens: int, fresh: bool = True, reused:
     reuse) takes the engine's path for a prompt with no cached prefix; otherwise the paged Triton
     kernel (the path of prefix-cache hits and prefill chunks) does the attention."""
     total = reused + tokens
-    bt = _block_tables(engine, 1, total)
+    bt = _block_tables(engine, [total])
     if bt is None:
         return None
     bs = engine.config.block_size
@@ -73,10 +83,11 @@ def prefill_inputs(engine: Engine, tokens: int, fresh: bool = True,
     return None if inputs is None else engine.runner.to_device(inputs)
 
 
-def decode_step_ms(engine: Engine, batch: int, context: int, use_graphs: bool) -> float | None:
+def decode_step_ms(engine: Engine, batch: int, context: int, use_graphs: bool,
+                   long_context: int | None = None) -> float | None:
     """One decode step (all layers, LM head); with graphs, the host-to-device copy of the step's
     inputs is included, as in the engine."""
-    inputs = decode_inputs(engine, batch, context)
+    inputs = decode_inputs(engine, batch, context, long_context)
     if inputs is None:
         return None
     runner, dev = engine.runner, engine.runner.device

@@ -22,11 +22,12 @@ def plot_kernel_bench(result, out_dir: str) -> list[str]:
     """Decode step time vs batch per context with its roofline; prefill throughput vs tokens."""
     paths = []
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for context in sorted({r["context"] for r in result.decode}):
-        rows = [r for r in result.decode if r["context"] == context]
+    for context, long in sorted({(r["context"], r.get("long_context") or 0) for r in result.decode}):
+        rows = [r for r in result.decode if r["context"] == context and (r.get("long_context") or 0) == long]
         batches = [r["batch"] for r in rows]
-        line, = ax.plot(batches, [r["graph_ms"] or r["eager_ms"] for r in rows], "o-", label=f"pdtune, context {context}")
-        ax.plot(batches, [r["roofline_ms"] for r in rows], "--", color=line.get_color(), label=f"roofline, context {context}")
+        name = f"context {context}" + (f", first {long}" if long else "")
+        line, = ax.plot(batches, [r["graph_ms"] or r["eager_ms"] for r in rows], "o-", label=f"pdtune, {name}")
+        ax.plot(batches, [r["roofline_ms"] for r in rows], "--", color=line.get_color(), label=f"roofline, {name}")
         hf = [(r["batch"], r["transformers_ms"]) for r in rows if r.get("transformers_ms")]
         if hf:
             ax.plot(*zip(*hf), "x", color=line.get_color(), markersize=9, label=f"transformers, context {context}")

@@ -2,7 +2,7 @@ import os
 
 import pytest
 import torch
-from pdtune.kernels import paged_decode_attention, paged_decode_attention_ref
+from pdtune.kernels import paged_decode_attention, paged_decode_attention_ref, plan_decode_work, plan_decode_work_ref
 
 # Lengths around the 16-token cache blocks and 16/32-token KV tiles: 1 token, ends
 # exactly at and just past block boundaries, and a few longer ragged ones.
@@ -26,27 +26,56 @@ def test_ref_matches_dense_sdpa(paged_kv, dense_attention, n_q_heads: int, n_kv_
 
 
 @pytest.mark.parametrize(
-    ("n_q_heads", "n_kv_heads", "head_dim", "block_size", "num_splits", "block_n"),
+    ("n_q_heads", "n_kv_heads", "head_dim", "block_size", "num_work", "block_n"),
     [
-        (4, 4, 64, 16, None, 16),  # MHA, heuristic split count
-        (6, 2, 64, 16, 3, 32),  # GQA 3, tiles spanning two cache blocks
-        (8, 2, 128, 32, 1, 16),  # GQA 4, two tiles per cache block, no split
-        (4, 1, 32, 16, 8, 16),  # MQA, more splits than the short sequences have tiles
+        (4, 4, 64, 16, None, 16),  # MHA, default slots: 32-token chunks, up to 4 a sequence
+        (6, 2, 64, 16, 12, 32),  # GQA 3, tiles spanning two cache blocks, few slots: longer chunks
+        (8, 2, 128, 32, 9, 16),  # GQA 4, two tiles per cache block, one slot spare: one chunk each
+        (4, 1, 32, 16, 64, 16),  # MQA, more slots than chunks
     ],
 )
 def test_decode_matches_ref(paged_kv, n_q_heads: int, n_kv_heads: int, head_dim: int, block_size: int,
-                            num_splits: int | None, block_n: int) -> None:
+                            num_work: int | None, block_n: int) -> None:
     q, _, _, k_cache, v_cache, bt, lens = _setup(paged_kv, SEQ_LENS, n_q_heads, n_kv_heads, head_dim, block_size)
     scale = head_dim**-0.5
-    out = paged_decode_attention(q, k_cache, v_cache, bt, lens, scale, num_splits, block_n=block_n)
+    plan = plan_decode_work(lens, n_kv_heads, bt.shape[1] * block_size, block_n=block_n, num_work=num_work)
+    out = paged_decode_attention(q, k_cache, v_cache, bt, lens, scale, plan, block_n=block_n)
     assert out.shape == q.shape and out.dtype == q.dtype
     ref = paged_decode_attention_ref(q, k_cache, v_cache, bt, lens, scale)
     torch.testing.assert_close(out, ref, atol=1e-4, rtol=1e-5)
 
 
+@pytest.mark.parametrize("num_work", [None, 9, 12, 40])
+def test_plan_matches_ref_and_bounds_chunks(num_work: int | None) -> None:
+    lens = torch.tensor(SEQ_LENS, dtype=torch.int32)
+    plan = plan_decode_work(lens, 2, 128, block_n=16, num_work=num_work)
+    ref = plan_decode_work_ref(lens, 2, 128, block_n=16, num_work=num_work)
+    assert plan.num_work == ref.num_work and plan.max_chunks == ref.max_chunks
+    assert plan.table.tolist() == ref.table.tolist()
+    batch = len(SEQ_LENS)
+    first, count = plan.table[:batch].tolist(), plan.table[batch:2 * batch].tolist()
+    chunk, total = plan.table[2 * batch:].tolist()
+    assert chunk % 16 == 0 and total == sum(count) <= plan.num_work
+    assert all(c == -(-n // chunk) and c <= plan.max_chunks for n, c in zip(SEQ_LENS, count))
+    assert first == [sum(count[:b]) for b in range(batch)]
+
+
+def test_long_sequence_beside_short_ones_is_split(paged_kv) -> None:
+    """The straggler case: one long context in a batch of short ones gets many chunks, the
+    short ones one each, and the result still equals the reference."""
+    lens_list = [300] + [5] * 15
+    q, _, _, k_cache, v_cache, bt, lens = _setup(paged_kv, lens_list, 4, 2, 32, 16)
+    plan = plan_decode_work(lens, 2, bt.shape[1] * 16, block_n=16)
+    count = plan.table[16:32].tolist()
+    assert count[0] >= 8 and count[1:] == [1] * 15
+    out = paged_decode_attention(q, k_cache, v_cache, bt, lens, 0.2, plan, block_n=16)
+    torch.testing.assert_close(out, paged_decode_attention_ref(q, k_cache, v_cache, bt, lens, 0.2),
+                               atol=1e-4, rtol=1e-5)
+
+
 def test_decode_fp16(paged_kv) -> None:
     q, _, _, k_cache, v_cache, bt, lens = _setup(paged_kv, [5, 40], 4, 2, 64, 16, torch.float16)
-    out = paged_decode_attention(q, k_cache, v_cache, bt, lens, 0.125, 2, block_n=16)
+    out = paged_decode_attention(q, k_cache, v_cache, bt, lens, 0.125, block_n=16)
     ref = paged_decode_attention_ref(q, k_cache, v_cache, bt, lens, 0.125)
     torch.testing.assert_close(out, ref, atol=2e-3, rtol=2e-3)
 
@@ -55,6 +84,6 @@ def test_decode_fp16(paged_kv) -> None:
                     reason="the interpreter's tl.dot reads bf16 operands as raw uint16 bits")
 def test_decode_bf16(paged_kv) -> None:
     q, _, _, k_cache, v_cache, bt, lens = _setup(paged_kv, [5, 40], 4, 2, 64, 16, torch.bfloat16)
-    out = paged_decode_attention(q, k_cache, v_cache, bt, lens, 0.125, 2, block_n=16)
+    out = paged_decode_attention(q, k_cache, v_cache, bt, lens, 0.125, block_n=16)
     ref = paged_decode_attention_ref(q, k_cache, v_cache, bt, lens, 0.125)
     torch.testing.assert_close(out, ref, atol=2e-2, rtol=2e-2)

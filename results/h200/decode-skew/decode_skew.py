@@ -1,0 +1,81 @@
+"""Decode attention with one long context beside short ones: the kernel before the work plan
+(a file given on the command line, e.g. `git show d861946:kernels/decode_attention.py`) against
+the current one, on the same paged KV pool, per layer of the Llama-3.1-8B shape (32 query heads,
+8 KV heads, head dim 128, bf16, 16-token blocks). Writes decode-skew.json.
+
+python decode_skew.py BEFORE.py OUT_DIR"""
+
+import importlib.util
+import json
+import os
+import sys
+
+import torch
+
+from pdtune import kernels as k
+from pdtune.perf.environment import environment
+from pdtune.perf.timing import time_ms
+
+# (name, sequence lengths): uniform batches as bench-kernels times them, then serving mixes.
+CASES = [
+    ("1 x 1k", [1024]),
+    ("1 x 16k", [16384]),
+    ("64 x 1k", [1024] * 64),
+    ("16 x 16k", [16384] * 16),
+    ("256 x 1k", [1024] * 256),
+    ("20: 2 x 16k + 7.9k + 17 x 300", [16384, 16384, 7920] + [300] * 17),
+    ("64: 16k + 63 x 1k", [16384] + [1024] * 63),
+    ("128: 16k + 127 x 512", [16384] + [512] * 127),
+    ("32: 4 x 8k + 28 x 2k", [8192] * 4 + [2048] * 28),
+]
+BLOCK, HEADS, KV_HEADS, DIM = 16, 32, 8, 128
+MAX_LEN = 20000  # the block-table width the engine gives graphs (max_model_len 20000)
+
+
+def load_before(path: str):
+    spec = importlib.util.spec_from_file_location("pdtune.kernels.decode_attention_before", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.paged_decode_attention
+
+
+def main(before_path: str, out_dir: str) -> None:
+    dev, dtype = torch.device("cuda"), torch.bfloat16
+    before = load_before(before_path)
+    width = -(-MAX_LEN // BLOCK)
+    need = max(sum(-(-n // BLOCK) for n in lens) for _, lens in CASES)
+    k_cache = torch.randn(need, BLOCK, KV_HEADS, DIM, device=dev, dtype=dtype)
+    v_cache = torch.randn_like(k_cache)
+    kv_bytes_per_token = 2 * KV_HEADS * DIM * dtype.itemsize
+    rows = []
+    for name, lens in CASES:
+        perm = torch.randperm(need, device=dev).to(torch.int32)
+        table = torch.zeros(len(lens), width, dtype=torch.int32, device=dev)
+        start = 0
+        for row, n in zip(table, lens):
+            blocks = -(-n // BLOCK)
+            row[:blocks] = perm[start:start + blocks]
+            start += blocks
+        seq_lens = torch.tensor(lens, dtype=torch.int32, device=dev)
+        q = torch.randn(len(lens), HEADS, DIM, device=dev, dtype=dtype)
+        scale = DIM ** -0.5
+        ref = k.paged_decode_attention_ref(q, k_cache, v_cache, table, seq_lens, scale).float()
+        err_before = (before(q, k_cache, v_cache, table, seq_lens, scale).float() - ref).abs().max().item()
+        err_now = (k.paged_decode_attention(q, k_cache, v_cache, table, seq_lens, scale).float() - ref).abs().max().item()
+        before_ms = time_ms(lambda: before(q, k_cache, v_cache, table, seq_lens, scale), dev, iters=50)
+        now_ms = time_ms(lambda: k.paged_decode_attention(q, k_cache, v_cache, table, seq_lens, scale), dev, iters=50)
+        floor_ms = sum(lens) * kv_bytes_per_token / 3.96e12 * 1e3  # the H200's measured copy rate
+        rows.append(dict(case=name, batch=len(lens), kv_tokens=sum(lens), before_us=before_ms * 1e3,
+                         now_us=now_ms * 1e3, speedup=before_ms / now_ms, kv_floor_us=floor_ms * 1e3,
+                         max_abs_err_before=err_before, max_abs_err_now=err_now))
+        r = rows[-1]
+        print(f"{name:34s} before {r['before_us']:8.1f} us  now {r['now_us']:8.1f} us  x{r['speedup']:5.2f}"
+              f"  floor {r['kv_floor_us']:7.1f} us  err {err_before:.1e}/{err_now:.1e}", flush=True)
+    os.makedirs(out_dir, exist_ok=True)
+    with open(os.path.join(out_dir, "decode-skew.json"), "w") as f:
+        json.dump(dict(environment=environment(), per_layer=rows, max_len=MAX_LEN,
+                       shape=dict(heads=HEADS, kv_heads=KV_HEADS, head_dim=DIM, block=BLOCK, dtype=str(dtype))), f, indent=1)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2])
