@@ -40,14 +40,15 @@ def _plan_kernel(seq_lens_ptr, plan_ptr, batch, num_work, MIN_CHUNK: tl.constexp
 @triton.jit
 def _decode_split_kernel(
     q_ptr, k_cache_ptr, v_cache_ptr, block_tables_ptr, seq_lens_ptr, plan_ptr, part_out_ptr, part_lse_ptr,
-    scale_log2e, batch, n_q_heads, group, block_size,
-    stride_qb, stride_qh, stride_cb, stride_cs, stride_ch, stride_bt,
+    out_ptr, scale_log2e, batch, n_q_heads, group, block_size,
+    stride_qb, stride_qh, stride_cb, stride_cs, stride_ch, stride_bt, stride_ob, stride_oh,
     BLOCK_B: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
     HEAD_DIM: tl.constexpr, DOT_PRECISION: tl.constexpr,
 ):
     """One program per (work slot, kv head): one chunk of one sequence, so a long sequence is
     spread over many SMs however large the batch; the group's query heads share the M dimension
-    so each K/V tile is loaded once for all of them. Slots past the plan's chunks exit."""
+    so each K/V tile is loaded once for all of them. Slots past the plan's chunks exit. A
+    sequence of one chunk is written out here; the others leave partials for the merge."""
     w = tl.program_id(0)
     kv_head = tl.program_id(1)
     if w >= tl.load(plan_ptr + 2 * batch + 1):
@@ -77,12 +78,15 @@ def _decode_split_kernel(
         MASKED=True, BLOCK_N=BLOCK_N, HEAD_DIM=HEAD_DIM, DOT_PRECISION=DOT_PRECISION,
     )
     # Every chunk holds at least one key, so l_i >= 1 (the max contributes exp2(0)).
-    lse = m_i + tl.log2(l_i)
     out = acc / l_i[:, None]
-    part = w * n_q_heads + heads
-    tl.store(part_lse_ptr + part, lse, mask=row_ok)
-    tl.store(part_out_ptr + part.to(tl.int64)[:, None] * HEAD_DIM + dims[None, :], out,
-             mask=row_ok[:, None])
+    if tl.load(plan_ptr + batch + b) == 1:
+        tl.store(out_ptr + b.to(tl.int64) * stride_ob + heads[:, None] * stride_oh + dims[None, :],
+                 out.to(out_ptr.dtype.element_ty), mask=row_ok[:, None])
+    else:
+        part = w * n_q_heads + heads
+        tl.store(part_lse_ptr + part, m_i + tl.log2(l_i), mask=row_ok)
+        tl.store(part_out_ptr + part.to(tl.int64)[:, None] * HEAD_DIM + dims[None, :], out,
+                 mask=row_ok[:, None])
 
 
 @triton.jit
@@ -91,11 +95,13 @@ def _decode_reduce_kernel(
     BLOCK_S: tl.constexpr, HEAD_DIM: tl.constexpr,
 ):
     """One program per (sequence, query head): merge its chunks by their log-sum-exp, BLOCK_S
-    chunks at a time."""
+    chunks at a time (a one-chunk sequence is already written)."""
     b = tl.program_id(0)
     h = tl.program_id(1)
-    first = tl.load(plan_ptr + b)
     count = tl.load(plan_ptr + batch + b)
+    if count == 1:
+        return
+    first = tl.load(plan_ptr + b)
     dims = tl.arange(0, HEAD_DIM)
     m = float("-inf")
     total = 0.0
@@ -191,7 +197,7 @@ def plan_decode_work_ref(seq_lens: Tensor, n_kv_heads: int, max_len: int, *, blo
     chunk = max(-(-spare_share // block_n) * block_n, _min_chunk(block_n))
     count = -(-lens // chunk)
     first = torch.cumsum(count, 0) - count
-    table = torch.cat([first, count, torch.tensor([chunk, int(count.sum())])]).to(torch.int32)
+    table = torch.cat([first, count, torch.tensor([chunk, int(count.sum())], device=lens.device)]).to(torch.int32)
     return DecodePlan(table, num_work, min(num_work, -(-max_len // _min_chunk(block_n))))
 
 
@@ -218,14 +224,14 @@ def paged_decode_attention(
     part_lse = torch.empty((plan.num_work, n_q_heads), dtype=torch.float32, device=q.device)
     _decode_split_kernel[(plan.num_work, n_kv_heads)](
         q, k_cache, v_cache, block_tables, seq_lens, plan.table, part_out, part_lse,
-        scale * LOG2E, batch, n_q_heads, group, block_size,
+        out, scale * LOG2E, batch, n_q_heads, group, block_size,
         q.stride(0), q.stride(1), k_cache.stride(0), k_cache.stride(1), k_cache.stride(2),
-        block_tables.stride(0),
+        block_tables.stride(0), out.stride(0), out.stride(1),
         BLOCK_B=triton.next_power_of_2(batch), BLOCK_M=max(16, triton.next_power_of_2(group)), BLOCK_N=block_n,
         HEAD_DIM=head_dim, DOT_PRECISION=dot_precision(q.dtype),
     )
     _decode_reduce_kernel[(batch, n_q_heads)](
         plan.table, part_out, part_lse, out, batch, n_q_heads, out.stride(0), out.stride(1),
-        BLOCK_S=min(32, triton.next_power_of_2(plan.max_chunks)), HEAD_DIM=head_dim,
+        BLOCK_S=min(8, triton.next_power_of_2(plan.max_chunks)), HEAD_DIM=head_dim,
     )
     return out

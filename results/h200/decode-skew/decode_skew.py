@@ -1,7 +1,9 @@
 """Decode attention with one long context beside short ones: the kernel before the work plan
 (a file given on the command line, e.g. `git show d861946:kernels/decode_attention.py`) against
 the current one, on the same paged KV pool, per layer of the Llama-3.1-8B shape (32 query heads,
-8 KV heads, head dim 128, bf16, 16-token blocks). Writes decode-skew.json.
+8 KV heads, head dim 128, bf16, 16-token blocks). Each side is timed as the engine runs it: a CUDA
+graph of one step's 32 layers (the current kernel makes its work plan once a step), replayed;
+the time per layer is the replay over 32. Writes decode-skew.json.
 
 python decode_skew.py BEFORE.py OUT_DIR"""
 
@@ -39,6 +41,21 @@ def load_before(path: str):
     return module.paged_decode_attention
 
 
+LAYERS = 32
+
+
+def graph_layer_ms(step, dev: torch.device) -> float:
+    stream = torch.cuda.Stream(dev)
+    stream.wait_stream(torch.cuda.current_stream(dev))
+    with torch.cuda.stream(stream):
+        step()  # compiles outside the capture
+    stream.synchronize()
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph, stream=stream):
+        step()
+    return time_ms(graph.replay, dev, iters=50) / LAYERS
+
+
 def main(before_path: str, out_dir: str) -> None:
     dev, dtype = torch.device("cuda"), torch.bfloat16
     before = load_before(before_path)
@@ -62,8 +79,16 @@ def main(before_path: str, out_dir: str) -> None:
         ref = k.paged_decode_attention_ref(q, k_cache, v_cache, table, seq_lens, scale).float()
         err_before = (before(q, k_cache, v_cache, table, seq_lens, scale).float() - ref).abs().max().item()
         err_now = (k.paged_decode_attention(q, k_cache, v_cache, table, seq_lens, scale).float() - ref).abs().max().item()
-        before_ms = time_ms(lambda: before(q, k_cache, v_cache, table, seq_lens, scale), dev, iters=50)
-        now_ms = time_ms(lambda: k.paged_decode_attention(q, k_cache, v_cache, table, seq_lens, scale), dev, iters=50)
+        def step_before():
+            for _ in range(LAYERS):
+                before(q, k_cache, v_cache, table, seq_lens, scale)
+
+        def step_now():
+            plan = k.plan_decode_work(seq_lens, KV_HEADS, width * BLOCK)
+            for _ in range(LAYERS):
+                k.paged_decode_attention(q, k_cache, v_cache, table, seq_lens, scale, plan)
+
+        before_ms, now_ms = graph_layer_ms(step_before, dev), graph_layer_ms(step_now, dev)
         floor_ms = sum(lens) * kv_bytes_per_token / 3.96e12 * 1e3  # the H200's measured copy rate
         rows.append(dict(case=name, batch=len(lens), kv_tokens=sum(lens), before_us=before_ms * 1e3,
                          now_us=now_ms * 1e3, speedup=before_ms / now_ms, kv_floor_us=floor_ms * 1e3,
