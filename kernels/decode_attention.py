@@ -20,9 +20,10 @@ from .attention_tiles import LOG2E, attend_kv_tiles, check_paged_operands, dot_p
 
 @triton.jit
 def _plan_kernel(seq_lens_ptr, plan_ptr, batch, num_work, MIN_CHUNK: tl.constexpr, BLOCK_N: tl.constexpr,
-                 BLOCK_B: tl.constexpr):
+                 BLOCK_B: tl.constexpr, BLOCK_W: tl.constexpr):
     """One program: a chunk length shared by the batch such that every sequence's chunks fit
-    the work slots, then each sequence's first slot and chunk count (an exclusive prefix sum)."""
+    the work slots, each sequence's first slot and chunk count (an exclusive prefix sum), and
+    each slot's sequence (so a split program loads one index, not the whole batch's)."""
     seqs = tl.arange(0, BLOCK_B)
     ok = seqs < batch
     lens = tl.load(seq_lens_ptr + seqs, mask=ok, other=0)
@@ -35,6 +36,10 @@ def _plan_kernel(seq_lens_ptr, plan_ptr, batch, num_work, MIN_CHUNK: tl.constexp
     tl.store(plan_ptr + batch + seqs, count, mask=ok)
     tl.store(plan_ptr + 2 * batch, chunk)
     tl.store(plan_ptr + 2 * batch + 1, tl.sum(count, axis=0))
+    for w0 in range(0, num_work, BLOCK_W):
+        slots = w0 + tl.arange(0, BLOCK_W)
+        owner = tl.sum(((first[None, :] <= slots[:, None]) & ok[None, :]).to(tl.int32), axis=1) - 1
+        tl.store(plan_ptr + 2 * batch + 2 + slots, owner, mask=slots < num_work)
 
 
 @triton.jit
@@ -42,8 +47,7 @@ def _decode_split_kernel(
     q_ptr, k_cache_ptr, v_cache_ptr, block_tables_ptr, seq_lens_ptr, plan_ptr, part_out_ptr, part_lse_ptr,
     out_ptr, scale_log2e, batch, n_q_heads, group, block_size,
     stride_qb, stride_qh, stride_cb, stride_cs, stride_ch, stride_bt, stride_ob, stride_oh,
-    BLOCK_B: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-    HEAD_DIM: tl.constexpr, DOT_PRECISION: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, HEAD_DIM: tl.constexpr, DOT_PRECISION: tl.constexpr,
 ):
     """One program per (work slot, kv head): one chunk of one sequence, so a long sequence is
     spread over many SMs however large the batch; the group's query heads share the M dimension
@@ -53,9 +57,7 @@ def _decode_split_kernel(
     kv_head = tl.program_id(1)
     if w >= tl.load(plan_ptr + 2 * batch + 1):
         return
-    seqs = tl.arange(0, BLOCK_B)
-    firsts = tl.load(plan_ptr + seqs, mask=seqs < batch, other=2**30)
-    b = tl.sum((firsts <= w).to(tl.int32), axis=0) - 1
+    b = tl.load(plan_ptr + 2 * batch + 2 + w)
     chunk = tl.load(plan_ptr + 2 * batch)
     seq_len = tl.load(seq_lens_ptr + b)
     start = (w - tl.load(plan_ptr + b)) * chunk
@@ -156,7 +158,8 @@ def _sm_count(device: torch.device) -> int:
 @dataclass(frozen=True)
 class DecodePlan:
     """How one step's decode attention is cut into work: [first slot per sequence | chunk count
-    per sequence | chunk length | chunks in all] (int32, on the device) over `num_work` slots."""
+    per sequence | chunk length | chunks in all | sequence of each slot] (int32, on the device)
+    over `num_work` slots."""
 
     table: Tensor
     num_work: int
@@ -181,9 +184,10 @@ def plan_decode_work(seq_lens: Tensor, n_kv_heads: int, max_len: int, *, block_n
     assert seq_lens.dtype == torch.int32 and seq_lens.is_contiguous() and batch >= 1
     num_work = num_work or num_work_slots(batch, n_kv_heads, seq_lens.device)
     assert num_work > batch
-    table = torch.empty(2 * batch + 2, dtype=torch.int32, device=seq_lens.device)
+    table = torch.empty(2 * batch + 2 + num_work, dtype=torch.int32, device=seq_lens.device)
+    block_b = triton.next_power_of_2(batch)
     _plan_kernel[(1,)](seq_lens, table, batch, num_work, MIN_CHUNK=_min_chunk(block_n), BLOCK_N=block_n,
-                       BLOCK_B=triton.next_power_of_2(batch))
+                       BLOCK_B=block_b, BLOCK_W=max(1, min(triton.next_power_of_2(num_work), 16384 // block_b)))
     return DecodePlan(table, num_work, min(num_work, triton.cdiv(max_len, _min_chunk(block_n))))
 
 
@@ -197,7 +201,10 @@ def plan_decode_work_ref(seq_lens: Tensor, n_kv_heads: int, max_len: int, *, blo
     chunk = max(-(-spare_share // block_n) * block_n, _min_chunk(block_n))
     count = -(-lens // chunk)
     first = torch.cumsum(count, 0) - count
-    table = torch.cat([first, count, torch.tensor([chunk, int(count.sum())], device=lens.device)]).to(torch.int32)
+    owner = torch.repeat_interleave(torch.arange(batch, device=lens.device), count)
+    owner = torch.cat([owner, owner.new_full((num_work - len(owner),), batch - 1)])
+    table = torch.cat([first, count, torch.tensor([chunk, int(count.sum())], device=lens.device), owner])
+    table = table.to(torch.int32)
     return DecodePlan(table, num_work, min(num_work, -(-max_len // _min_chunk(block_n))))
 
 
@@ -227,7 +234,7 @@ def paged_decode_attention(
         out, scale * LOG2E, batch, n_q_heads, group, block_size,
         q.stride(0), q.stride(1), k_cache.stride(0), k_cache.stride(1), k_cache.stride(2),
         block_tables.stride(0), out.stride(0), out.stride(1),
-        BLOCK_B=triton.next_power_of_2(batch), BLOCK_M=max(16, triton.next_power_of_2(group)), BLOCK_N=block_n,
+        BLOCK_M=max(16, triton.next_power_of_2(group)), BLOCK_N=block_n,
         HEAD_DIM=head_dim, DOT_PRECISION=dot_precision(q.dtype),
     )
     _decode_reduce_kernel[(batch, n_q_heads)](

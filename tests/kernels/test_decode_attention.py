@@ -54,8 +54,10 @@ def test_plan_matches_ref_and_bounds_chunks(num_work: int | None) -> None:
     assert plan.table.tolist() == ref.table.tolist()
     batch = len(SEQ_LENS)
     first, count = plan.table[:batch].tolist(), plan.table[batch:2 * batch].tolist()
-    chunk, total = plan.table[2 * batch:].tolist()
+    chunk, total = plan.table[2 * batch:2 * batch + 2].tolist()
     assert chunk % 16 == 0 and total == sum(count) <= plan.num_work
+    owner = plan.table[2 * batch + 2:].tolist()
+    assert len(owner) == plan.num_work and owner[:total] == [b for b in range(batch) for _ in range(count[b])]
     assert all(c == -(-n // chunk) and c <= plan.max_chunks for n, c in zip(SEQ_LENS, count))
     assert first == [sum(count[:b]) for b in range(batch)]
 
