@@ -97,7 +97,8 @@ def _decode_reduce_kernel(
     BLOCK_S: tl.constexpr, HEAD_DIM: tl.constexpr,
 ):
     """One program per (sequence, query head): merge its chunks by their log-sum-exp, BLOCK_S
-    chunks at a time (a one-chunk sequence is already written)."""
+    chunks at a time (a one-chunk sequence is already written). A wide BLOCK_S keeps a long
+    sequence's merge to one or two dependent loads."""
     b = tl.program_id(0)
     h = tl.program_id(1)
     count = tl.load(plan_ptr + batch + b)
@@ -239,6 +240,6 @@ def paged_decode_attention(
     )
     _decode_reduce_kernel[(batch, n_q_heads)](
         plan.table, part_out, part_lse, out, batch, n_q_heads, out.stride(0), out.stride(1),
-        BLOCK_S=min(8, triton.next_power_of_2(plan.max_chunks)), HEAD_DIM=head_dim,
+        BLOCK_S=min(64, triton.next_power_of_2(plan.max_chunks)), HEAD_DIM=head_dim,
     )
     return out
