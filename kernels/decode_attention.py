@@ -194,7 +194,8 @@ def plan_decode_work(seq_lens: Tensor, n_kv_heads: int, max_len: int, *, block_n
 
 def plan_decode_work_ref(seq_lens: Tensor, n_kv_heads: int, max_len: int, *, block_n: int = 64,
                          num_work: int | None = None) -> DecodePlan:
-    """The same plan in torch (the CPU path; the Triton plan is tested against it)."""
+    """The same plan in torch: the reference the Triton plan is tested against (the torch
+    attention path needs no plan)."""
     batch = seq_lens.shape[0]
     num_work = num_work or num_work_slots(batch, n_kv_heads, seq_lens.device)
     lens = seq_lens.long()

@@ -69,7 +69,7 @@ class PagedAttention(torch.nn.Module):
         return out
 
     def _decode(self, q: torch.Tensor, meta: AttentionMetadata) -> torch.Tensor:
-        if meta.decode_plan is None:
+        if meta.decode_plan is None and self.ops.plan_decode is not None:
             max_len = meta.decode_block_tables.shape[1] * self.k_cache.shape[1]
             meta.decode_plan = self.ops.plan_decode(meta.decode_seq_lens, self.num_kv_heads, max_len)
         return self.ops.decode_attention(q, self.k_cache, self.v_cache, meta.decode_block_tables,

@@ -19,7 +19,7 @@ class Ops:
     apply_rotary: Callable
     silu_and_mul: Callable
     write_kv: Callable
-    plan_decode: Callable
+    plan_decode: Callable | None  # the decode work plan of a step; the torch path needs none
     decode_attention: Callable
     prefill_attention: Callable
 
@@ -35,4 +35,4 @@ def select_ops(backend: str, device: torch.device) -> Ops:
         return Ops("triton", k.rms_norm, k.apply_rotary, k.silu_and_mul, k.write_kv,
                    k.plan_decode_work, k.paged_decode_attention, k.paged_prefill_attention)
     return Ops("torch", k.rms_norm_ref, k.apply_rotary_ref, k.silu_and_mul_ref, k.write_kv_ref,
-               k.plan_decode_work_ref, k.paged_decode_attention_ref, k.paged_prefill_attention_ref)
+               None, k.paged_decode_attention_ref, k.paged_prefill_attention_ref)
