@@ -18,7 +18,7 @@ from torch import Tensor
 from .attention_tiles import LOG2E, attend_kv_tiles, check_paged_operands, dot_precision
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["batch", "num_work"])
 def _plan_kernel(seq_lens_ptr, plan_ptr, batch, num_work, MIN_CHUNK: tl.constexpr, BLOCK_N: tl.constexpr,
                  BLOCK_B: tl.constexpr, BLOCK_W: tl.constexpr):
     """One program: a chunk length shared by the batch such that every sequence's chunks fit
@@ -42,7 +42,7 @@ def _plan_kernel(seq_lens_ptr, plan_ptr, batch, num_work, MIN_CHUNK: tl.constexp
         tl.store(plan_ptr + 2 * batch + 2 + slots, owner, mask=slots < num_work)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["batch"])
 def _decode_split_kernel(
     q_ptr, k_cache_ptr, v_cache_ptr, block_tables_ptr, seq_lens_ptr, plan_ptr, part_out_ptr, part_lse_ptr,
     out_ptr, scale_log2e, batch, n_q_heads, group, block_size,
@@ -93,7 +93,7 @@ def _decode_split_kernel(
                  mask=row_ok[:, None])
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["batch"])
 def _decode_reduce_kernel(
     plan_ptr, part_out_ptr, part_lse_ptr, out_ptr, batch, n_q_heads, stride_ob, stride_oh,
     BLOCK_S: tl.constexpr, HEAD_DIM: tl.constexpr,
@@ -188,9 +188,12 @@ def plan_decode_work(seq_lens: Tensor, n_kv_heads: int, max_len: int, *, block_n
     num_work = num_work or num_work_slots(batch, n_kv_heads, seq_lens.device)
     assert num_work > batch
     table = torch.empty(2 * batch + 2 + num_work, dtype=torch.int32, device=seq_lens.device)
-    block_b = triton.next_power_of_2(batch)
+    # Batches up to 128 share one compiled plan (and no kernel here specializes on the batch size):
+    # an eager decode (chunked prefill's mixed steps) would otherwise JIT-compile new variants as
+    # its batch grows, mid-run.
+    block_b = triton.next_power_of_2(max(batch, 128))
     _plan_kernel[(1,)](seq_lens, table, batch, num_work, MIN_CHUNK=_min_chunk(block_n), BLOCK_N=block_n,
-                       BLOCK_B=block_b, BLOCK_W=max(1, min(triton.next_power_of_2(num_work), 16384 // block_b)))
+                       BLOCK_B=block_b, BLOCK_W=max(1, 16384 // block_b))
     return DecodePlan(table, num_work, min(num_work, triton.cdiv(max_len, _min_chunk(block_n))))
 
 
