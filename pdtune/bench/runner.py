@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from pdtune.bench.serve import Progress, RunResult, serve_closed_loop, serve_open_loop
-from pdtune.bench.summary import GoodputResult, attainment, find_goodput, partial_goodput, summarize_run
+from pdtune.bench.summary import GoodputResult, attainment, find_goodput, partial_goodput, repeat_spread, summarize_run
 from pdtune.config import EngineConfig
 from pdtune.engine import Engine, make_engine
 from pdtune.errors import InputFileError, InvalidRequestError
@@ -49,6 +49,7 @@ class BenchConfig:
     goodput_bracket: tuple[float, float] | None = None  # (passing, failing) rates known from an earlier run
     warmup_requests: int = 8
     save_workload: str | None = None  # also write the generated workload here (replay it with workload=PATH)
+    repeat: int = 1  # serve the same timed workload this many times per mode (not with goodput)
 
 
 def build_workload(cfg: BenchConfig, vocab_size: int, tokenizer) -> Workload:
@@ -127,6 +128,7 @@ def warm_up(engine: Engine, workload: Workload, n: int) -> None:
 
 
 def _report(cfg: BenchConfig, workload: Workload, runs: list[RunResult], goodputs: dict) -> dict:
+    summaries = [summarize_run(r, cfg.slo) for r in runs]
     return {
         "kind": "pdtune-bench",
         "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -135,8 +137,9 @@ def _report(cfg: BenchConfig, workload: Workload, runs: list[RunResult], goodput
                    "slo": str(cfg.slo) if cfg.slo else None},
         "workload": {"name": workload.name, "requests": len(workload), "metadata": workload.metadata,
                      "mean_prompt_len": workload.mean_prompt_len, "mean_output_len": workload.mean_output_len},
-        "summaries": [summarize_run(r, cfg.slo) for r in runs],
+        "summaries": summaries,
         "goodput": goodputs,
+        "repeatability": repeat_spread(summaries) if cfg.repeat > 1 else {},
         "runs": [r.to_dict() for r in runs],
     }
 
@@ -178,7 +181,8 @@ def run_bench(cfg: BenchConfig, progress_factory=None, out_dir: str | None = Non
                                              bracket=cfg.goodput_bracket)
             goodputs[label] = dataclasses.asdict(gp)
         else:
-            runs.append(serve_workload(engine, label, timed(workload, cfg, cfg.rate), cfg, cfg.rate, progress))
+            for _ in range(cfg.repeat):
+                runs.append(serve_workload(engine, label, timed(workload, cfg, cfg.rate), cfg, cfg.rate, progress))
         if out_dir is not None:
             save_bench(_report(cfg, workload, runs, goodputs), out_dir)
     engine.close()

@@ -39,6 +39,25 @@ def summarize_run(result: RunResult, slo: SLO | None) -> dict:
     return summary
 
 
+def repeat_spread(summaries: list[dict]) -> dict[str, dict]:
+    """Per mode run more than once at one load: each run's p90 TTFT and TPOT and their spread
+    (largest over smallest, minus one), the check that two runs of one seed measure alike."""
+    by_mode: dict[str, list[dict]] = {}
+    for s in summaries:
+        by_mode.setdefault(s["mode"], []).append(s)
+    out = {}
+    for mode, runs in by_mode.items():
+        if len(runs) < 2:
+            continue
+        row = {}
+        for metric in ("ttft_s", "tpot_s"):
+            p90 = [r[metric]["p90"] for r in runs]
+            finite = [x for x in p90 if x is not None and x > 0]
+            row[metric] = {"p90": p90, "spread": max(finite) / min(finite) - 1 if len(finite) == len(p90) else None}
+        out[mode] = row
+    return out
+
+
 @dataclass
 class GoodputResult:
     goodput: float  # highest rate (req/s) found whose attainment reached the target; 0 if none

@@ -41,6 +41,9 @@ def bench(
     goodput_iterations: Annotated[int, typer.Option(help="Bisection steps after the rate doubling brackets the goodput.")] = 4,
     goodput_bracket: Annotated[Optional[str], typer.Option(
         help="PASS,FAIL: rates an earlier run found passing and failing; bisect between them, no doubling.")] = None,
+    repeat: Annotated[int, typer.Option(
+        min=1, help="Serve the same workload and arrivals this many times per mode and report the spread "
+                    "of p90 TTFT and TPOT between the runs (a check of the measurement itself).")] = 1,
     max_prompt_len: Annotated[Optional[int], typer.Option(help="Clamp prompts to this many tokens.")] = None,
     max_output_len: Annotated[Optional[int], typer.Option(help="Clamp outputs to this many tokens.")] = None,
     seed: Annotated[int, typer.Option(help="Workload and arrival seed.")] = 0,
@@ -74,6 +77,7 @@ def bench(
             LiveBenchProgress,
             bench_table,
             goodput_table,
+            repeat_lines,
         )
         from pdtune.slo import parse_slo
 
@@ -95,11 +99,15 @@ def bench(
         bracket = _parse_bracket(goodput_bracket) if goodput_bracket else None
         if bracket is not None and not goodput:
             raise PdtuneError("--goodput-bracket only applies with --goodput")
+        if repeat > 1 and goodput:
+            raise PdtuneError("--repeat does not combine with --goodput (it serves one load several times)")
         modes = tuple(m.strip() for m in mode.split(",") if m.strip())
         cfg = BenchConfig(engine, modes, workload, num_requests, rate, burstiness, concurrency, time_scale, seed,
                           max_prompt_len, max_output_len, parsed_slo, goodput, attainment, goodput_iterations,
-                          bracket, save_workload=save_workload)
+                          bracket, save_workload=save_workload, repeat=repeat)
         folder = out or os.path.join("results", f"bench-{os.path.basename(workload)}-{time.strftime('%Y%m%d-%H%M%S')}")
         report = run_bench(cfg, lambda m: LiveBenchProgress(console, m), out_dir=folder)
         console.print(goodput_table(report) if goodput else bench_table(report))
+        for line in repeat_lines(report):
+            console.print(line)
         console.print(f"saved {', '.join(sorted(os.listdir(folder)))} in {folder}")

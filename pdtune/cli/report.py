@@ -20,7 +20,7 @@ def report(
     with user_errors(console):
         import os
 
-        from pdtune.report.bench_report import bench_table, goodput_table
+        from pdtune.report.bench_report import bench_table, goodput_table, repeat_lines
         from pdtune.report.plots import plot_bench
         from pdtune.report.profile_report import profile_table
         from pdtune.report.saved import load_saved
@@ -37,6 +37,8 @@ def report(
                 console.print(bench_table(data, title=file))
                 if data.get("goodput"):
                     console.print(goodput_table(data))
+                for line in repeat_lines(data):
+                    console.print(line)
         if not benches:
             return
         combined = dict(benches[0][1], summaries=[s for _, d in benches for s in d["summaries"]],

@@ -66,6 +66,19 @@ def bench_table(report: dict, title: str | None = None) -> Table:
     return table
 
 
+def repeat_lines(report: dict) -> list[str]:
+    """One line per mode served several times at one load: the p90s of each run and their spread."""
+    lines = []
+    for mode, row in report.get("repeatability", {}).items():
+        parts = []
+        for metric, name in (("ttft_s", "TTFT"), ("tpot_s", "TPOT")):
+            p90 = " / ".join(_ms({"p90": x}, "p90") for x in row[metric]["p90"])
+            spread = row[metric]["spread"]
+            parts.append(f"p90 {name} {p90} ms (spread {'-' if spread is None else f'{spread:.1%}'})")
+        lines.append(f"{mode}, {len(row['ttft_s']['p90'])} runs of one seed: " + "; ".join(parts))
+    return lines
+
+
 def _stopped(point) -> bool:
     """Whether a goodput probe stopped early; points saved before probes could are (rate, attainment)."""
     return len(point) > 2 and bool(point[2])

@@ -7,7 +7,7 @@ from pdtune.workloads.request import WorkloadRequest
 from typer.testing import CliRunner
 
 from pdtune.bench.serve import RequestRecord, RunResult, serve_open_loop
-from pdtune.bench.summary import attainment, find_goodput, partial_goodput, summarize_run
+from pdtune.bench.summary import attainment, find_goodput, partial_goodput, repeat_spread, summarize_run
 from pdtune.cli.app import app
 from pdtune.config import EngineConfig
 from pdtune.engine import Engine
@@ -148,9 +148,37 @@ def test_bench_cli_compares_modes_and_saves_results(tmp_path):
     assert again.exit_code == 0 and "pdmux:sglang" in again.output
 
 
+def test_repeat_spread_of_hand_made_summaries():
+    def run(mode, ttft, tpot):
+        return {"mode": mode, "ttft_s": {"p90": ttft}, "tpot_s": {"p90": tpot}}
+
+    spread = repeat_spread([run("chunked", 1.0, 0.020), run("pdmux", 2.0, 0.010), run("chunked", 1.25, 0.021),
+                            run("chunked", 1.1, float("nan"))])
+    assert list(spread) == ["chunked"]  # pdmux ran once
+    assert spread["chunked"]["ttft_s"] == {"p90": [1.0, 1.25, 1.1], "spread": pytest.approx(0.25)}
+    assert spread["chunked"]["tpot_s"]["spread"] is None  # a run without a TPOT figure: no spread
+
+
+def test_bench_repeat_serves_the_same_arrivals_again_and_reports_the_spread(tmp_path):
+    out = tmp_path / "rep"
+    result = runner.invoke(app, ["bench", "--workload", "sharegpt", "--num-requests", "5", "--rate", "40",
+                                 "--max-prompt-len", "48", "--max-output-len", "4", "--mode", "chunked",
+                                 "--repeat", "2", "--out", str(out), *TINY])
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "bench.json").read_text())
+    first, second = ([(r["request_id"], round(r["arrival_s"], 6)) for r in run["records"]] for run in report["runs"])
+    assert len(report["runs"]) == 2 and first == second
+    row = report["repeatability"]["chunked"]
+    p90s = [s["ttft_s"]["p90"] for s in report["summaries"]]
+    assert row["ttft_s"] == {"p90": p90s, "spread": pytest.approx(max(p90s) / min(p90s) - 1)}
+    assert "2 runs of one seed" in result.output
+    assert "2 runs of one seed" in runner.invoke(app, ["report", str(out)]).output
+
+
 @pytest.mark.parametrize("args,message", [
     (["--slo", "ttft=fast"], "bad SLO"),
     (["--goodput"], "--goodput needs --slo"),
+    (["--repeat", "2", "--goodput", "--slo", "ttft=1s,tpot=50ms"], "--repeat does not combine"),
     (["--workload", "no-such-thing"], "neither a generator"),
     (["--workload", "BADFILE"], ":2:"),
 ])
