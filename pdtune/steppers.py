@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import time
 
 import torch
@@ -146,7 +148,7 @@ class PdmuxStepper:
         slack = None
         if remaining and decode_plan:
             arrival = min(c.seq.arrival_time for c in job.plan.chunks)
-            slack = self.planner.prefill_slack_ms(arrival, prefill, remaining, now)
+            slack = functools.partial(self.planner.queue_slack_ms, self.scheduler, prefill, remaining, arrival, now)
         decision = self.planner.decide(batch, context, prefill, remaining, slack)
         inputs = self.runner.prepare(decode_plan) if decode_plan else None
         gang = decision.gang if remaining else 0

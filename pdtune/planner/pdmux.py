@@ -153,11 +153,11 @@ class PdmuxPlanner:
         return self.config.slo_tpot_ms * self.config.pdmux_decode_target - self.predictor.host_ms
 
     def decide(self, decode_batch: int, context_tokens: int, prefill: PrefillShape, remaining_layers: int,
-               prefill_slack_ms: float | None = None) -> StepDecision:
+               prefill_slack: Callable[[], float] | None = None) -> StepDecision:
         """Decode keeps its TPOT: the smallest decode partition predicted (with the guard band) to
         meet it; prefill gets the other SMs and enough layers to stay busy for the step. When no
-        split meets the TPOT and the prefill in flight can wait (`prefill_slack_ms`: time to its
-        earliest TTFT deadline beyond its predicted remaining prefill), decode takes the whole GPU
+        split meets the TPOT and prefill can wait (`prefill_slack`, called only then: the least
+        TTFT slack, in ms, of what a pause delays, `queue_slack_ms`), decode takes the whole GPU
         for this step and prefill pauses; TTFT slack thus buys TPOT, never the other way round."""
         pred = self.predictor
         if not remaining_layers:
@@ -178,7 +178,7 @@ class PdmuxPlanner:
                          if pred.decode_ms(p, decode_batch, context_tokens, worst=True) <= budget), None)
             if part is None:
                 alone_ms = pred.decode_ms(self.decode_alone, decode_batch, context_tokens)
-                if prefill_slack_ms is not None and prefill_slack_ms > alone_ms + pred.host_ms:
+                if prefill_slack is not None and prefill_slack() > alone_ms + pred.host_ms:
                     return StepDecision(self.decode_alone, 0, alone_ms, None)
                 part = self.mixed[-1]
         decode_ms, layer_ms = pred.decode_ms(part, decode_batch, context_tokens), pred.layer_ms(part, prefill)
@@ -221,6 +221,28 @@ class PdmuxPlanner:
         deadline_ms = (seq.arrival_time + self.config.slo_ttft_ms / 1e3 - now) * 1e3
         overtaken_slack_ms = self.prefill_slack_ms(earliest_arrival, in_flight, remaining_layers, now)
         return own_ms < behind_ms and own_ms <= deadline_ms < behind_ms + own_ms and overtaken_slack_ms >= own_ms
+
+    def queue_slack_ms(self, scheduler: Scheduler, in_flight: PrefillShape, remaining_layers: int,
+                       earliest_arrival: float, now: float) -> float:
+        """The least TTFT slack among what a pause of prefill delays: the batch in flight and each
+        waiting request that can still meet its TTFT after the prefill queued ahead of it (the
+        rest of the batch in flight, then the waiting ones before it, in queue order, on the
+        largest mixed prefill partition). A request already past hope is not counted: waiting
+        longer does not change that it misses. The scan stops once the queue ahead holds more
+        than one TTFT of prefill, beyond which no request can meet its TTFT."""
+        pred, part, slo_ms = self.predictor, self.mixed[-1], self.config.slo_ttft_ms
+        ahead_ms = pred.layer_ms(part, in_flight) * remaining_layers
+        slack = (earliest_arrival - now) * 1e3 + slo_ms - ahead_ms
+        blocks = scheduler.blocks
+        for seq in scheduler.waiting:
+            if ahead_ms > slo_ms:
+                break
+            hit = len(blocks.match_prefix(seq)) * blocks.block_size
+            ahead_ms += pred.layer_ms(part, PrefillShape.single(len(seq) - hit, hit)) * pred.arch.num_layers
+            own = (seq.arrival_time - now) * 1e3 + slo_ms - ahead_ms
+            if own >= 0:
+                slack = min(slack, own)
+        return slack
 
     def prefill_slack_ms(self, earliest_arrival: float, prefill: PrefillShape, remaining_layers: int,
                          now: float | None = None) -> float:

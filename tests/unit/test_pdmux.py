@@ -246,13 +246,45 @@ def test_when_no_split_meets_tpot_decode_takes_the_gpu_while_prefill_has_ttft_sl
     now = time.perf_counter()
     roomy = p.prefill_slack_ms(earliest_arrival=now, prefill=P4096, remaining_layers=32, now=now)
     assert 0 < roomy < 2000.0
-    paused = p.decide(8, 8 * 1024, P4096, 32, prefill_slack_ms=roomy)
+    paused = p.decide(8, 8 * 1024, P4096, 32, prefill_slack=lambda: roomy)
     assert paused.partition is p.decode_alone and paused.gang == 0 and paused.predicted_prefill_ms is None
     late = p.prefill_slack_ms(earliest_arrival=now - 1.99, prefill=P4096, remaining_layers=32, now=now)
-    resumed = p.decide(8, 8 * 1024, P4096, 32, prefill_slack_ms=late)
+    resumed = p.decide(8, 8 * 1024, P4096, 32, prefill_slack=lambda: late)
     assert resumed.partition is p.mixed[-1] and resumed.gang >= 1
     # a split that meets the TPOT keeps prefill running whatever its slack
-    assert planner(slo_tpot_ms=20.0).decide(8, 8 * 1024, P4096, 32, prefill_slack_ms=roomy).gang >= 1
+    assert planner(slo_tpot_ms=20.0).decide(8, 8 * 1024, P4096, 32, prefill_slack=lambda: roomy).gang >= 1
+
+
+def test_a_pause_counts_the_waiting_requests_it_delays_not_only_the_prefill_in_flight():
+    p = planner(slo_tpot_ms=1.0, slo_ttft_ms=2000.0)
+    now = time.perf_counter()
+    layers = p.predictor.arch.num_layers
+    short_ms = p.predictor.layer_ms(p.mixed[-1], PrefillShape.single(256)) * layers
+
+    def slack(waited_s: list[float], length: int = 256) -> float:
+        s = Scheduler(BlockManager(2048, 16), max_num_seqs=8, max_num_batched_tokens=4096, max_model_len=32768)
+        for w in waited_s:
+            s.add(Sequence(list(range(length)), GREEDY, arrival_time=now - w))
+        return p.queue_slack_ms(s, P4096, 4, now, now)
+
+    in_flight = p.prefill_slack_ms(now, P4096, 4, now)
+    assert slack([]) == pytest.approx(in_flight)
+    ahead_ms = p.predictor.layer_ms(p.mixed[-1], P4096) * 4
+    # a request that has waited 1.9 s keeps 2000 - 1900 - (the rest in flight + its own prefill)
+    assert slack([1.9]) == pytest.approx(100 - ahead_ms - short_ms, abs=1.0)
+    assert slack([1.9]) < in_flight
+    # the second in the queue also waits for the first one's prefill
+    assert slack([0.0, 1.9]) == pytest.approx(100 - ahead_ms - 2 * short_ms, abs=1.0)
+    # one past hope (waited 2.5 s) does not hold prefill running; the others still count
+    assert slack([2.5]) == pytest.approx(in_flight)
+    assert slack([2.5, 1.9]) == pytest.approx(100 - ahead_ms - 2 * short_ms, abs=1.0)
+    # the planner pauses for the in-flight batch's slack alone, but not for a waiting request left
+    # with half a decode step of slack
+    alone_ms = p.predictor.decode_ms(p.decode_alone, 8, 8 * 1024)
+    tight_s = (2000 - ahead_ms - short_ms - alone_ms / 2) / 1e3
+    assert 0 < slack([tight_s]) < alone_ms
+    assert p.decide(8, 8 * 1024, P4096, 4, prefill_slack=lambda: slack([])).partition is p.decode_alone
+    assert p.decide(8, 8 * 1024, P4096, 4, prefill_slack=lambda: slack([tight_s])).partition is p.mixed[-1]
 
 
 def test_paused_prefill_keeps_the_tokens(reference_tokens, tmp_path):
