@@ -25,7 +25,7 @@ def bench_kernels(
     batches: Annotated[str, typer.Option(help="Decode batch sizes.")] = "1,8,16,32,64,128,256",
     contexts: Annotated[str, typer.Option(help="Decode context lengths.")] = "1024,4096,16384",
     long_context: Annotated[int | None, typer.Option(
-        help="Also time each batch with its first sequence this long (one long context beside short ones).")] = None,
+        min=1, help="Also time each batch with its first sequence this long (one long context beside short ones).")] = None,
     prefill_tokens: Annotated[str, typer.Option(help="Prefill lengths (one sequence each).")] = "512,1024,2048,4096,8192,16384",
     transformers: Annotated[bool, typer.Option(help="Also time transformers (sdpa) in the same run.")] = True,
     out: Annotated[str, typer.Option("--out", help="Folder for JSON, CSV and PNG results.")] = "results/bench-kernels",

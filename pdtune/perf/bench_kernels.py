@@ -12,6 +12,7 @@ import torch
 
 from pdtune.config import EngineConfig
 from pdtune.engine import Engine
+from pdtune.errors import PdtuneError
 from pdtune.perf import hf_baseline, step_bench
 from pdtune.perf.environment import environment
 from pdtune.perf.model_costs import decode_bytes, num_params, prefill_flops
@@ -102,8 +103,17 @@ def _add_transformers(result: KernelBenchResult, hf_cfg: dict, cfg: KernelBenchC
         torch.cuda.empty_cache()
 
 
+def _check_lengths(cfg: KernelBenchConfig, max_model_len: int) -> None:
+    """A decode step at context c holds c + 1 tokens; none may pass the engine's context."""
+    longest = max([*cfg.contexts, cfg.long_context or 0]) + 1
+    if longest > max_model_len or max(cfg.prefill_tokens) > max_model_len:
+        raise PdtuneError(f"bench-kernels: contexts (+1 token), --long-context and --prefill-tokens must fit "
+                          f"--max-model-len {max_model_len}; the longest asks {max(longest, max(cfg.prefill_tokens))}")
+
+
 def run_kernel_bench(cfg: KernelBenchConfig) -> KernelBenchResult:
     engine = Engine(cfg.engine)
+    _check_lengths(cfg, engine.max_model_len)
     loaded = engine.loaded
     device, dtype = loaded.device, loaded.dtype
     ceil = measure_ceilings(device, dtype)

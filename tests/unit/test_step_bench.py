@@ -50,3 +50,14 @@ def test_bench_kernels_adds_a_long_context_row_per_batch_with_its_own_floor(tmp_
     assert pd.isna(uniform["long_context"]) and skewed["long_context"] == 96
     kv_per_token = (skewed["roofline_ms"] - uniform["roofline_ms"]) / (96 - 32)
     assert kv_per_token > 0 and abs(uniform["roofline_ms"] - rows.iloc[0]["roofline_ms"] - 32 * kv_per_token) < 1e-9
+
+
+def test_bench_kernels_refuses_lengths_past_the_context_with_a_message(tmp_path):
+    from typer.testing import CliRunner
+
+    from pdtune.cli.app import app
+
+    result = CliRunner().invoke(app, ["bench-kernels", "--model", "tiny", "--device", "cpu", "--batches", "2",
+                                      "--contexts", "32", "--long-context", "300", "--prefill-tokens", "16",
+                                      "--max-model-len", "256", "--no-transformers", "--out", str(tmp_path)])
+    assert result.exit_code == 1 and "--max-model-len 256" in result.output and "Traceback" not in result.output
