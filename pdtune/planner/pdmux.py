@@ -232,7 +232,7 @@ class PdmuxPlanner:
         than one TTFT of prefill, beyond which no request can meet its TTFT."""
         pred, part, slo_ms = self.predictor, self.mixed[-1], self.config.slo_ttft_ms
         ahead_ms = pred.layer_ms(part, in_flight) * remaining_layers
-        slack = (earliest_arrival - now) * 1e3 + slo_ms - ahead_ms
+        slack = self.prefill_slack_ms(earliest_arrival, in_flight, remaining_layers, now)
         blocks = scheduler.blocks
         for seq in scheduler.waiting:
             if ahead_ms > slo_ms:
