@@ -57,7 +57,10 @@ class PagedAttention(torch.nn.Module):
 
     def _fresh_prefill(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, lens: list[int]) -> torch.Tensor:
         """Prompts with no cached prefix: torch's fused causal attention on the contiguous k/v of
-        this step (the flash kernel on GPU), one call per sequence."""
+        this step (the flash kernel on GPU), one call per sequence. v arrives as a view of the
+        fused qkv output (the KV write and the decode rows read it as it is); it is made
+        contiguous here, for the fused kernel, and only here."""
+        v = v.contiguous()
         out = torch.empty_like(q)
         start = 0
         for n in lens:

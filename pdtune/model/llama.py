@@ -46,7 +46,7 @@ class Attention(nn.Module):
         if a.qk_norm:
             q, k = self.q_norm(q), self.k_norm(k)
         q, k = self.ops.apply_rotary(q, k, positions, cos_sin)
-        out = self.o_proj(self.attn(q, k, v.contiguous(), meta).reshape(-1, a.q_size))
+        out = self.o_proj(self.attn(q, k, v, meta).reshape(-1, a.q_size))
         return out if self.tp is None else self.tp.all_reduce(out)
 
 
