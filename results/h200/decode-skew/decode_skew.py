@@ -3,9 +3,10 @@
 the current one, on the same paged KV pool, per layer of the Llama-3.1-8B shape (32 query heads,
 8 KV heads, head dim 128, bf16, 16-token blocks). Each side is timed as the engine runs it: a CUDA
 graph of one step's 32 layers (the current kernel makes its work plan once a step), replayed;
-the time per layer is the replay over 32. Writes decode-skew.json.
+the time per layer is the replay over 32. Writes decode-skew.json, .csv and .png.
 
-python decode_skew.py BEFORE.py OUT_DIR"""
+python decode_skew.py BEFORE.py OUT_DIR
+python decode_skew.py --plot OUT_DIR/decode-skew.json   (the CSV and PNG again from a saved JSON)"""
 
 import importlib.util
 import json
@@ -16,7 +17,7 @@ import torch
 
 from pdtune import kernels as k
 from pdtune.perf.environment import environment
-from pdtune.perf.timing import time_ms
+from pdtune.perf.timing import measure_ceilings, time_ms
 
 # (name, sequence lengths): uniform batches as bench-kernels times them, then serving mixes.
 CASES = [
@@ -59,6 +60,7 @@ def graph_layer_ms(step, dev: torch.device) -> float:
 def main(before_path: str, out_dir: str) -> None:
     dev, dtype = torch.device("cuda"), torch.bfloat16
     before = load_before(before_path)
+    copy_bytes_per_s = measure_ceilings(dev, dtype).copy_bytes_per_s
     width = -(-MAX_LEN // BLOCK)
     need = max(sum(-(-n // BLOCK) for n in lens) for _, lens in CASES)
     k_cache = torch.randn(need, BLOCK, KV_HEADS, DIM, device=dev, dtype=dtype)
@@ -89,7 +91,7 @@ def main(before_path: str, out_dir: str) -> None:
                 k.paged_decode_attention(q, k_cache, v_cache, table, seq_lens, scale, plan)
 
         before_ms, now_ms = graph_layer_ms(step_before, dev), graph_layer_ms(step_now, dev)
-        floor_ms = sum(lens) * kv_bytes_per_token / 3.96e12 * 1e3  # the H200's measured copy rate
+        floor_ms = sum(lens) * kv_bytes_per_token / copy_bytes_per_s * 1e3
         rows.append(dict(case=name, batch=len(lens), kv_tokens=sum(lens), before_us=before_ms * 1e3,
                          now_us=now_ms * 1e3, speedup=before_ms / now_ms, kv_floor_us=floor_ms * 1e3,
                          max_abs_err_before=err_before, max_abs_err_now=err_now))
@@ -97,10 +99,39 @@ def main(before_path: str, out_dir: str) -> None:
         print(f"{name:34s} before {r['before_us']:8.1f} us  now {r['now_us']:8.1f} us  x{r['speedup']:5.2f}"
               f"  floor {r['kv_floor_us']:7.1f} us  err {err_before:.1e}/{err_now:.1e}", flush=True)
     os.makedirs(out_dir, exist_ok=True)
-    with open(os.path.join(out_dir, "decode-skew.json"), "w") as f:
-        json.dump(dict(environment=environment(), per_layer=rows, max_len=MAX_LEN,
+    path = os.path.join(out_dir, "decode-skew.json")
+    with open(path, "w") as f:
+        json.dump(dict(environment=environment(), per_layer=rows, max_len=MAX_LEN, copy_bytes_per_s=copy_bytes_per_s,
                        shape=dict(heads=HEADS, kv_heads=KV_HEADS, head_dim=DIM, block=BLOCK, dtype=str(dtype))), f, indent=1)
+    plot(path)
+
+
+def plot(json_path: str) -> None:
+    import matplotlib
+    import pandas as pd
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = pd.DataFrame(json.load(open(json_path))["per_layer"])
+    base = os.path.splitext(json_path)[0]
+    rows.to_csv(base + ".csv", index=False)
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    y = range(len(rows))
+    ax.barh([i + 0.2 for i in y], rows["before_us"], height=0.4, label="before (one program per sequence)")
+    ax.barh([i - 0.2 for i in y], rows["now_us"], height=0.4, label="work plan")
+    ax.scatter(rows["kv_floor_us"], list(y), marker="|", s=200, color="black", label="KV bytes / copy rate", zorder=3)
+    ax.set_yticks(list(y), rows["case"], fontsize=7)
+    ax.invert_yaxis()
+    ax.set(xlabel="decode attention per layer (us, CUDA graph)", title="Decode attention, Llama-3.1-8B shape, bf16, H200")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(base + ".png", dpi=120)
+    plt.close(fig)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])
+    if sys.argv[1] == "--plot":
+        plot(sys.argv[2])
+    else:
+        main(sys.argv[1], sys.argv[2])
