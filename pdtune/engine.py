@@ -220,7 +220,6 @@ class Engine:
             return "length"
         return None
 
-
     def _tail_has_stop(self, seq: Sequence, stops: tuple[str, ...]) -> bool:
         """Whether a stop string shows in the text of the last tokens: a new occurrence ends
         with the newest token, and a character takes at most 4 byte-level tokens, so the tail

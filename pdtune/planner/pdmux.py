@@ -215,12 +215,17 @@ class PdmuxPlanner:
         going first, and the prefill it overtakes keeps enough TTFT slack to absorb it."""
         seq = scheduler.waiting[0]
         pred, part = self.predictor, self.mixed[-1]
-        hit = len(scheduler.blocks.match_prefix(seq)) * scheduler.blocks.block_size
-        own_ms = pred.layer_ms(part, PrefillShape.single(len(seq) - hit, hit)) * pred.arch.num_layers
+        own_ms = self._prefill_of(scheduler, seq, part)[1]
         behind_ms = pred.layer_ms(part, in_flight) * remaining_layers
         deadline_ms = (seq.arrival_time + self.config.slo_ttft_ms / 1e3 - now) * 1e3
         overtaken_slack_ms = self.prefill_slack_ms(earliest_arrival, in_flight, remaining_layers, now)
         return own_ms < behind_ms and own_ms <= deadline_ms < behind_ms + own_ms and overtaken_slack_ms >= own_ms
+
+    def _prefill_of(self, scheduler: Scheduler, seq: Sequence, part: Partition) -> tuple[int, float]:
+        """A waiting request's cached prefix (tokens) and its whole prefill's predicted ms on `part`."""
+        hit = len(scheduler.blocks.match_prefix(seq)) * scheduler.blocks.block_size
+        pred = self.predictor
+        return hit, pred.layer_ms(part, PrefillShape.single(len(seq) - hit, hit)) * pred.arch.num_layers
 
     def queue_slack_ms(self, scheduler: Scheduler, in_flight: PrefillShape, remaining_layers: int,
                        earliest_arrival: float, now: float) -> float:
@@ -233,12 +238,10 @@ class PdmuxPlanner:
         pred, part, slo_ms = self.predictor, self.mixed[-1], self.config.slo_ttft_ms
         ahead_ms = pred.layer_ms(part, in_flight) * remaining_layers
         slack = self.prefill_slack_ms(earliest_arrival, in_flight, remaining_layers, now)
-        blocks = scheduler.blocks
         for seq in scheduler.waiting:
             if ahead_ms > slo_ms:
                 break
-            hit = len(blocks.match_prefix(seq)) * blocks.block_size
-            ahead_ms += pred.layer_ms(part, PrefillShape.single(len(seq) - hit, hit)) * pred.arch.num_layers
+            ahead_ms += self._prefill_of(scheduler, seq, part)[1]
             own = (seq.arrival_time - now) * 1e3 + slo_ms - ahead_ms
             if own >= 0:
                 slack = min(slack, own)
@@ -259,13 +262,11 @@ class PdmuxPlanner:
         if self.config.dispatch == "fcfs" or len(scheduler.waiting) < 2:
             return
         now = time.perf_counter() if now is None else now
-        blocks = scheduler.blocks
         slo_s = self.config.slo_ttft_ms / 1e3
         rows = []
         for seq in scheduler.waiting:
-            hit = len(blocks.match_prefix(seq)) * blocks.block_size
-            shape = PrefillShape.single(len(seq) - hit, hit)
-            prefill_s = self.predictor.layer_ms(self.prefill_alone, shape) * self.predictor.arch.num_layers / 1e3
+            hit, prefill_ms = self._prefill_of(scheduler, seq, self.prefill_alone)
+            prefill_s = prefill_ms / 1e3
             deadline = seq.arrival_time + slo_s - prefill_s
             rows.append((deadline < now, deadline, hit, prefill_s, seq))
         rows.sort(key=lambda r: (r[0], r[1]))
