@@ -52,6 +52,10 @@ class EngineConfig:
     # decode batch (and its KV reads) stays smaller, which near saturation can be worth more to
     # prefill than the SMs given up
     pdmux_decode_target: float = 1.0
+    # pdmux adaptive: "pace" plans each decode step within what keeps every running request's mean
+    # TPOT (the SLO's measure) at the target, so slack banked by fast steps (decode alone, small
+    # batches) buys prefill SMs later; "step" plans every step within the TPOT alone
+    pdmux_decode_budget: str = "pace"
     trace_path: str | None = None  # JSONL of every pdmux step decision
     perf_model: str | None = None  # JSON from `pdtune profile`: priors of the pdmux planner and the DP dispatcher
     seed: int = 0
@@ -79,6 +83,8 @@ class EngineConfig:
             (self.slo_ttft_ms > 0 and self.slo_tpot_ms > 0, "SLO targets must be positive"),
             (0.0 < self.pdmux_decode_target <= 1.0, f"pdmux decode target must be in (0, 1], got "
                                                     f"{self.pdmux_decode_target!r}"),
+            (self.pdmux_decode_budget in ("pace", "step"), f"pdmux decode budget must be pace or step, got "
+                                                           f"{self.pdmux_decode_budget!r}"),
             (self.tensor_parallel_size >= 1, "tensor parallel size must be at least 1"),
             (self.data_parallel_size >= 1, "data parallel size must be at least 1"),
         ]

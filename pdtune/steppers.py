@@ -148,7 +148,8 @@ class PdmuxStepper:
         if remaining and decode_plan:
             arrival = min(c.seq.arrival_time for c in job.plan.chunks)
             slack = functools.partial(self.planner.queue_slack_ms, self.scheduler, prefill, remaining, arrival, now)
-        decision = self.planner.decide(batch, context, prefill, remaining, slack)
+        budget = self.planner.decode_budget_ms([c.seq for c in decode_plan.chunks], now)
+        decision = self.planner.decide(batch, context, prefill, remaining, slack, budget)
         inputs = self.runner.prepare(decode_plan) if decode_plan else None
         gang = decision.gang if remaining else 0
         launch = self.executor.launch_step((decision.partition, inputs) if inputs else None, job,

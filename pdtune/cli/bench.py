@@ -62,6 +62,8 @@ def bench(
         help="pdmux: a short request that would miss its TTFT behind the prefill in flight runs first.")] = None,
     pdmux_decode_target: Annotated[Optional[float], typer.Option(
         help="pdmux adaptive: plan decode steps to this share of the TPOT SLO (default 1).")] = None,
+    pdmux_decode_budget: Annotated[Optional[str], typer.Option(
+        help="pdmux adaptive: pace (each request's mean TPOT within the SLO; default) or step (every step).")] = None,
     trace: Annotated[Optional[str], typer.Option(help="pdmux: write every step decision to this JSONL.")] = None,
     perf_model: Annotated[Optional[str], typer.Option(
         "--perf-model", help="pdmux: the JSON `pdtune profile` wrote, for the planner's priors.")] = None,
@@ -94,7 +96,8 @@ def bench(
             max_num_batched_tokens=max_num_batched_tokens, max_model_len=max_model_len, tensor_parallel_size=tensor_parallel_size,
             data_parallel_size=data_parallel_size, pdmux_policy=pdmux_policy,
             dispatch=dispatch, pdmux_admission=pdmux_admission, pdmux_prefill_jump=pdmux_prefill_jump,
-            pdmux_decode_target=pdmux_decode_target, trace_path=trace, perf_model=perf_model, **slo_ms,
+            pdmux_decode_target=pdmux_decode_target, pdmux_decode_budget=pdmux_decode_budget,
+            trace_path=trace, perf_model=perf_model, **slo_ms,
         )
         bracket = _parse_bracket(goodput_bracket) if goodput_bracket else None
         if bracket is not None and not goodput:

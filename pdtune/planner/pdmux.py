@@ -9,7 +9,7 @@ import os
 import time
 from collections import defaultdict, deque
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterable
 
 from pdtune.config import EngineConfig
 from pdtune.errors import InputFileError
@@ -123,6 +123,7 @@ class StepDecision:
     gang: int
     predicted_decode_ms: float | None
     predicted_prefill_ms: float | None
+    decode_budget_ms: float | None = None  # what the adaptive policy planned decode within
 
 
 def _open_trace(path: str):
@@ -148,14 +149,26 @@ class PdmuxPlanner:
         want = self.config.pdmux_static_split
         return min(self.mixed, key=lambda p: abs(p.requested[1] - want[1]) + abs(p.requested[0] - want[0]))
 
-    def decode_budget_ms(self) -> float:
-        """TPOT is the whole step: the decode iteration plus the host's sampling and scheduling."""
-        return self.config.slo_tpot_ms * self.config.pdmux_decode_target - self.predictor.host_ms
+    def decode_budget_ms(self, decoding: Iterable[Sequence] = (), now: float | None = None) -> float:
+        """The time the next decode iteration may take; TPOT is the whole step, so the host's
+        sampling and scheduling come off it. With the "pace" budget the SLO bounds each request's
+        mean TPOT, which is what is measured: a request with n output tokens, the first at t0,
+        keeps it after this step if the step ends by t0 + n x TPOT, so the step may use what the
+        least-ahead request of `decoding` banked in faster steps (and must make up what a late one
+        lost). "step" gives every step the TPOT alone."""
+        target = self.config.slo_tpot_ms * self.config.pdmux_decode_target
+        budget = target
+        if self.config.pdmux_decode_budget == "pace":
+            now = time.perf_counter() if now is None else now
+            budget = min((len(s.token_times) * target - (now - s.token_times[0]) * 1e3
+                          for s in decoding if s.token_times), default=target)
+        return budget - self.predictor.host_ms
 
     def decide(self, decode_batch: int, context_tokens: int, prefill: PrefillShape, remaining_layers: int,
-               prefill_slack: Callable[[], float] | None = None) -> StepDecision:
+               prefill_slack: Callable[[], float] | None = None, budget_ms: float | None = None) -> StepDecision:
         """Decode keeps its TPOT: the smallest decode partition predicted (with the guard band) to
-        meet it; prefill gets the other SMs and enough layers to stay busy for the step. When no
+        meet `budget_ms` (`decode_budget_ms` of the decode batch; the step's TPOT when None);
+        prefill gets the other SMs and enough layers to stay busy for the step. When no
         split meets the TPOT and prefill can wait (`prefill_slack`, called only then: the least
         TTFT slack, in ms, of what a pause delays, `queue_slack_ms`), decode takes the whole GPU
         for this step and prefill pauses; TTFT slack thus buys TPOT, never the other way round."""
@@ -173,13 +186,13 @@ class PdmuxPlanner:
             part = self.mixed[min(decode_batch // SGLANG_DECODE_BS_DIVISOR, len(self.mixed) - 1)]
             gang = max(1, SGLANG_SPLIT_TOKEN_BUDGET // max(prefill.tokens, 1))
         else:
-            budget = self.decode_budget_ms()
+            budget = self.decode_budget_ms() if budget_ms is None else budget_ms
             part = next((p for p in self.mixed
                          if pred.decode_ms(p, decode_batch, context_tokens, worst=True) <= budget), None)
             if part is None:
                 alone_ms = pred.decode_ms(self.decode_alone, decode_batch, context_tokens)
                 if prefill_slack is not None and prefill_slack() > alone_ms + pred.host_ms:
-                    return StepDecision(self.decode_alone, 0, alone_ms, None)
+                    return StepDecision(self.decode_alone, 0, alone_ms, None, budget)
                 part = self.mixed[-1]
         decode_ms, layer_ms = pred.decode_ms(part, decode_batch, context_tokens), pred.layer_ms(part, prefill)
         if policy == "adaptive":
@@ -187,7 +200,7 @@ class PdmuxPlanner:
             # lasts the decode iteration plus the host's work between launches.
             gang = max(1, math.ceil(max(decode_ms, pred.step_wall_ms or 0.0) / layer_ms))
         gang = min(gang, remaining_layers)
-        return StepDecision(part, gang, decode_ms, layer_ms * gang)
+        return StepDecision(part, gang, decode_ms, layer_ms * gang, budget if policy == "adaptive" else None)
 
     def tpot_admission(self, decoding: list[Sequence]) -> Callable[[Sequence], bool]:
         """For `pdmux_admission` "tpot": a predicate that admits waiting sequences one by one
@@ -195,7 +208,7 @@ class PdmuxPlanner:
         adding its whole length as context) is predicted, with the guard band, to meet the TPOT
         budget on the largest decode partition that leaves prefill SMs. A first sequence is
         always admitted when nothing decodes, so prefill never waits for an empty decode batch."""
-        pred, budget, part = self.predictor, self.decode_budget_ms(), self.mixed[-1]
+        pred, budget, part = self.predictor, self.decode_budget_ms(decoding), self.mixed[-1]
         batch, context = len(decoding), sum(len(s) for s in decoding)
 
         def admits(seq: Sequence) -> bool:
@@ -285,6 +298,7 @@ class PdmuxPlanner:
                "decode_batch": decode_batch, "prefill_tokens": prefill_tokens, "prefill_jobs": prefill_jobs,
                "predicted_decode_ms": decision.predicted_decode_ms, "measured_decode_ms": measured_decode_ms,
                "predicted_prefill_ms": decision.predicted_prefill_ms, "measured_prefill_block_ms": measured_prefill_ms,
+               "decode_budget_ms": decision.decode_budget_ms,
                "host_ms": self.predictor.host_ms}
         self.trace.write(json.dumps(row) + "\n")
         self.trace.flush()

@@ -119,6 +119,53 @@ def test_a_decode_target_below_one_plans_decode_against_that_share_of_the_tpot()
         EngineConfig(pdmux_decode_target=1.5)
 
 
+def paced(tokens: int, first_token_ago_ms: float, now: float) -> Sequence:
+    seq = Sequence([1, 2, 3], GREEDY)
+    seq.token_times = [now - first_token_ago_ms / 1e3] * tokens
+    return seq
+
+
+def test_the_pace_budget_is_what_the_least_ahead_request_banked():
+    now = time.perf_counter()
+    ahead = paced(tokens=11, first_token_ago_ms=100.0, now=now)  # 10 gaps in 100 ms: 10 ms a token
+    fresh = paced(tokens=1, first_token_ago_ms=2.0, now=now)  # its first token 2 ms ago
+    late = paced(tokens=5, first_token_ago_ms=130.0, now=now)  # 4 gaps in 130 ms against 4 x 30
+    p = planner(slo_tpot_ms=30.0)
+    # after the step `ahead` has 11 gaps: it keeps a 30 ms mean if the step ends within 11 x 30 - 100 ms
+    assert p.decode_budget_ms([ahead], now) == pytest.approx(230.0)
+    assert p.decode_budget_ms([ahead, fresh], now) == pytest.approx(28.0)
+    assert p.decode_budget_ms([ahead, late], now) == pytest.approx(20.0)  # 5 x 30 - 130: it makes up 10 ms
+    assert p.decode_budget_ms([], now) == pytest.approx(30.0)
+    step = planner(slo_tpot_ms=30.0, pdmux_decode_budget="step")
+    assert step.decode_budget_ms([ahead, late], now) == pytest.approx(30.0)
+    with pytest.raises(Exception, match="decode budget"):
+        EngineConfig(pdmux_decode_budget="mean")
+
+
+def test_banked_tpot_slack_buys_prefill_sms_and_a_deficit_takes_them_back():
+    p = planner(slo_tpot_ms=8.0)
+    at_slo = p.decide(8, 8 * 1024, P4096, 32)
+    banked = p.decide(8, 8 * 1024, P4096, 32, budget_ms=40.0)
+    assert banked.partition.decode_sms < at_slo.partition.decode_sms and banked.decode_budget_ms == 40.0
+    behind = p.decide(8, 8 * 1024, P4096, 32, budget_ms=5.0)
+    assert behind.partition.decode_sms > at_slo.partition.decode_sms
+
+
+def test_the_engine_plans_pdmux_decode_within_the_pace_budget(tmp_path):
+    trace = tmp_path / "trace.jsonl"
+    engine = tiny(mode="pdmux", trace_path=str(trace), slo_tpot_ms=50.0).engine
+    first = engine.add_request(list(range(1, 9)), SamplingParams(max_tokens=50, temperature=0, ignore_eos=True))
+    while first.num_output_tokens < 10:
+        engine.step()
+    engine.add_request(list(range(20, 50)), GREEDY)
+    engine.step()  # the new prefill beside `first`, which decoded far faster than 50 ms a token
+    row = json.loads(trace.read_text().splitlines()[-1])
+    assert row["decode_batch"] == 1 and row["gang"]
+    elapsed_ms = (time.perf_counter() - first.token_times[0]) * 1e3
+    assert row["decode_budget_ms"] + row["host_ms"] > 10 * 50.0 - elapsed_ms - 1.0
+    assert row["decode_budget_ms"] + row["host_ms"] > 50.0
+
+
 def test_the_host_time_of_a_step_counts_against_the_tpot_budget():
     p = planner(slo_tpot_ms=8.0)
     alone = p.decide(8, 8 * 1024, P4096, 32)
