@@ -23,7 +23,7 @@ def _find_sequence(cu_seqlens_q_ptr, tile, num_seqs, block_q):
     return lo - 1
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["num_seqs"])  # one compile for every batch size (no JIT stall mid-run)
 def _prefill_kernel(
     q_ptr, k_cache_ptr, v_cache_ptr, out_ptr, block_tables_ptr, cu_seqlens_q_ptr, seq_lens_k_ptr,
     scale_log2e, num_seqs, group, block_q, block_size,

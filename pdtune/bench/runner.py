@@ -18,6 +18,7 @@ from pdtune.config import EngineConfig
 from pdtune.engine import Engine, make_engine
 from pdtune.errors import InputFileError, InvalidRequestError
 from pdtune.executor.partitions import check_green_contexts
+from pdtune.kernels.compiles import compiled_variants
 from pdtune.perf.environment import environment
 from pdtune.request.openai_batch import encode_request
 from pdtune.request.sampling import SamplingParams
@@ -93,14 +94,18 @@ def _release_gpu_memory() -> None:
 
 def serve_workload(engine: Engine, label: str, workload: Workload, cfg: BenchConfig, rate: float | None,
                    progress: Progress | None, stop_below: tuple[SLO, float] | None = None) -> RunResult:
-    """One timed run from a clean prefix cache and zeroed counters, labelled for the report."""
+    """One timed run from a clean prefix cache and zeroed counters, labelled for the report, with
+    the kernel variants JIT-compiled inside it (each a stall the warm-up should have taken)."""
     engine.reset_counters()
+    compiled_before = compiled_variants()
     if cfg.concurrency:
         result = serve_closed_loop(engine, workload.requests, cfg.concurrency, progress)
     else:
         result = serve_open_loop(engine, workload.requests, rate, progress, stop_below=stop_below)
     result.mode = label
     result.extra["preemptions"] = engine.num_preemptions
+    compiled_after = compiled_variants()
+    result.extra["kernel_compiles"] = None if compiled_before is None else compiled_after - compiled_before
     planner = engine.planner_inputs()
     if planner is not None:
         result.extra["planner"] = planner
@@ -113,16 +118,20 @@ def _engine_config(base: EngineConfig, label: str) -> EngineConfig:
 
 
 def warm_up(engine: Engine, workload: Workload, n: int) -> None:
-    """Compiles kernels for the workload's shapes before anything is timed: the first `n`
-    requests and the longest prompt (whose chunks attend to a cached prefix, a kernel variant
-    short prompts never reach), so no JIT compile lands inside the first timed run."""
+    """Compiles kernels (and builds the attention plans) for the workload's shapes before anything
+    is timed, so no JIT compile lands inside the first timed run: the first `n` requests enter one
+    by one, two steps apart (a prefill alone, then beside the decode of those before it), then the longest prompt
+    (whose chunks attend to a cached prefix, a kernel variant short prompts never reach) beside
+    them all. `serve_workload` counts what still compiles in a timed run."""
     longest = max(workload.requests, key=lambda r: len(r.prompt_token_ids), default=None)
     for req in workload.requests[:n] + ([longest] if longest is not None else []):
         try:
-            engine.add_request(req.prompt_token_ids, SamplingParams(max_tokens=4, temperature=0.0, ignore_eos=True),
+            engine.add_request(req.prompt_token_ids, SamplingParams(max_tokens=8, temperature=0.0, ignore_eos=True),
                                request_id=f"warmup-{req.request_id}")
         except InvalidRequestError:
             continue  # the timed run records it as a failed request
+        for _ in range(2):
+            engine.step()
     while engine.has_unfinished():
         engine.step()
 

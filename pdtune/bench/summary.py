@@ -27,6 +27,7 @@ def summarize_run(result: RunResult, slo: SLO | None) -> dict:
         "output_tokens_per_s": out_tokens / result.wall_s if result.wall_s else 0.0,
         "prefix_cache_hit_rate": result.prefix_cache_hit_rate, "steps": result.steps,
         "harness_overhead": result.harness_overhead,
+        "kernel_compiles": result.extra.get("kernel_compiles"),
         "stopped_early": result.extra.get("stopped_early", False),
         "ttft_s": latency_summary([r.ttft_s for r in ok]),
         "tpot_s": latency_summary([r.tpot_s for r in ok if r.tpot_s is not None]),

@@ -247,3 +247,27 @@ def test_a_pdmux_run_records_what_its_planner_predicted_from(tmp_path):
     planner = runs["pdmux"]["extra"]["planner"]
     assert planner["partitions"]["96/36"] == "none" and planner["perf_model"] is None
     assert planner["rates_measured"] is False and planner["copy_bytes_per_s"] > 1e12  # CPU: the simulated H100
+
+
+def test_kernel_compiles_inside_a_timed_run_are_counted_and_shown(monkeypatch):
+    from pdtune.bench import runner as bench_runner
+    from pdtune.bench.runner import BenchConfig, serve_workload
+    from pdtune.engine import make_engine
+    from pdtune.report.bench_report import bench_table
+
+    counts = iter([5, 7])  # two variants compiled while the run served
+    monkeypatch.setattr(bench_runner, "compiled_variants", lambda: next(counts))
+    engine = make_engine(EngineConfig(model="tiny", load_format="dummy", num_kv_blocks=64))
+    cfg = BenchConfig(engine.config, ("chunked",), "random", 3, 50.0, max_prompt_len=16, max_output_len=2)
+    workload = bench_runner.build_workload(cfg, engine.vocab_size, engine.tokenizer)
+    run = serve_workload(engine, "chunked", bench_runner.timed(workload, cfg, 50.0), cfg, 50.0, None)
+    summary = summarize_run(run, None)
+    assert run.extra["kernel_compiles"] == 2 and summary["kernel_compiles"] == 2
+    report = {"workload": {"name": "random", "requests": 3}, "summaries": [summary]}
+    rows = {row[0]: row[1:] for row in _table_rows(bench_table(report))}
+    assert rows["kernel compiles in run"] == ("2",)
+
+
+def _table_rows(table) -> list[tuple]:
+    columns = [list(c.cells) for c in table.columns]
+    return list(zip(*columns))

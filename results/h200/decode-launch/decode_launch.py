@@ -34,7 +34,7 @@ class WithOptions:
 
     def __getitem__(self, grid):
         launch = self.kernel[grid]
-        return lambda *args, **kwargs: launch(*args, **kwargs, **self.options)
+        return lambda *args, **kwargs: launch(*args, **{**kwargs, **self.options})
 
 
 def compiled_variants(kernel) -> dict:
