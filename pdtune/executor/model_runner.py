@@ -79,6 +79,9 @@ class ModelRunner:
         for i, layer in enumerate(self.model.layers):
             layer.self_attn.attn.k_cache = self.kv_cache[0, i]
             layer.self_attn.attn.v_cache = self.kv_cache[1, i]
+            layer.self_attn.attn.bucket_prompts = self.device.type == "cuda"
+        if self.device.type == "cuda":  # every layer has the same shapes: one builds the plans for all
+            self.model.layers[0].self_attn.attn.build_fused_plans(max_model_len)
         self.graphs: DecodeGraphs | None = None  # pdmux captures its own, one set per partition
         if self.device.type == "cuda" and not config.enforce_eager and config.mode != "pdmux":
             self.graphs = DecodeGraphs(self.model, config.max_num_seqs, -(-max_model_len // config.block_size))
