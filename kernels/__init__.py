@@ -8,7 +8,7 @@ from .decode_attention import (
     plan_decode_work_ref,
 )
 from .kv_write import write_kv, write_kv_ref
-from .prefill_attention import paged_prefill_attention, paged_prefill_attention_ref
+from .prefill_attention import paged_prefill_attention, paged_prefill_attention_ref, prefill_tile_variants
 from .rmsnorm import rms_norm, rms_norm_ref
 from .rotary import apply_rotary, apply_rotary_ref, build_cos_sin_cache
 from .silu_mul import silu_and_mul, silu_and_mul_ref
@@ -24,6 +24,7 @@ __all__ = [
     "paged_prefill_attention_ref",
     "plan_decode_work",
     "plan_decode_work_ref",
+    "prefill_tile_variants",
     "rms_norm",
     "rms_norm_ref",
     "silu_and_mul",

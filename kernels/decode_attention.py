@@ -166,7 +166,6 @@ class DecodePlan:
 
     table: Tensor
     num_work: int
-    max_chunks: int  # an upper bound of one sequence's chunk count
 
 
 def num_work_slots(batch: int, n_kv_heads: int, device: torch.device) -> int:
@@ -179,10 +178,10 @@ def _min_chunk(block_n: int) -> int:
     return 2 * block_n
 
 
-def plan_decode_work(seq_lens: Tensor, n_kv_heads: int, max_len: int, *, block_n: int = 64,
+def plan_decode_work(seq_lens: Tensor, n_kv_heads: int, *, block_n: int = 64,
                      num_work: int | None = None) -> DecodePlan:
     """The work plan of one decode step, computed on the device (no host sync, graph-capturable),
-    once per step and shared by every layer. max_len bounds any sequence's length."""
+    once per step and shared by every layer."""
     batch = seq_lens.shape[0]
     assert seq_lens.dtype == torch.int32 and seq_lens.is_contiguous() and batch >= 1
     num_work = num_work or num_work_slots(batch, n_kv_heads, seq_lens.device)
@@ -194,10 +193,10 @@ def plan_decode_work(seq_lens: Tensor, n_kv_heads: int, max_len: int, *, block_n
     block_b = triton.next_power_of_2(max(batch, 128))
     _plan_kernel[(1,)](seq_lens, table, batch, num_work, MIN_CHUNK=_min_chunk(block_n), BLOCK_N=block_n,
                        BLOCK_B=block_b, BLOCK_W=max(1, 16384 // block_b))
-    return DecodePlan(table, num_work, min(num_work, triton.cdiv(max_len, _min_chunk(block_n))))
+    return DecodePlan(table, num_work)
 
 
-def plan_decode_work_ref(seq_lens: Tensor, n_kv_heads: int, max_len: int, *, block_n: int = 64,
+def plan_decode_work_ref(seq_lens: Tensor, n_kv_heads: int, *, block_n: int = 64,
                          num_work: int | None = None) -> DecodePlan:
     """The same plan in torch: the reference the Triton plan is tested against (the torch
     attention path needs no plan)."""
@@ -212,7 +211,7 @@ def plan_decode_work_ref(seq_lens: Tensor, n_kv_heads: int, max_len: int, *, blo
     owner = torch.cat([owner, owner.new_full((num_work - len(owner),), batch - 1)])
     table = torch.cat([first, count, torch.tensor([chunk, int(count.sum())], device=lens.device), owner])
     table = table.to(torch.int32)
-    return DecodePlan(table, num_work, min(num_work, -(-max_len // _min_chunk(block_n))))
+    return DecodePlan(table, num_work)
 
 
 def paged_decode_attention(
@@ -233,7 +232,7 @@ def paged_decode_attention(
     if batch == 0:
         return out
     if plan is None:
-        plan = plan_decode_work(seq_lens, n_kv_heads, block_tables.shape[1] * block_size, block_n=block_n)
+        plan = plan_decode_work(seq_lens, n_kv_heads, block_n=block_n)
     part_out = torch.empty((plan.num_work, n_q_heads, head_dim), dtype=torch.float32, device=q.device)
     part_lse = torch.empty((plan.num_work, n_q_heads), dtype=torch.float32, device=q.device)
     _decode_split_kernel[(plan.num_work, n_kv_heads)](
@@ -249,6 +248,8 @@ def paged_decode_attention(
     )
     _decode_reduce_kernel[(batch, n_q_heads)](
         plan.table, part_out, part_lse, out, batch, n_q_heads, out.stride(0), out.stride(1),
-        BLOCK_S=min(64, triton.next_power_of_2(plan.max_chunks)), HEAD_DIM=head_dim,
+        # One width for every step: sized by the step's longest context it took a new compile
+        # (a stall mid-run) each time an eager decode's contexts crossed a power of two.
+        BLOCK_S=64, HEAD_DIM=head_dim,
     )
     return out

@@ -116,6 +116,12 @@ def _pick_blocks(n_tokens: int, num_seqs: int, group: int, head_dim: int) -> tup
     return max(16, triton.next_power_of_2(group), min(block_m, rows)), block_n
 
 
+def prefill_tile_variants(group: int, head_dim: int) -> list[tuple[int, int]]:
+    """Every (BLOCK_M, BLOCK_N) `_pick_blocks` can choose for this head layout, each a compiled
+    variant: an engine compiles them at start-up, not when a step first meets one."""
+    return sorted({_pick_blocks(1 << i, 1, group, head_dim) for i in range(12)})
+
+
 def paged_prefill_attention(
     q: Tensor, k_cache: Tensor, v_cache: Tensor, block_tables: Tensor,
     cu_seqlens_q: Tensor, seq_lens_k: Tensor, scale: float,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from pdtune.model.attention import AttentionMetadata
+from pdtune.model.attention import AttentionMetadata, table_width
 from pdtune.model.llama import LlamaForCausalLM
 
 
@@ -34,7 +34,7 @@ class DecodeGraphs:
         self.positions = torch.zeros(max_batch, dtype=torch.int64, device=device)
         self.slots = torch.full((max_batch,), -1, dtype=torch.int64, device=device)
         self.seq_lens = torch.ones(max_batch, dtype=torch.int32, device=device)
-        self.block_tables = torch.zeros(max_batch, max_blocks_per_seq, dtype=torch.int32, device=device)
+        self.block_tables = torch.zeros(max_batch, table_width(max_blocks_per_seq), dtype=torch.int32, device=device)
         self.graphs: dict[int, torch.cuda.CUDAGraph] = {}
         self.logits: dict[int, torch.Tensor] = {}
         for size in reversed(self.buckets):  # largest first: smaller graphs reuse its pool memory

@@ -12,7 +12,7 @@ from pdtune.config import EngineConfig
 from pdtune.executor.cuda_graphs import DecodeGraphs
 from pdtune.executor.tensor_parallel import TPGroup, broadcast_step
 from pdtune.executor.upload import upload
-from pdtune.model.attention import AttentionMetadata
+from pdtune.model.attention import AttentionMetadata, table_width
 from pdtune.model.loader import LoadedModel
 from pdtune.request.sequence import Sequence, TokenLogprobs
 from pdtune.sampler import SampledTokens, Sampler
@@ -51,8 +51,8 @@ class LaunchedStep:
 
 
 def _block_tables(chunks: list[ScheduledChunk]) -> torch.Tensor:
-    """The chunks' block tables, zero-padded to the longest."""
-    width = max(len(c.seq.block_table) for c in chunks)
+    """The chunks' block tables, zero-padded to the longest (to `table_width`)."""
+    width = table_width(max(len(c.seq.block_table) for c in chunks))
     table = np.zeros((len(chunks), width), dtype=np.int32)
     for row, chunk in zip(table, chunks):
         ids = chunk.seq.block_table.array
@@ -80,8 +80,8 @@ class ModelRunner:
             layer.self_attn.attn.k_cache = self.kv_cache[0, i]
             layer.self_attn.attn.v_cache = self.kv_cache[1, i]
             layer.self_attn.attn.bucket_prompts = self.device.type == "cuda"
-        if self.device.type == "cuda":  # every layer has the same shapes: one builds the plans for all
-            self.model.layers[0].self_attn.attn.build_fused_plans(max_model_len)
+        if self.device.type == "cuda":
+            self.model.layers[0].self_attn.attn.prepare_kernels(max_model_len)
         self.graphs: DecodeGraphs | None = None  # pdmux captures its own, one set per partition
         if self.device.type == "cuda" and not config.enforce_eager and config.mode != "pdmux":
             self.graphs = DecodeGraphs(self.model, config.max_num_seqs, -(-max_model_len // config.block_size))

@@ -31,6 +31,13 @@ class AttentionMetadata:
     decode_plan: object | None = None
 
 
+def table_width(blocks: int) -> int:
+    """Block tables are this wide for `blocks` blocks: a multiple of 16, so the kernels' row
+    stride always has the same divisibility and Triton compiles one variant, not one for width 1,
+    one for multiples of 16 and one for the rest (each a stall of about a second mid-run)."""
+    return -(-max(blocks, 1) // 16) * 16
+
+
 def prompt_bucket(n: int) -> int:
     """The length a fresh prompt's fused attention runs at on a GPU: a multiple of 64, and of an
     eighth of the prompt's octave above 512 tokens (8 buckets an octave, under 1/8 more rows), because the fused kernel builds a plan per query
@@ -89,22 +96,33 @@ class PagedAttention(torch.nn.Module):
             out[start:start + n] = o.squeeze(0)[:, :n].transpose(0, 1)
         return out
 
-    def build_fused_plans(self, max_len: int) -> int:
-        """Runs the fused prefill attention once at every prompt bucket up to `max_len`, so the
-        plans it builds per length (cuDNN: about 39 ms each on the H200) are made at start-up,
-        not inside a request's TTFT. Returns the buckets built."""
-        lengths = sorted({prompt_bucket(n) for n in range(1, max_len + 1)})
+    def prepare_kernels(self, max_len: int) -> int:
+        """Start-up work that would otherwise stall a request mid-run: the fused prefill plan of
+        every prompt bucket up to `max_len` (cuDNN builds one per length: about 39 ms each on the
+        H200) and, on the Triton path, a compile of each tile variant of the paged prefill kernel
+        (about a second each). Every layer has the same shapes, so one layer prepares them all.
+        Returns the prompt buckets built."""
+        from pdtune.kernels import prefill_tile_variants
+
         heads, kv_heads, dim = self.num_heads, self.num_kv_heads, self.head_dim
         dev, dtype = self.k_cache.device, self.k_cache.dtype
+        lengths = sorted({prompt_bucket(n) for n in range(1, max_len + 1)})
         for n in lengths:
             q = torch.zeros(n, heads, dim, device=dev, dtype=dtype)
             kv = torch.zeros(n, kv_heads, dim, device=dev, dtype=dtype)
             self._fresh_prefill(q, kv, kv, [n])
+        if self.ops.backend == "triton":
+            q = torch.zeros(2, heads, dim, device=dev, dtype=dtype)
+            table = torch.zeros(1, table_width(1), dtype=torch.int32, device=dev)
+            cu = torch.tensor([0, 2], dtype=torch.int32, device=dev)
+            seen = torch.tensor([2], dtype=torch.int32, device=dev)
+            for block_m, block_n in prefill_tile_variants(heads // kv_heads, dim):
+                self.ops.prefill_attention(q, self.k_cache, self.v_cache, table, cu, seen, self.scale,
+                                           block_m=block_m, block_n=block_n)
         return len(lengths)
 
     def _decode(self, q: torch.Tensor, meta: AttentionMetadata) -> torch.Tensor:
         if meta.decode_plan is None and self.ops.plan_decode is not None:
-            max_len = meta.decode_block_tables.shape[1] * self.k_cache.shape[1]
-            meta.decode_plan = self.ops.plan_decode(meta.decode_seq_lens, self.num_kv_heads, max_len)
+            meta.decode_plan = self.ops.plan_decode(meta.decode_seq_lens, self.num_kv_heads)
         return self.ops.decode_attention(q, self.k_cache, self.v_cache, meta.decode_block_tables,
                                          meta.decode_seq_lens, self.scale, meta.decode_plan)

@@ -38,7 +38,7 @@ def test_decode_matches_ref(paged_kv, n_q_heads: int, n_kv_heads: int, head_dim:
                             num_work: int | None, block_n: int) -> None:
     q, _, _, k_cache, v_cache, bt, lens = _setup(paged_kv, SEQ_LENS, n_q_heads, n_kv_heads, head_dim, block_size)
     scale = head_dim**-0.5
-    plan = plan_decode_work(lens, n_kv_heads, bt.shape[1] * block_size, block_n=block_n, num_work=num_work)
+    plan = plan_decode_work(lens, n_kv_heads, block_n=block_n, num_work=num_work)
     out = paged_decode_attention(q, k_cache, v_cache, bt, lens, scale, plan, block_n=block_n)
     assert out.shape == q.shape and out.dtype == q.dtype
     ref = paged_decode_attention_ref(q, k_cache, v_cache, bt, lens, scale)
@@ -48,9 +48,9 @@ def test_decode_matches_ref(paged_kv, n_q_heads: int, n_kv_heads: int, head_dim:
 @pytest.mark.parametrize("num_work", [None, 9, 12, 40])
 def test_plan_matches_ref_and_bounds_chunks(num_work: int | None) -> None:
     lens = torch.tensor(SEQ_LENS, dtype=torch.int32)
-    plan = plan_decode_work(lens, 2, 128, block_n=16, num_work=num_work)
-    ref = plan_decode_work_ref(lens, 2, 128, block_n=16, num_work=num_work)
-    assert plan.num_work == ref.num_work and plan.max_chunks == ref.max_chunks
+    plan = plan_decode_work(lens, 2, block_n=16, num_work=num_work)
+    ref = plan_decode_work_ref(lens, 2, block_n=16, num_work=num_work)
+    assert plan.num_work == ref.num_work
     assert plan.table.tolist() == ref.table.tolist()
     batch = len(SEQ_LENS)
     first, count = plan.table[:batch].tolist(), plan.table[batch:2 * batch].tolist()
@@ -58,7 +58,7 @@ def test_plan_matches_ref_and_bounds_chunks(num_work: int | None) -> None:
     assert chunk % 16 == 0 and total == sum(count) <= plan.num_work
     owner = plan.table[2 * batch + 2:].tolist()
     assert len(owner) == plan.num_work and owner[:total] == [b for b in range(batch) for _ in range(count[b])]
-    assert all(c == -(-n // chunk) and c <= plan.max_chunks for n, c in zip(SEQ_LENS, count))
+    assert all(c == -(-n // chunk) for n, c in zip(SEQ_LENS, count))
     assert first == [sum(count[:b]) for b in range(batch)]
 
 
@@ -67,7 +67,7 @@ def test_long_sequence_beside_short_ones_is_split(paged_kv) -> None:
     short ones one each, and the result still equals the reference."""
     lens_list = [300] + [5] * 15
     q, _, _, k_cache, v_cache, bt, lens = _setup(paged_kv, lens_list, 4, 2, 32, 16)
-    plan = plan_decode_work(lens, 2, bt.shape[1] * 16, block_n=16)
+    plan = plan_decode_work(lens, 2, block_n=16)
     count = plan.table[16:32].tolist()
     assert count[0] >= 8 and count[1:] == [1] * 15
     out = paged_decode_attention(q, k_cache, v_cache, bt, lens, 0.2, plan, block_n=16)

@@ -72,7 +72,7 @@ def main(before_path: str, out_dir: str) -> None:
                        .float() - ref).abs().max().item()
 
                 def step():
-                    plan = k.plan_decode_work(seq_lens, ds.KV_HEADS, width * ds.BLOCK, block_n=block_n)
+                    plan = k.plan_decode_work(seq_lens, ds.KV_HEADS, block_n=block_n)
                     for _ in range(ds.LAYERS):
                         k.paged_decode_attention(q, k_cache, v_cache, table, seq_lens, scale, plan, block_n=block_n)
 

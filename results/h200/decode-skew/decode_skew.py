@@ -86,7 +86,7 @@ def main(before_path: str, out_dir: str) -> None:
                 before(q, k_cache, v_cache, table, seq_lens, scale)
 
         def step_now():
-            plan = k.plan_decode_work(seq_lens, KV_HEADS, width * BLOCK)
+            plan = k.plan_decode_work(seq_lens, KV_HEADS)
             for _ in range(LAYERS):
                 k.paged_decode_attention(q, k_cache, v_cache, table, seq_lens, scale, plan)
 

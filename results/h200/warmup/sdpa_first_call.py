@@ -2,7 +2,7 @@
 call (causal SDPA, 32 query / 8 KV heads, head dim 128, bf16, GQA) timed on its first and second
 call for 24 new lengths, per SDPA backend. A backend that builds a plan per shape (cuDNN) pays
 that on every new length, which a serving run meets on most prompts. Then the engine's way out:
-its attention with the plans of every prompt bucket built first (`build_fused_plans`), on 24
+its attention with the plans of every prompt bucket built first (`prepare_kernels`), on 24
 lengths it never saw.
 
 python sdpa_first_call.py OUT_DIR"""
@@ -61,10 +61,11 @@ def main(out_dir: str) -> None:
     dev = torch.device("cuda")
     attn = PagedAttention(32, 8, 128, select_ops("triton", dev))
     attn.k_cache = torch.zeros(1, 16, 8, 128, device=dev, dtype=torch.bfloat16)
+    attn.v_cache = torch.zeros_like(attn.k_cache)
     attn.bucket_prompts = True
     torch.cuda.synchronize()
     t0 = time.perf_counter()
-    built = attn.build_fused_plans(4200)
+    built = attn.prepare_kernels(4200)
     torch.cuda.synchronize()
     build_ms = (time.perf_counter() - t0) * 1e3
     bucketed = []
