@@ -1,5 +1,5 @@
 """How many kernel variants Triton has compiled so far: a JIT compile inside a timed run stalls
-the GPU's queue for a second or so, so a benchmark counts them around each run."""
+the engine loop while it compiles, so a benchmark counts them around each run."""
 
 from __future__ import annotations
 

@@ -248,7 +248,7 @@ def paged_decode_attention(
     )
     _decode_reduce_kernel[(batch, n_q_heads)](
         plan.table, part_out, part_lse, out, batch, n_q_heads, out.stride(0), out.stride(1),
-        # One width for every step: sized by the step's longest context it took a new compile
+        # One width for every step: sized by the step's longest context, it took a new compile
         # (a stall mid-run) each time an eager decode's contexts crossed a power of two.
         BLOCK_S=64, HEAD_DIM=head_dim,
     )

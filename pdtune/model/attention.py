@@ -34,15 +34,15 @@ class AttentionMetadata:
 def table_width(blocks: int) -> int:
     """Block tables are this wide for `blocks` blocks: a multiple of 16, so the kernels' row
     stride always has the same divisibility and Triton compiles one variant, not one for width 1,
-    one for multiples of 16 and one for the rest (each a stall of about a second mid-run)."""
+    one for multiples of 16 and one for the rest (each a JIT compile that stalls a step mid-run)."""
     return -(-max(blocks, 1) // 16) * 16
 
 
 def prompt_bucket(n: int) -> int:
     """The length a fresh prompt's fused attention runs at on a GPU: a multiple of 64, and of an
-    eighth of the prompt's octave above 512 tokens (8 buckets an octave, under 1/8 more rows), because the fused kernel builds a plan per query
-    length (cuDNN: about 39 ms on the H200, results/h200/warmup/) and a serving run meets a new
-    length on most prompts."""
+    eighth of the prompt's octave above 512 tokens (8 buckets an octave, under 1/8 more rows),
+    because the fused kernel builds a plan per query length (cuDNN: 39-56 ms each on the H200,
+    results/h200/warmup/) and a serving run meets a new length on most prompts."""
     granule = max(64, 1 << max(0, n.bit_length() - 4))
     return -(-n // granule) * granule
 
@@ -74,7 +74,7 @@ class PagedAttention(torch.nn.Module):
 
     def _fresh_prefill(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, lens: list[int]) -> torch.Tensor:
         """Prompts with no cached prefix: torch's fused causal attention on the contiguous k/v of
-        this step (the flash kernel on GPU), one call per sequence. v arrives as a view of the
+        this step (cuDNN's kernel on an H100/H200 by torch's choice), one call per sequence. v arrives as a view of the
         fused qkv output (the KV write and the decode rows read it as it is); it is made
         contiguous here, for the fused kernel, and only here. On a GPU each prompt runs padded to
         its length bucket (`prompt_bucket`): its real rows are exact, since a causal row never
@@ -98,9 +98,9 @@ class PagedAttention(torch.nn.Module):
 
     def prepare_kernels(self, max_len: int) -> int:
         """Start-up work that would otherwise stall a request mid-run: the fused prefill plan of
-        every prompt bucket up to `max_len` (cuDNN builds one per length: about 39 ms each on the
-        H200) and, on the Triton path, a compile of each tile variant of the paged prefill kernel
-        (about a second each). Every layer has the same shapes, so one layer prepares them all.
+        every prompt bucket up to `max_len` (cuDNN builds one per length: 39-56 ms each on the
+        H200) and, on the Triton path, the JIT compile of each tile variant of the paged prefill
+        kernel. Every layer has the same shapes, so one layer prepares them all.
         Returns the prompt buckets built."""
         from pdtune.kernels import prefill_tile_variants
 
