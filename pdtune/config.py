@@ -54,9 +54,7 @@ class EngineConfig:
     pdmux_decode_target: float = 1.0
     # pdmux adaptive: "pace" plans each decode step within what keeps every running request's mean
     # TPOT (the SLO's measure) at the target, so slack banked by fast steps (decode alone, small
-    # batches) buys prefill SMs later; "borrow" also lets a step run over that pace by what the
-    # request's next steps repay at the batch's predicted time on the smallest decode partition;
-    # "step" plans every step within the TPOT alone
+    # batches) buys prefill SMs later; "step" plans every step within the TPOT alone
     pdmux_decode_budget: str = "pace"
     trace_path: str | None = None  # JSONL of every pdmux step decision
     perf_model: str | None = None  # JSON from `pdtune profile`: priors of the pdmux planner and the DP dispatcher
@@ -85,8 +83,8 @@ class EngineConfig:
             (self.slo_ttft_ms > 0 and self.slo_tpot_ms > 0, "SLO targets must be positive"),
             (0.0 < self.pdmux_decode_target <= 1.0, f"pdmux decode target must be in (0, 1], got "
                                                     f"{self.pdmux_decode_target!r}"),
-            (self.pdmux_decode_budget in ("pace", "borrow", "step"),
-             f"pdmux decode budget must be pace, borrow or step, got {self.pdmux_decode_budget!r}"),
+            (self.pdmux_decode_budget in ("pace", "step"), f"pdmux decode budget must be pace or step, got "
+                                                           f"{self.pdmux_decode_budget!r}"),
             (self.tensor_parallel_size >= 1, "tensor parallel size must be at least 1"),
             (self.data_parallel_size >= 1, "data parallel size must be at least 1"),
         ]

@@ -63,8 +63,7 @@ def bench(
     pdmux_decode_target: Annotated[Optional[float], typer.Option(
         help="pdmux adaptive: plan decode steps to this share of the TPOT SLO (default 1).")] = None,
     pdmux_decode_budget: Annotated[Optional[str], typer.Option(
-        help="pdmux adaptive: pace (each request's mean TPOT within the SLO; default), borrow (pace, repaid "
-             "by later steps) or step (every step).")] = None,
+        help="pdmux adaptive: pace (each request's mean TPOT within the SLO; default) or step (every step).")] = None,
     trace: Annotated[Optional[str], typer.Option(help="pdmux: write every step decision to this JSONL.")] = None,
     perf_model: Annotated[Optional[str], typer.Option(
         "--perf-model", help="pdmux: the JSON `pdtune profile` wrote, for the planner's priors.")] = None,

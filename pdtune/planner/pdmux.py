@@ -26,7 +26,6 @@ H100_COPY_BYTES_PER_S = 2.95e12  # measured (results/h100/bench-kernels)
 H100_MATMUL_FLOPS_PER_S = 7.48e14
 SGLANG_DECODE_BS_DIVISOR = 36
 SGLANG_SPLIT_TOKEN_BUDGET = 65536
-BORROW_HORIZON = 16  # decode steps a "borrow" budget may count on to repay a step over the TPOT
 
 
 def bandwidth_share(sms: int) -> float:
@@ -156,23 +155,13 @@ class PdmuxPlanner:
         mean TPOT, which is what is measured: a request with n output tokens, the first at t0,
         keeps it after this step if the step ends by t0 + n x TPOT, so the step may use what the
         least-ahead request of `decoding` banked in faster steps (and must make up what a late one
-        lost). "borrow" also lets a request run behind that pace by what its next steps (at most
-        `BORROW_HORIZON`, and no more than it has tokens left) repay if they take the batch's
-        predicted time on the smallest decode partition: a step over the TPOT then need not
-        pause prefill. "step" gives every step the TPOT alone."""
+        lost). "step" gives every step the TPOT alone."""
         target = self.config.slo_tpot_ms * self.config.pdmux_decode_target
-        mode = self.config.pdmux_decode_budget
-        seqs = [s for s in decoding if s.token_times] if mode != "step" else []
-        if not seqs:
-            return target - self.predictor.host_ms
-        now = time.perf_counter() if now is None else now
-        repay_ms = 0.0
-        if mode == "borrow":
-            steady_ms = self.predictor.decode_ms(self.mixed[0], len(seqs), sum(len(s) for s in seqs), worst=True)
-            repay_ms = max(0.0, target - steady_ms - self.predictor.host_ms)
-        budget = min(len(s.token_times) * target - (now - s.token_times[0]) * 1e3
-                     + repay_ms * max(0, min(BORROW_HORIZON, s.params.max_tokens - s.num_output_tokens - 1))
-                     for s in seqs)
+        budget = target
+        if self.config.pdmux_decode_budget == "pace":
+            now = time.perf_counter() if now is None else now
+            budget = min((len(s.token_times) * target - (now - s.token_times[0]) * 1e3
+                          for s in decoding if s.token_times), default=target)
         return budget - self.predictor.host_ms
 
     def decide(self, decode_batch: int, context_tokens: int, prefill: PrefillShape, remaining_layers: int,

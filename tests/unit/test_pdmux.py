@@ -119,9 +119,8 @@ def test_a_decode_target_below_one_plans_decode_against_that_share_of_the_tpot()
         EngineConfig(pdmux_decode_target=1.5)
 
 
-def paced(tokens: int, first_token_ago_ms: float, now: float, params: SamplingParams = GREEDY) -> Sequence:
-    seq = Sequence([1, 2, 3], params)
-    seq.token_ids.extend([7] * tokens)  # the output tokens so far
+def paced(tokens: int, first_token_ago_ms: float, now: float) -> Sequence:
+    seq = Sequence([1, 2, 3], GREEDY)
     seq.token_times = [now - first_token_ago_ms / 1e3] * tokens
     return seq
 
@@ -141,25 +140,6 @@ def test_the_pace_budget_is_what_the_least_ahead_request_banked():
     assert step.decode_budget_ms([ahead, late], now) == pytest.approx(30.0)
     with pytest.raises(Exception, match="decode budget"):
         EngineConfig(pdmux_decode_budget="mean")
-
-
-def test_a_borrow_budget_counts_on_later_steps_to_repay_a_step_over_the_tpot():
-    from pdtune.planner.pdmux import BORROW_HORIZON
-
-    now = time.perf_counter()
-    fresh = paced(tokens=1, first_token_ago_ms=2.0, now=now)  # GREEDY: 12 tokens, 11 still to come
-    p = planner(slo_tpot_ms=30.0, pdmux_decode_budget="borrow")
-    steady = p.predictor.decode_ms(p.mixed[0], 1, len(fresh), worst=True)
-    assert steady < 30.0
-    # 10 more gaps after this step, each repaying 30 - steady
-    assert p.decode_budget_ms([fresh], now) == pytest.approx(28.0 + 10 * (30.0 - steady))
-    ending = paced(tokens=11, first_token_ago_ms=300.0, now=now)  # its last token: nothing left to repay with
-    assert p.decode_budget_ms([ending], now) == pytest.approx(11 * 30.0 - 300.0)
-    assert BORROW_HORIZON < 100
-    long = paced(tokens=1, first_token_ago_ms=0.0, now=now, params=SamplingParams(max_tokens=500, ignore_eos=True))
-    assert p.decode_budget_ms([long], now) == pytest.approx(30.0 + BORROW_HORIZON * (30.0 - steady))
-    tight = planner(slo_tpot_ms=1.0, pdmux_decode_budget="borrow")  # no partition decodes within it
-    assert tight.decode_budget_ms([long], now) == pytest.approx(1.0)
 
 
 def test_banked_tpot_slack_buys_prefill_sms_and_a_deficit_takes_them_back():
