@@ -45,21 +45,12 @@ def main(before_path: str, out_dir: str) -> None:
     dev, dtype = torch.device("cuda"), torch.bfloat16
     before = ds.load_before(before_path)
     split_kernel = da._decode_split_kernel
-    width = -(-ds.MAX_LEN // ds.BLOCK)
     need = max(sum(-(-n // ds.BLOCK) for n in lens) for _, lens in CASES)
     k_cache = torch.randn(need, ds.BLOCK, ds.KV_HEADS, ds.DIM, device=dev, dtype=dtype)
     v_cache = torch.randn_like(k_cache)
     rows, regs = [], {}
     for name, lens in CASES:
-        perm = torch.randperm(need, device=dev).to(torch.int32)
-        table = torch.zeros(len(lens), width, dtype=torch.int32, device=dev)
-        start = 0
-        for row, n in zip(table, lens):
-            blocks = -(-n // ds.BLOCK)
-            row[:blocks] = perm[start:start + blocks]
-            start += blocks
-        seq_lens = torch.tensor(lens, dtype=torch.int32, device=dev)
-        q = torch.randn(len(lens), ds.HEADS, ds.DIM, device=dev, dtype=dtype)
+        table, seq_lens, q = ds.paged_batch(lens, need, dev, dtype)
         scale = ds.DIM ** -0.5
         ref = k.paged_decode_attention_ref(q, k_cache, v_cache, table, seq_lens, scale).float()
         row = {"case": name, "before_us": 1e3 * ds.graph_layer_ms(

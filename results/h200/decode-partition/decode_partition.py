@@ -21,43 +21,22 @@ from pdtune import kernels as k  # noqa: E402
 from pdtune.executor.partitions import make_partitions  # noqa: E402
 from pdtune.kernels import decode_attention as da  # noqa: E402
 from pdtune.perf.environment import environment  # noqa: E402
-from pdtune.perf.timing import time_ms  # noqa: E402
 
 CASES = [("64 x 1k", [1024] * 64), ("11 x 8k", [8192] * 11), ("20: 2 x 16k + 7.9k + 17 x 300", [16384, 16384, 7920] + [300] * 17)]
 OPTIONS = [(4, 2, 64), (4, 3, 64), (4, 4, 64), (4, 2, 128), (4, 3, 128), (8, 3, 128)]
 SPLITS = ((112, 20), (96, 36), (72, 60))
 
 
-def graph_layer_ms(step, stream: torch.cuda.Stream, dev: torch.device) -> float:
-    stream.wait_stream(torch.cuda.current_stream(dev))
-    with torch.cuda.stream(stream):
-        step()  # compiles outside the capture
-    stream.synchronize()
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph, stream=stream):
-        step()
-    return time_ms(graph.replay, dev, iters=30) / ds.LAYERS
-
-
 def main(out_dir: str) -> None:
     dev, dtype = torch.device("cuda"), torch.bfloat16
     parts = [p for p in make_partitions(SPLITS) if p.decode_stream is not None]
-    width = -(-ds.MAX_LEN // ds.BLOCK)
     need = max(sum(-(-n // ds.BLOCK) for n in lens) for _, lens in CASES)
     k_cache = torch.randn(need, ds.BLOCK, ds.KV_HEADS, ds.DIM, device=dev, dtype=dtype)
     v_cache = torch.randn_like(k_cache)
     split_kernel = da._decode_split_kernel
     rows = []
     for name, lens in CASES:
-        perm = torch.randperm(need, device=dev).to(torch.int32)
-        table = torch.zeros(len(lens), width, dtype=torch.int32, device=dev)
-        start = 0
-        for row, n in zip(table, lens):
-            blocks = -(-n // ds.BLOCK)
-            row[:blocks] = perm[start:start + blocks]
-            start += blocks
-        seq_lens = torch.tensor(lens, dtype=torch.int32, device=dev)
-        q = torch.randn(len(lens), ds.HEADS, ds.DIM, device=dev, dtype=dtype)
+        table, seq_lens, q = ds.paged_batch(lens, need, dev, dtype)
         kv_bytes = sum(lens) * 2 * ds.KV_HEADS * ds.DIM * dtype.itemsize
         for part in parts:
             row = {"case": name, "decode_sms": part.decode_sms, "kv_bytes": kv_bytes}
@@ -69,7 +48,7 @@ def main(out_dir: str) -> None:
                         for _ in range(ds.LAYERS):
                             k.paged_decode_attention(q, k_cache, v_cache, table, seq_lens, 0.088, plan, block_n=block_n)
 
-                    row[f"w{warps}s{stages}n{block_n}_us"] = 1e3 * graph_layer_ms(step, part.decode_stream, dev)
+                    row[f"w{warps}s{stages}n{block_n}_us"] = 1e3 * ds.graph_layer_ms(step, dev, part.decode_stream)
                 finally:
                     da._decode_split_kernel = split_kernel
             rows.append(row)

@@ -45,8 +45,9 @@ def load_before(path: str):
 LAYERS = 32
 
 
-def graph_layer_ms(step, dev: torch.device) -> float:
-    stream = torch.cuda.Stream(dev)
+def graph_layer_ms(step, dev: torch.device, stream: torch.cuda.Stream | None = None) -> float:
+    """One step's layers as a CUDA graph captured on `stream` (a graph keeps its stream's SMs), replayed."""
+    stream = stream or torch.cuda.Stream(dev)
     stream.wait_stream(torch.cuda.current_stream(dev))
     with torch.cuda.stream(stream):
         step()  # compiles outside the capture
@@ -57,26 +58,30 @@ def graph_layer_ms(step, dev: torch.device) -> float:
     return time_ms(graph.replay, dev, iters=50) / LAYERS
 
 
+def paged_batch(lens: list[int], num_blocks: int, dev: torch.device, dtype: torch.dtype):
+    """Block tables (disjoint random blocks of a pool of `num_blocks`), lengths and queries of one decode batch."""
+    perm = torch.randperm(num_blocks, device=dev).to(torch.int32)
+    table = torch.zeros(len(lens), -(-MAX_LEN // BLOCK), dtype=torch.int32, device=dev)
+    start = 0
+    for row, n in zip(table, lens):
+        blocks = -(-n // BLOCK)
+        row[:blocks] = perm[start:start + blocks]
+        start += blocks
+    seq_lens = torch.tensor(lens, dtype=torch.int32, device=dev)
+    return table, seq_lens, torch.randn(len(lens), HEADS, DIM, device=dev, dtype=dtype)
+
+
 def main(before_path: str, out_dir: str) -> None:
     dev, dtype = torch.device("cuda"), torch.bfloat16
     before = load_before(before_path)
     copy_bytes_per_s = measure_ceilings(dev, dtype).copy_bytes_per_s
-    width = -(-MAX_LEN // BLOCK)
     need = max(sum(-(-n // BLOCK) for n in lens) for _, lens in CASES)
     k_cache = torch.randn(need, BLOCK, KV_HEADS, DIM, device=dev, dtype=dtype)
     v_cache = torch.randn_like(k_cache)
     kv_bytes_per_token = 2 * KV_HEADS * DIM * dtype.itemsize
     rows = []
     for name, lens in CASES:
-        perm = torch.randperm(need, device=dev).to(torch.int32)
-        table = torch.zeros(len(lens), width, dtype=torch.int32, device=dev)
-        start = 0
-        for row, n in zip(table, lens):
-            blocks = -(-n // BLOCK)
-            row[:blocks] = perm[start:start + blocks]
-            start += blocks
-        seq_lens = torch.tensor(lens, dtype=torch.int32, device=dev)
-        q = torch.randn(len(lens), HEADS, DIM, device=dev, dtype=dtype)
+        table, seq_lens, q = paged_batch(lens, need, dev, dtype)
         scale = DIM ** -0.5
         ref = k.paged_decode_attention_ref(q, k_cache, v_cache, table, seq_lens, scale).float()
         err_before = (before(q, k_cache, v_cache, table, seq_lens, scale).float() - ref).abs().max().item()
