@@ -56,6 +56,10 @@ class EngineConfig:
     # TPOT (the SLO's measure) at the target, so slack banked by fast steps (decode alone, small
     # batches) buys prefill SMs later; "step" plans every step within the TPOT alone
     pdmux_decode_budget: str = "pace"
+    # pdmux adaptive: when every decoding request has banked enough TPOT (the decode budget) to wait
+    # for a block of prefill layers on the whole GPU and the decode step after it, and a layer runs
+    # faster alone than beside decode, the step runs that block alone: TPOT slack buys TTFT
+    pdmux_prefill_alone: bool = False
     trace_path: str | None = None  # JSONL of every pdmux step decision
     perf_model: str | None = None  # JSON from `pdtune profile`: priors of the pdmux planner and the DP dispatcher
     seed: int = 0

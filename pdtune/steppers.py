@@ -150,7 +150,8 @@ class PdmuxStepper:
             slack = functools.partial(self.planner.queue_slack_ms, self.scheduler, prefill, remaining, arrival, now)
         budget = self.planner.decode_budget_ms([c.seq for c in decode_plan.chunks], now)
         decision = self.planner.decide(batch, context, prefill, remaining, slack, budget)
-        inputs = self.runner.prepare(decode_plan) if decode_plan else None
+        # A prefill block alone on the whole GPU (pdmux_prefill_alone) leaves this step's decode for the next.
+        inputs = self.runner.prepare(decode_plan) if decode_plan and decision.partition.decode_sms else None
         gang = decision.gang if remaining else 0
         launch = self.executor.launch_step((decision.partition, inputs) if inputs else None, job,
                                            decision.partition, gang)

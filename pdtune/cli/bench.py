@@ -62,6 +62,9 @@ def bench(
         help="pdmux: a short request that would miss its TTFT behind the prefill in flight runs first.")] = None,
     pdmux_decode_target: Annotated[Optional[float], typer.Option(
         help="pdmux adaptive: plan decode steps to this share of the TPOT SLO (default 1).")] = None,
+    pdmux_prefill_alone: Annotated[Optional[bool], typer.Option(
+        "--pdmux-prefill-alone/--no-pdmux-prefill-alone",
+        help="pdmux adaptive: prefill layers alone on the whole GPU when the decode batch's banked TPOT allows.")] = None,
     pdmux_decode_budget: Annotated[Optional[str], typer.Option(
         help="pdmux adaptive: pace (each request's mean TPOT within the SLO; default) or step (every step).")] = None,
     trace: Annotated[Optional[str], typer.Option(help="pdmux: write every step decision to this JSONL.")] = None,
@@ -97,6 +100,7 @@ def bench(
             data_parallel_size=data_parallel_size, pdmux_policy=pdmux_policy,
             dispatch=dispatch, pdmux_admission=pdmux_admission, pdmux_prefill_jump=pdmux_prefill_jump,
             pdmux_decode_target=pdmux_decode_target, pdmux_decode_budget=pdmux_decode_budget,
+            pdmux_prefill_alone=pdmux_prefill_alone,
             trace_path=trace, perf_model=perf_model, **slo_ms,
         )
         bracket = _parse_bracket(goodput_bracket) if goodput_bracket else None

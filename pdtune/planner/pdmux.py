@@ -171,7 +171,10 @@ class PdmuxPlanner:
         prefill gets the other SMs and enough layers to stay busy for the step. When no
         split meets the TPOT and prefill can wait (`prefill_slack`, called only then: the least
         TTFT slack, in ms, of what a pause delays, `queue_slack_ms`), decode takes the whole GPU
-        for this step and prefill pauses; TTFT slack thus buys TPOT, never the other way round."""
+        for this step and prefill pauses: TTFT slack buys TPOT. With `pdmux_prefill_alone` TPOT
+        slack buys TTFT too: when the budget holds a block of prefill layers on the whole GPU and
+        the next decode step after it, and a layer runs faster alone than beside decode, the step
+        runs that block alone and decode waits."""
         pred = self.predictor
         if not remaining_layers:
             part = self.decode_alone
@@ -195,6 +198,13 @@ class PdmuxPlanner:
                     return StepDecision(self.decode_alone, 0, alone_ms, None, budget)
                 part = self.mixed[-1]
         decode_ms, layer_ms = pred.decode_ms(part, decode_batch, context_tokens), pred.layer_ms(part, prefill)
+        if policy == "adaptive" and self.config.pdmux_prefill_alone:
+            alone_layer_ms = pred.layer_ms(self.prefill_alone, prefill)
+            # The next step's decode must still end within the budget after the block.
+            spare_ms = budget - pred.decode_ms(part, decode_batch, context_tokens, worst=True) - pred.host_ms
+            layers = min(int(spare_ms // alone_layer_ms), remaining_layers)
+            if layers >= 1 and alone_layer_ms < layer_ms:
+                return StepDecision(self.prefill_alone, layers, None, alone_layer_ms * layers, budget)
         if policy == "adaptive":
             # Bubble-less: enough layers to keep the prefill SMs busy for the whole step, which
             # lasts the decode iteration plus the host's work between launches.

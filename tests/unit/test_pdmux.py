@@ -31,7 +31,8 @@ def reference_tokens():
     return [o.token_ids for o in tiny(mode="sequential").generate(PROMPTS, GREEDY)]
 
 
-@pytest.mark.parametrize("policy", [{}, {"pdmux_policy": "sglang"}, STATIC])
+@pytest.mark.parametrize("policy", [{}, {"pdmux_policy": "sglang"}, STATIC,
+                                    {"pdmux_prefill_alone": True, "slo_tpot_ms": 1e4}])
 @pytest.mark.parametrize("budget", [16384, 20])
 def test_pdmux_gives_the_same_greedy_tokens_as_sequential(reference_tokens, policy, budget):
     outs = tiny(mode="pdmux", pdmux_prefill_tokens=budget, **policy).generate(PROMPTS, GREEDY)
@@ -140,6 +141,36 @@ def test_the_pace_budget_is_what_the_least_ahead_request_banked():
     assert step.decode_budget_ms([ahead, late], now) == pytest.approx(30.0)
     with pytest.raises(Exception, match="decode budget"):
         EngineConfig(pdmux_decode_budget="mean")
+
+
+def test_banked_tpot_slack_buys_a_prefill_block_alone_on_the_whole_gpu():
+    p = planner(slo_tpot_ms=8.0, pdmux_prefill_alone=True)
+    at_slo = p.decide(8, 8 * 1024, P4096, 32)
+    assert at_slo.partition.decode_sms  # no bank: decode runs beside prefill
+    alone_layer = p.predictor.layer_ms(p.prefill_alone, P4096)
+    assert alone_layer < p.predictor.layer_ms(at_slo.partition, P4096)
+    # a budget the smallest decode partition meets with room for 3.5 layers alone after it
+    next_decode = p.predictor.decode_ms(p.mixed[0], 8, 8 * 1024, worst=True)
+    banked = p.decide(8, 8 * 1024, P4096, 32, budget_ms=next_decode + 3.5 * alone_layer)
+    assert banked.partition is p.prefill_alone and banked.gang == 3 and banked.predicted_decode_ms is None
+    assert p.decide(8, 8 * 1024, P4096, 2, budget_ms=next_decode + 3.5 * alone_layer).gang == 2  # what is left
+    assert planner(slo_tpot_ms=8.0).decide(8, 8 * 1024, P4096, 32, budget_ms=1e4).partition.decode_sms
+
+
+def test_a_prefill_block_alone_leaves_the_decode_batch_for_the_next_step(tmp_path):
+    trace = tmp_path / "trace.jsonl"
+    engine = tiny(mode="pdmux", trace_path=str(trace), slo_tpot_ms=1e4, pdmux_prefill_alone=True).engine
+    first = engine.add_request(list(range(1, 9)), SamplingParams(max_tokens=50, temperature=0, ignore_eos=True))
+    while first.num_output_tokens < 3:
+        engine.step()
+    engine.add_request(list(range(20, 50)), GREEDY)
+    before = first.num_output_tokens
+    engine.step()  # decode has banked ~10 s a token: the new prompt's layers run alone
+    row = json.loads(trace.read_text().splitlines()[-1])
+    assert row["split"] == "132/0" and row["gang"] and row["decode_batch"] == 1 and row["measured_decode_ms"] is None
+    assert first.num_output_tokens == before
+    engine.step()
+    assert first.num_output_tokens == before + 1
 
 
 def test_banked_tpot_slack_buys_prefill_sms_and_a_deficit_takes_them_back():
