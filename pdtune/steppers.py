@@ -148,7 +148,9 @@ class PdmuxStepper:
         if remaining and decode_plan:
             arrival = min(c.seq.arrival_time for c in job.plan.chunks)
             slack = functools.partial(self.planner.queue_slack_ms, self.scheduler, prefill, remaining, arrival, now)
-        budget = self.planner.decode_budget_ms([c.seq for c in decode_plan.chunks], now)
+        budget = None  # only the adaptive policy plans against it: no per-step scan of the batch otherwise
+        if self.config.pdmux_policy == "adaptive":
+            budget = self.planner.decode_budget_ms([c.seq for c in decode_plan.chunks], now)
         decision = self.planner.decide(batch, context, prefill, remaining, slack, budget)
         # A prefill block alone on the whole GPU (pdmux_prefill_alone) leaves this step's decode for the next.
         inputs = self.runner.prepare(decode_plan) if decode_plan and decision.partition.decode_sms else None

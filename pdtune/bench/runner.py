@@ -120,9 +120,9 @@ def _engine_config(base: EngineConfig, label: str) -> EngineConfig:
 def warm_up(engine: Engine, workload: Workload, n: int) -> None:
     """Compiles kernels (and builds the attention plans) for the workload's shapes before anything
     is timed, so no JIT compile lands inside the first timed run: the first `n` requests enter one
-    by one, two steps apart (a prefill alone, then beside the decode of those before it), then the longest prompt
-    (whose chunks attend to a cached prefix, a kernel variant short prompts never reach) beside
-    them all. `serve_workload` counts what still compiles in a timed run."""
+    by one, two steps apart (a prefill alone, then beside the decode of those before it), then the
+    longest prompt (whose chunks attend to a cached prefix, a kernel variant short prompts never
+    reach) beside them all. `serve_workload` counts what still compiles in a timed run."""
     longest = max(workload.requests, key=lambda r: len(r.prompt_token_ids), default=None)
     for req in workload.requests[:n] + ([longest] if longest is not None else []):
         try:
