@@ -54,9 +54,7 @@ class EngineConfig:
     pdmux_decode_target: float = 1.0
     # pdmux adaptive: "pace" plans each decode step within what keeps every running request's mean
     # TPOT (the SLO's measure) at the target, so slack banked by fast steps (decode alone, small
-    # batches) buys prefill SMs later; "forecast" also lends a request the slack its remaining
-    # tokens (to max_tokens) will bank at the recent token interval; "step" plans every step
-    # within the TPOT alone
+    # batches) buys prefill SMs later; "step" plans every step within the TPOT alone
     pdmux_decode_budget: str = "pace"
     # pdmux adaptive: when every decoding request has banked enough TPOT (the decode budget) to wait
     # for a block of prefill layers on the whole GPU and the decode step after it, and a layer runs
@@ -89,8 +87,8 @@ class EngineConfig:
             (self.slo_ttft_ms > 0 and self.slo_tpot_ms > 0, "SLO targets must be positive"),
             (0.0 < self.pdmux_decode_target <= 1.0, f"pdmux decode target must be in (0, 1], got "
                                                     f"{self.pdmux_decode_target!r}"),
-            (self.pdmux_decode_budget in ("pace", "forecast", "step"),
-             f"pdmux decode budget must be pace, forecast or step, got {self.pdmux_decode_budget!r}"),
+            (self.pdmux_decode_budget in ("pace", "step"), f"pdmux decode budget must be pace or step, got "
+                                                           f"{self.pdmux_decode_budget!r}"),
             (self.tensor_parallel_size >= 1, "tensor parallel size must be at least 1"),
             (self.data_parallel_size >= 1, "data parallel size must be at least 1"),
         ]

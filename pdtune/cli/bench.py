@@ -66,8 +66,7 @@ def bench(
         "--pdmux-prefill-alone/--no-pdmux-prefill-alone",
         help="pdmux adaptive: prefill layers alone on the whole GPU when the decode batch's banked TPOT allows.")] = None,
     pdmux_decode_budget: Annotated[Optional[str], typer.Option(
-        help="pdmux adaptive: pace (each request's mean TPOT within the SLO; default), forecast (pace, "
-             "counting what a request's remaining tokens will bank) or step (every step).")] = None,
+        help="pdmux adaptive: pace (each request's mean TPOT within the SLO; default) or step (every step).")] = None,
     trace: Annotated[Optional[str], typer.Option(help="pdmux: write every step decision to this JSONL.")] = None,
     perf_model: Annotated[Optional[str], typer.Option(
         "--perf-model", help="pdmux: the JSON `pdtune profile` wrote, for the planner's priors.")] = None,

@@ -67,7 +67,6 @@ class StepTimePredictor:
         self.ratios: dict[tuple, deque] = defaultdict(lambda: deque(maxlen=window))
         self.step_wall_ms: float | None = None  # moving average of the host loop's time per step
         self.host_ms = 0.0  # moving average of a decode step's wall time beyond its GPU time
-        self.recent_steps: deque = deque(maxlen=window * 2)  # (wall ms, decoded) of the last steps
 
     def fit(self, part: Partition) -> tuple[PartitionFit | None, str]:
         """The perf model's fit of the partition and its source ("profiled", "interpolated"; "none"
@@ -112,13 +111,6 @@ class StepTimePredictor:
         self.step_wall_ms = measured_ms if prev is None else 0.9 * prev + 0.1 * measured_ms
         if decode_ms is not None:
             self.host_ms = 0.9 * self.host_ms + 0.1 * max(0.0, measured_ms - decode_ms)
-        self.recent_steps.append((measured_ms, decode_ms is not None))
-
-    def token_interval_ms(self) -> float | None:
-        """The recent mean time between decode steps (steps without decode count in the wait), which
-        is what a decoding request's mean TPOT has been lately; None before any step decoded."""
-        decoded = sum(d for _, d in self.recent_steps)
-        return sum(w for w, _ in self.recent_steps) / decoded if decoded else None
 
     def observe_layers(self, part: Partition, shape: PrefillShape, layers: int, measured_ms: float) -> None:
         key = ("layer", part.name, shape.tokens.bit_length())
@@ -143,14 +135,6 @@ def _open_trace(path: str):
         raise InputFileError(f"trace {path}: cannot be written ({exc.strerror})") from exc
 
 
-def _token_budget_ms(seq: Sequence, target_ms: float, forecast_ms: float, now: float) -> float:
-    """How long `seq`'s next token may take for its mean TPOT to end at `target_ms` if each token
-    after that one takes `forecast_ms` (the target itself: its pace alone)."""
-    emitted = len(seq.token_times)
-    after = max(seq.params.max_tokens - emitted - 1, 0)
-    return (emitted + after) * target_ms - (now - seq.token_times[0]) * 1e3 - after * forecast_ms
-
-
 class PdmuxPlanner:
     def __init__(self, config: EngineConfig, partitions: list[Partition], predictor: StepTimePredictor):
         self.config = config
@@ -171,18 +155,13 @@ class PdmuxPlanner:
         mean TPOT, which is what is measured: a request with n output tokens, the first at t0,
         keeps it after this step if the step ends by t0 + n x TPOT, so the step may use what the
         least-ahead request of `decoding` banked in faster steps (and must make up what a late one
-        lost). "forecast" also counts what a request will bank in its remaining tokens (up to its
-        max_tokens) if they come at the recent token interval: a fresh request may wait longer now
-        and catch up later, as chunked prefill's long steps are caught up by its fast ones; it
-        over-promises for a request that stops early. "step" gives every step the TPOT alone."""
+        lost). "step" gives every step the TPOT alone."""
         target = self.config.slo_tpot_ms * self.config.pdmux_decode_target
-        budget, mode = target, self.config.pdmux_decode_budget
-        if mode != "step":
+        budget = target
+        if self.config.pdmux_decode_budget == "pace":
             now = time.perf_counter() if now is None else now
-            interval = self.predictor.token_interval_ms() if mode == "forecast" else None
-            forecast = target if interval is None else min(interval, target)
-            budget = min((_token_budget_ms(s, target, forecast, now) for s in decoding if s.token_times),
-                         default=target)
+            budget = min((len(s.token_times) * target - (now - s.token_times[0]) * 1e3
+                          for s in decoding if s.token_times), default=target)
         return budget - self.predictor.host_ms
 
     def decide(self, decode_batch: int, context_tokens: int, prefill: PrefillShape, remaining_layers: int,
