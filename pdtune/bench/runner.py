@@ -92,12 +92,20 @@ def _release_gpu_memory() -> None:
         torch.cuda.empty_cache()
 
 
+def allocator_segments() -> int | None:
+    """Segments torch's caching allocator has taken from the driver so far (each a cudaMalloc: a
+    stall, and one inside a timed run means the pool grew to a size the warm-up never reached);
+    None without CUDA."""
+    return torch.cuda.memory_stats().get("segment.all.allocated", 0) if torch.cuda.is_available() else None
+
+
 def serve_workload(engine: Engine, label: str, workload: Workload, cfg: BenchConfig, rate: float | None,
                    progress: Progress | None, stop_below: tuple[SLO, float] | None = None) -> RunResult:
     """One timed run from a clean prefix cache and zeroed counters, labelled for the report, with
-    the kernel variants JIT-compiled inside it (each a stall the warm-up should have taken)."""
+    the kernel variants JIT-compiled and the allocator segments taken inside it (each a stall the
+    warm-up should have taken)."""
     engine.reset_counters()
-    compiled_before = compiled_variants()
+    compiled_before, segments_before = compiled_variants(), allocator_segments()
     if cfg.concurrency:
         result = serve_closed_loop(engine, workload.requests, cfg.concurrency, progress)
     else:
@@ -106,6 +114,7 @@ def serve_workload(engine: Engine, label: str, workload: Workload, cfg: BenchCon
     result.extra["preemptions"] = engine.num_preemptions
     compiled_after = compiled_variants()
     result.extra["kernel_compiles"] = None if compiled_before is None else compiled_after - compiled_before
+    result.extra["cuda_mallocs"] = None if segments_before is None else allocator_segments() - segments_before
     planner = engine.planner_inputs()
     if planner is not None:
         result.extra["planner"] = planner

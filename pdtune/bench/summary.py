@@ -28,6 +28,7 @@ def summarize_run(result: RunResult, slo: SLO | None) -> dict:
         "prefix_cache_hit_rate": result.prefix_cache_hit_rate, "steps": result.steps,
         "harness_overhead": result.harness_overhead,
         "kernel_compiles": result.extra.get("kernel_compiles"),
+        "cuda_mallocs": result.extra.get("cuda_mallocs"),
         "stopped_early": result.extra.get("stopped_early", False),
         "ttft_s": latency_summary([r.ttft_s for r in ok]),
         "tpot_s": latency_summary([r.tpot_s for r in ok if r.tpot_s is not None]),

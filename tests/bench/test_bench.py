@@ -249,7 +249,7 @@ def test_a_pdmux_run_records_what_its_planner_predicted_from(tmp_path):
     assert planner["rates_measured"] is False and planner["copy_bytes_per_s"] > 1e12  # CPU: the simulated H100
 
 
-def test_kernel_compiles_inside_a_timed_run_are_counted_and_shown(monkeypatch):
+def test_kernel_compiles_and_allocator_growth_inside_a_timed_run_are_counted_and_shown(monkeypatch):
     from pdtune.bench import runner as bench_runner
     from pdtune.bench.runner import BenchConfig, serve_workload
     from pdtune.engine import make_engine
@@ -257,15 +257,18 @@ def test_kernel_compiles_inside_a_timed_run_are_counted_and_shown(monkeypatch):
 
     counts = iter([5, 7])  # two variants compiled while the run served
     monkeypatch.setattr(bench_runner, "compiled_variants", lambda: next(counts))
+    segments = iter([40, 43])  # the pool grew by three cudaMallocs
+    monkeypatch.setattr(bench_runner, "allocator_segments", lambda: next(segments))
     engine = make_engine(EngineConfig(model="tiny", load_format="dummy", num_kv_blocks=64))
     cfg = BenchConfig(engine.config, ("chunked",), "random", 3, 50.0, max_prompt_len=16, max_output_len=2)
     workload = bench_runner.build_workload(cfg, engine.vocab_size, engine.tokenizer)
     run = serve_workload(engine, "chunked", bench_runner.timed(workload, cfg, 50.0), cfg, 50.0, None)
     summary = summarize_run(run, None)
     assert run.extra["kernel_compiles"] == 2 and summary["kernel_compiles"] == 2
+    assert run.extra["cuda_mallocs"] == 3 and summary["cuda_mallocs"] == 3
     report = {"workload": {"name": "random", "requests": 3}, "summaries": [summary]}
     rows = {row[0]: row[1:] for row in _table_rows(bench_table(report))}
-    assert rows["kernel compiles in run"] == ("2",)
+    assert rows["kernel compiles in run"] == ("2",) and rows["CUDA mallocs in run"] == ("3",)
 
 
 def _table_rows(table) -> list[tuple]:
