@@ -23,7 +23,7 @@ def report(
         from pdtune.report.bench_report import bench_table, goodput_table, repeat_lines
         from pdtune.report.plots import plot_bench
         from pdtune.report.profile_report import profile_table
-        from pdtune.report.saved import load_saved
+        from pdtune.report.saved import combine_benches, load_saved
         from pdtune.report.search_report import search_table
 
         loaded = [(path, *load_saved(path)) for path in results]
@@ -41,9 +41,7 @@ def report(
                     console.print(line)
         if not benches:
             return
-        combined = dict(benches[0][1], summaries=[s for _, d in benches for s in d["summaries"]],
-                        runs=[r for _, d in benches for r in d["runs"]],
-                        goodput={m: g for _, d in benches for m, g in d.get("goodput", {}).items()})
+        combined = combine_benches(benches)
         if len(benches) > 1:
             console.print(bench_table(combined, title="all runs side by side"))
         if out:

@@ -102,7 +102,24 @@ def test_report_reads_a_gzipped_result_and_refuses_other_files(tmp_path):
     assert again.exit_code == 0 and "goodput" in again.output and "chunked" in again.output
     (tmp_path / "other.json").write_text("[1, 2]")
     bad = runner.invoke(app, ["report", str(tmp_path / "other.json")])
-    assert bad.exit_code == 1 and "not a pdtune bench result" in bad.output and "Traceback" not in bad.output
+    message = " ".join(bad.output.split())  # the console wraps the long path where it fits
+    assert bad.exit_code == 1 and "not a pdtune bench result" in message and "Traceback" not in bad.output
+
+
+def test_report_keeps_same_mode_runs_of_different_results_apart(tmp_path):
+    from pdtune.report.saved import combine_benches
+
+    def saved(mode_goodput: dict) -> dict:
+        return {"summaries": [{"mode": m} for m in mode_goodput], "runs": [{"mode": m} for m in mode_goodput],
+                "goodput": {m: {"goodput": g} for m, g in mode_goodput.items()}}
+
+    (tmp_path / "alone").mkdir()
+    combined = combine_benches([(str(tmp_path / "base"), saved({"chunked": 15.75, "pdmux": 9.19})),
+                                (str(tmp_path / "alone" / "bench.json"), saved({"pdmux": 10.5}))])
+    assert [s["mode"] for s in combined["summaries"]] == ["chunked", "pdmux [base]", "pdmux [alone]"]
+    assert [r["mode"] for r in combined["runs"]] == ["chunked", "pdmux [base]", "pdmux [alone]"]
+    assert {m: g["goodput"] for m, g in combined["goodput"].items()} == {
+        "chunked": 15.75, "pdmux [base]": 9.19, "pdmux [alone]": 10.5}
 
 
 @pytest.mark.parametrize("text,expected", [("ttft=200ms,tpot=20ms", (0.2, 0.02)), ("tpot=0.05s, ttft=2s", (2.0, 0.05))])
