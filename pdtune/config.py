@@ -40,6 +40,7 @@ class EngineConfig:
     pdmux_prefill_tokens: int = 16384  # most prompt tokens in one layer-split prefill batch (a longer prompt runs alone)
     slo_ttft_ms: float = 2000.0
     slo_tpot_ms: float = 50.0
+    slo_itl_ms: float | None = None  # an SLO's per-token gap bound: pdmux adaptive plans no decode step longer
     dispatch: str = "edf"  # order in which waiting requests enter prefill: edf or fcfs
     # pdmux admission: "tpot" admits a waiting request into prefill only while the decode batch it
     # will join is predicted to meet the TPOT SLO beside prefill; "none" admits while KV and seats last
@@ -84,7 +85,7 @@ class EngineConfig:
                                                        f"{self.pdmux_admission!r}"),
             (self.pdmux_policy != "static" or (self.pdmux_static_split and self.pdmux_gang),
              "pdmux policy 'static' needs a split and a gang size (pdtune search writes both)"),
-            (self.slo_ttft_ms > 0 and self.slo_tpot_ms > 0, "SLO targets must be positive"),
+            (self.slo_ttft_ms > 0 and self.slo_tpot_ms > 0 and (self.slo_itl_ms or 1) > 0, "SLO targets must be positive"),
             (0.0 < self.pdmux_decode_target <= 1.0, f"pdmux decode target must be in (0, 1], got "
                                                     f"{self.pdmux_decode_target!r}"),
             (self.pdmux_decode_budget in ("pace", "step"), f"pdmux decode budget must be pace or step, got "

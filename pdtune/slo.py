@@ -1,26 +1,46 @@
-"""Latency SLOs as users write them: `ttft=200ms,tpot=20ms` (units ms or s)."""
+"""Latency SLOs as users write them: `ttft=200ms,tpot=20ms`, optionally `,itl=100ms` (units ms or s)."""
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
+from typing import Sequence
 
 from pdtune.errors import PdtuneError
 
-_PART = re.compile(r"^\s*(ttft|tpot)\s*=\s*([0-9]*\.?[0-9]+)\s*(ms|s)\s*$")
+_PART = re.compile(r"^\s*(ttft|tpot|itl)\s*=\s*([0-9]*\.?[0-9]+)\s*(ms|s)\s*$")
+
+
+def itl_p99(itls: Sequence[float]) -> float | None:
+    """The 99th percentile (nearest rank) of one request's inter-token gaps: its worst gap below
+    100 tokens, the second worst to 200."""
+    if not itls:
+        return None
+    return sorted(itls)[math.ceil(0.99 * len(itls)) - 1]
 
 
 @dataclass(frozen=True)
 class SLO:
+    """TTFT and TPOT (a request's mean time per output token after the first) bound every request;
+    the optional ITL bounds the 99th percentile of each request's own inter-token gaps, the
+    per-token (TBT) form of the paper's SLOs, which a mean TPOT lets long steps average away."""
+
     ttft_s: float
     tpot_s: float
+    itl_s: float | None = None
 
-    def met(self, ttft_s: float | None, tpot_s: float | None) -> bool:
-        """A request meets the SLO when both hold; a one-token output has no TPOT to miss."""
-        return ttft_s is not None and ttft_s <= self.ttft_s and (tpot_s is None or tpot_s <= self.tpot_s)
+    def met(self, ttft_s: float | None, tpot_s: float | None, itls: Sequence[float] = ()) -> bool:
+        """A request meets the SLO when every bound holds; a one-token output has no TPOT or gap
+        to miss."""
+        if ttft_s is None or ttft_s > self.ttft_s or (tpot_s is not None and tpot_s > self.tpot_s):
+            return False
+        worst = itl_p99(itls) if self.itl_s is not None else None
+        return worst is None or worst <= self.itl_s
 
     def __str__(self) -> str:
-        return f"ttft={self.ttft_s * 1e3:g}ms,tpot={self.tpot_s * 1e3:g}ms"
+        itl = f",itl={self.itl_s * 1e3:g}ms" if self.itl_s is not None else ""
+        return f"ttft={self.ttft_s * 1e3:g}ms,tpot={self.tpot_s * 1e3:g}ms{itl}"
 
 
 def parse_slo(text: str) -> SLO:
@@ -28,7 +48,7 @@ def parse_slo(text: str) -> SLO:
     for part in text.split(","):
         m = _PART.match(part)
         if m is None:
-            raise PdtuneError(f"bad SLO {text!r}: write it as ttft=200ms,tpot=20ms (units ms or s)")
+            raise PdtuneError(f"bad SLO {text!r}: write it as ttft=200ms,tpot=20ms[,itl=100ms] (units ms or s)")
         key, number, unit = m.groups()
         if key in values:
             raise PdtuneError(f"bad SLO {text!r}: {key} is given twice")
@@ -38,4 +58,4 @@ def parse_slo(text: str) -> SLO:
         raise PdtuneError(f"bad SLO {text!r}: missing {', '.join(sorted(missing))}")
     if min(values.values()) <= 0:
         raise PdtuneError(f"bad SLO {text!r}: targets must be positive")
-    return SLO(values["ttft"], values["tpot"])
+    return SLO(values["ttft"], values["tpot"], values.get("itl"))

@@ -149,7 +149,7 @@ class _CertainMisses:
         for rec in records[self.seen:]:
             # a request already counted as late has left `deadlines`, so it is not counted twice
             if self.deadlines.pop(rec.request_id, None) is not None and (
-                    rec.error is not None or not self.slo.met(rec.ttft_s, rec.tpot_s)):
+                    rec.error is not None or not self.slo.met(rec.ttft_s, rec.tpot_s, rec.itl_s)):
                 self.misses += 1
         self.seen = len(records)
         if now >= self.next_age_check:

@@ -2,19 +2,40 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Callable
 
-from pdtune.bench.serve import RunResult
+from pdtune.bench.serve import RequestRecord, RunResult
 from pdtune.metrics import latency_summary
 from pdtune.slo import SLO
 
 
 def attainment(result: RunResult, slo: SLO) -> float:
-    """Share of all requests (failed ones count as misses) that met both TTFT and TPOT."""
-    if not result.records:
+    """Share of all requests (failed ones count as misses) that met every bound of the SLO."""
+    return records_attainment(result.records, slo)
+
+
+def records_attainment(records: list[RequestRecord], slo: SLO) -> float:
+    if not records:
         return 0.0
-    return sum(r.error is None and slo.met(r.ttft_s, r.tpot_s) for r in result.records) / len(result.records)
+    return sum(r.error is None and slo.met(r.ttft_s, r.tpot_s, r.itl_s) for r in records) / len(records)
+
+
+def rescore(report: dict, slo: SLO) -> dict:
+    """A saved bench result scored against another SLO from its request records: each run's
+    attainment, and each goodput sweep's result as its served probes establish it (a bracket
+    taken from an earlier run held for the old SLO, so it is dropped; a probe that stopped early
+    counted its unserved requests as misses, so its attainment stays a lower bound)."""
+    runs = report["runs"]
+    shares = [records_attainment([RequestRecord(**r) for r in run["records"]], slo) for run in runs]
+    summaries = [dict(s, slo=str(slo), slo_attainment=a) for s, a in zip(report["summaries"], shares)]
+    goodput = {}
+    for mode, old in report.get("goodput", {}).items():
+        points = [(run["rate"], a, run["extra"].get("stopped_early", False))
+                  for run, a in zip(runs, shares) if run["mode"] == mode]
+        goodput[mode] = asdict(partial_goodput(points, old["target"]))
+    config = dict(report["config"], slo=str(slo), slo_served=report["config"].get("slo"))
+    return dict(report, config=config, summaries=summaries, goodput=goodput)
 
 
 def summarize_run(result: RunResult, slo: SLO | None) -> dict:

@@ -88,7 +88,8 @@ def bench(
 
         parsed_slo = parse_slo(slo) if slo else None
         if parsed_slo is not None:
-            slo_ms = dict(slo_ttft_ms=parsed_slo.ttft_s * 1e3, slo_tpot_ms=parsed_slo.tpot_s * 1e3)
+            slo_ms = dict(slo_ttft_ms=parsed_slo.ttft_s * 1e3, slo_tpot_ms=parsed_slo.tpot_s * 1e3,
+                          slo_itl_ms=parsed_slo.itl_s * 1e3 if parsed_slo.itl_s is not None else None)
         else:
             slo_ms = {}
         if goodput and parsed_slo is None:

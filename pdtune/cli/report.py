@@ -14,19 +14,27 @@ def report(
     results: Annotated[list[str], typer.Argument(help="bench.json (or .json.gz) files or their folders, search "
                                                       "configs, profile models.")],
     out: Annotated[Optional[str], typer.Option("--out", help="Folder for the re-rendered plots.")] = None,
+    slo: Annotated[Optional[str], typer.Option(
+        help="Score the saved bench runs against this SLO instead, from their request records "
+             "(e.g. ttft=2s,tpot=30ms,itl=50ms).")] = None,
 ) -> None:
     """Tables of each saved result; bench runs then side by side in one table, and plotted again with --out."""
     console = Console()
     with user_errors(console):
         import os
 
+        from pdtune.bench.summary import rescore
         from pdtune.report.bench_report import bench_table, goodput_table, repeat_lines
         from pdtune.report.plots import plot_bench
         from pdtune.report.profile_report import profile_table
         from pdtune.report.saved import combine_benches, load_saved
         from pdtune.report.search_report import search_table
+        from pdtune.slo import parse_slo
 
+        rescored = parse_slo(slo) if slo else None
         loaded = [(path, *load_saved(path)) for path in results]
+        if rescored is not None:
+            loaded = [(path, kind, rescore(data, rescored) if kind == "bench" else data) for path, kind, data in loaded]
         benches = [(path, data) for path, kind, data in loaded if kind == "bench"]
         for file, kind, data in loaded:
             if kind == "profile":

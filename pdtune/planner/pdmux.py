@@ -155,13 +155,16 @@ class PdmuxPlanner:
         mean TPOT, which is what is measured: a request with n output tokens, the first at t0,
         keeps it after this step if the step ends by t0 + n x TPOT, so the step may use what the
         least-ahead request of `decoding` banked in faster steps (and must make up what a late one
-        lost). "step" gives every step the TPOT alone."""
+        lost). "step" gives every step the TPOT alone. An ITL bound in the SLO (`slo_itl_ms`) caps
+        any step, banked slack or not."""
         target = self.config.slo_tpot_ms * self.config.pdmux_decode_target
         budget = target
         if self.config.pdmux_decode_budget == "pace":
             now = time.perf_counter() if now is None else now
             budget = min((len(s.token_times) * target - (now - s.token_times[0]) * 1e3
                           for s in decoding if s.token_times), default=target)
+        if self.config.slo_itl_ms is not None:
+            budget = min(budget, self.config.slo_itl_ms)
         return budget - self.predictor.host_ms
 
     def decide(self, decode_batch: int, context_tokens: int, prefill: PrefillShape, remaining_layers: int,

@@ -90,7 +90,10 @@ def _stopped(point) -> bool:
 def goodput_table(report: dict) -> Table:
     """One row per mode: the goodput and the attainment at every rate the sweep tried."""
     stopped_any = any(_stopped(p) for g in report["goodput"].values() for p in g["points"])
-    table = Table(title=f"goodput ({report['config']['slo']}, attainment >= {next(iter(report['goodput'].values()))['target']:.0%})",
+    served = report["config"].get("slo_served")  # set when `rescore` scored the runs against another SLO
+    rescored = f"; rescored, served at {served}" if served else ""
+    table = Table(title=f"goodput ({report['config']['slo']}, attainment >= "
+                        f"{next(iter(report['goodput'].values()))['target']:.0%}{rescored})",
                   caption="* stopped early: below the target for certain; its unserved requests count as misses"
                   if stopped_any else None)
     table.add_column("mode")
@@ -99,7 +102,7 @@ def goodput_table(report: dict) -> Table:
     table.add_column("rate: attainment")
     for mode, g in report["goodput"].items():
         failing = g.get("failing_rate")
-        cut = "" if g.get("complete", True) else " (search cut short)"
+        cut = "" if g.get("complete", True) or served else " (search cut short)"
         table.add_row(mode, f"{g['goodput']:.2f}{cut}", "-" if failing is None else f"{failing:.2f}",
                       ", ".join(f"{p[0]:.2f}: {p[1]:.0%}{'*' if _stopped(p) else ''}" for p in sorted(g["points"])))
     return table

@@ -1,5 +1,6 @@
 """bench: metrics on hand-made timelines, goodput bisection, SLO parsing, open-loop timing, CLI errors."""
 
+import dataclasses
 import json
 
 import pytest
@@ -13,7 +14,7 @@ from pdtune.config import EngineConfig
 from pdtune.engine import Engine
 from pdtune.errors import PdtuneError
 from pdtune.request.output import RequestMetrics, RequestOutput
-from pdtune.slo import SLO, parse_slo
+from pdtune.slo import SLO, itl_p99, parse_slo
 
 
 def record(rid, arrival, token_times, error=None):
@@ -128,7 +129,58 @@ def test_slo_strings(text, expected):
     assert (slo.ttft_s, slo.tpot_s) == pytest.approx(expected)
 
 
-@pytest.mark.parametrize("bad", ["ttft=200", "ttft=200ms", "ttft=1ms,tpot=2ms,ttft=3ms", "latency=3ms,tpot=2ms", ""])
+def test_an_itl_bound_holds_each_requests_99th_percentile_gap():
+    slo = parse_slo("ttft=2s,tpot=30ms,itl=50ms")
+    assert slo.itl_s == pytest.approx(0.05) and str(slo) == "ttft=2000ms,tpot=30ms,itl=50ms"
+    assert parse_slo("ttft=2s,tpot=30ms").itl_s is None and str(parse_slo("ttft=2s,tpot=30ms")) == "ttft=2000ms,tpot=30ms"
+    steady, one_stall = [0.02] * 150, [0.02] * 149 + [0.3]
+    assert itl_p99(one_stall) == 0.02 and itl_p99([0.02] * 50 + [0.3]) == 0.3  # below 100 gaps: the worst
+    assert slo.met(0.5, 0.022, steady) and slo.met(0.5, 0.022, one_stall)
+    chunked_like = [0.055] * 20 + [0.01] * 130  # a mean TPOT of 16 ms, a gap over 50 ms on 13% of tokens
+    assert parse_slo("ttft=2s,tpot=30ms").met(0.5, sum(chunked_like) / 150, chunked_like)
+    assert not slo.met(0.5, sum(chunked_like) / 150, chunked_like)
+    assert slo.met(0.5, None, [])  # one output token: no gap to miss
+    record = RequestRecord("a", 0.0, 10, 151, 0, ttft_s=0.5, tpot_s=0.016, e2e_s=3.0, itl_s=chunked_like,
+                           token_times_s=[])
+    run = RunResult("x", 1.0, None, [record], 1, 1, 1, 0, 0)
+    assert attainment(run, slo) == 0.0 and attainment(run, parse_slo("ttft=2s,tpot=30ms")) == 1.0
+
+
+def test_report_rescores_saved_runs_against_another_slo(tmp_path):
+    from pdtune.bench.summary import rescore
+
+    def record(i: int, gaps: list[float]) -> dict:
+        return dataclasses.asdict(RequestRecord(str(i), 0.0, 10, len(gaps) + 1, 0, ttft_s=0.5, tpot_s=sum(gaps) / len(gaps),
+                                                e2e_s=1.0, itl_s=gaps, token_times_s=[]))
+
+    smooth, stalled = [0.02] * 40, [0.02] * 30 + [0.08] * 10  # both a mean TPOT under 30 ms
+    runs = [{"mode": "chunked", "rate": 1.0, "extra": {}, "records": [record(0, smooth), record(1, smooth)]},
+            {"mode": "chunked", "rate": 2.0, "extra": {}, "records": [record(0, smooth), record(1, stalled)]}]
+    saved = {"config": {"slo": "ttft=2000ms,tpot=30ms"}, "runs": runs,
+             "summaries": [{"mode": "chunked", "slo_attainment": 1.0}] * 2,
+             "goodput": {"chunked": {"goodput": 2.0, "target": 0.9, "points": [(1.0, 1.0, False), (2.0, 1.0, False)],
+                                     "bracket": [2.0, 4.0]}}}
+    again = rescore(saved, parse_slo("ttft=2s,tpot=30ms,itl=50ms"))
+    assert [s["slo_attainment"] for s in again["summaries"]] == [1.0, 0.5]
+    g = again["goodput"]["chunked"]
+    assert (g["goodput"], g["failing_rate"], g["bracket"]) == (1.0, 2.0, None)  # the old SLO's bracket dropped
+    assert again["config"]["slo"] == "ttft=2000ms,tpot=30ms,itl=50ms"
+    assert again["config"]["slo_served"] == "ttft=2000ms,tpot=30ms" and saved["summaries"][1]["slo_attainment"] == 1.0
+    out = tmp_path / "res"
+    served = runner.invoke(app, ["bench", "--workload", "random", "--num-requests", "3", "--rate", "50", "--mode",
+                                 "chunked", "--slo", "ttft=5s,tpot=1s", "--max-prompt-len", "16", "--max-output-len",
+                                 "4", "--out", str(out), *TINY])
+    assert served.exit_code == 0, served.output
+    shown = runner.invoke(app, ["report", str(out), "--slo", "ttft=5s,tpot=1s,itl=0.001ms"])
+    assert shown.exit_code == 0, shown.output
+    assert "SLO attainment (ttft=5000ms,tpot=1000ms,itl=0.001ms)" in " ".join(shown.output.split())
+    assert "0.0%" in shown.output  # no CPU gap between tokens is a microsecond
+    bad = runner.invoke(app, ["report", str(out), "--slo", "itl=5"])
+    assert bad.exit_code == 1 and "bad SLO" in bad.output and "Traceback" not in bad.output
+
+
+@pytest.mark.parametrize("bad", ["ttft=200", "ttft=200ms", "ttft=1ms,tpot=2ms,ttft=3ms", "latency=3ms,tpot=2ms", "",
+                                 "ttft=1s,tpot=20ms,itl=0ms"])
 def test_malformed_slo_gets_a_clear_error(bad):
     with pytest.raises(PdtuneError, match="bad SLO"):
         parse_slo(bad)

@@ -137,6 +137,9 @@ def test_the_pace_budget_is_what_the_least_ahead_request_banked():
     assert p.decode_budget_ms([ahead, fresh], now) == pytest.approx(28.0)
     assert p.decode_budget_ms([ahead, late], now) == pytest.approx(20.0)  # 5 x 30 - 130: it makes up 10 ms
     assert p.decode_budget_ms([], now) == pytest.approx(30.0)
+    capped = planner(slo_tpot_ms=30.0, slo_itl_ms=50.0)  # an ITL bound caps what banked slack buys
+    assert capped.decode_budget_ms([ahead], now) == pytest.approx(50.0)
+    assert capped.decode_budget_ms([ahead, late], now) == pytest.approx(20.0)
     step = planner(slo_tpot_ms=30.0, pdmux_decode_budget="step")
     assert step.decode_budget_ms([ahead, late], now) == pytest.approx(30.0)
     with pytest.raises(Exception, match="decode budget"):
