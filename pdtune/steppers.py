@@ -151,7 +151,8 @@ class PdmuxStepper:
         budget = None  # only the adaptive policy plans against it: no per-step scan of the batch otherwise
         if self.config.pdmux_policy == "adaptive":
             budget = self.planner.decode_budget_ms([c.seq for c in decode_plan.chunks], now)
-        decision = self.planner.decide(batch, context, prefill, remaining, slack, budget)
+        decision = self.planner.decide(batch, context, prefill, remaining, slack, budget,
+                                       prefill_queued=bool(remaining) and job.queue_full)
         # A prefill block alone on the whole GPU (pdmux_prefill_alone) leaves this step's decode for the next.
         inputs = self.runner.prepare(decode_plan) if decode_plan and decision.partition.decode_sms else None
         gang = decision.gang if remaining else 0

@@ -61,6 +61,7 @@ class PrefillJob:
     logits: torch.Tensor | None = None
     stream: torch.cuda.Stream | None = None
     done: object = None  # event after the last launched block
+    prev_done: object = None  # event after the block launched before it
     block_start: object = None
     block_layers: int = 0
     block_started_at: float = 0.0
@@ -68,6 +69,12 @@ class PrefillJob:
     @property
     def remaining_layers(self) -> int:
         return self.num_layers - self.next_layer
+
+    @property
+    def queue_full(self) -> bool:
+        """A block is still queued behind the running one (polled): launching another would let
+        the prefill stream run ahead of the planner, on SMs it may have given to decode since."""
+        return self.prev_done is not None and not self.prev_done.query()
 
     @property
     def finished(self) -> bool:
@@ -144,7 +151,7 @@ class PdmuxExecutor:
                 job.hidden = job.residual = None
             job.block_layers = end - job.next_layer
             job.next_layer, job.stream = end, stream
-            job.done = _record(stream)
+            job.prev_done, job.done = job.done, _record(stream)
 
     def block_ms(self, job: PrefillJob) -> float | None:
         """Measured time of the job's last block, once it has finished."""

@@ -168,7 +168,8 @@ class PdmuxPlanner:
         return budget - self.predictor.host_ms
 
     def decide(self, decode_batch: int, context_tokens: int, prefill: PrefillShape, remaining_layers: int,
-               prefill_slack: Callable[[], float] | None = None, budget_ms: float | None = None) -> StepDecision:
+               prefill_slack: Callable[[], float] | None = None, budget_ms: float | None = None,
+               prefill_queued: bool = False) -> StepDecision:
         """Decode keeps its TPOT: the smallest decode partition predicted (with the guard band) to
         meet `budget_ms` (`decode_budget_ms` of the decode batch; the step's TPOT when None);
         prefill gets the other SMs and enough layers to stay busy for the step. When no
@@ -177,7 +178,9 @@ class PdmuxPlanner:
         for this step and prefill pauses: TTFT slack buys TPOT. With `pdmux_prefill_alone` TPOT
         slack buys TTFT too: when the budget holds a block of prefill layers on the whole GPU and
         the next decode step after it, and a layer runs faster alone than beside decode, the step
-        runs that block alone and decode waits."""
+        runs that block alone and decode waits. While a prefill block still waits behind the running
+        one (`prefill_queued`: a layer can outlast a decode step), the step launches no layers, so
+        the prefill stream stays within two blocks of the plan."""
         pred = self.predictor
         if not remaining_layers:
             part = self.decode_alone
@@ -201,6 +204,8 @@ class PdmuxPlanner:
                     return StepDecision(self.decode_alone, 0, alone_ms, None, budget)
                 part = self.mixed[-1]
         decode_ms, layer_ms = pred.decode_ms(part, decode_batch, context_tokens), pred.layer_ms(part, prefill)
+        if prefill_queued:
+            return StepDecision(part, 0, decode_ms, None, budget if policy == "adaptive" else None)
         if policy == "adaptive" and self.config.pdmux_prefill_alone:
             alone_layer_ms = pred.layer_ms(self.prefill_alone, prefill)
             # The next step's decode must still end within the budget after the block.

@@ -176,6 +176,39 @@ def test_a_prefill_block_alone_leaves_the_decode_batch_for_the_next_step(tmp_pat
     assert first.num_output_tokens == before + 1
 
 
+def test_no_prefill_block_is_launched_while_one_waits_behind_the_running_one(tmp_path, monkeypatch):
+    from pdtune.executor import pdmux as pdmux_executor
+
+    class Pending(pdmux_executor.DoneEvent):  # a block the GPU has not finished yet
+        def __init__(self):
+            self.complete = False
+
+        def query(self) -> bool:
+            return self.complete
+
+        def synchronize(self) -> None:
+            self.complete = True
+
+    monkeypatch.setattr(pdmux_executor, "_record", lambda stream: Pending())
+    config = read_json(f"{PRESET_DIR}/tiny.json") | {"num_hidden_layers": 4}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    trace = tmp_path / "trace.jsonl"
+    engine = LLM(str(tmp_path), load_format="dummy", mode="pdmux", trace_path=str(trace), **STATIC).engine
+    first = engine.add_request(list(range(1, 9)), SamplingParams(max_tokens=50, temperature=0, ignore_eos=True))
+    while first.num_output_tokens < 2:
+        engine.step()
+    engine.add_request(list(range(20, 50)), GREEDY)
+    gangs = []
+    for _ in range(3):
+        engine.step()
+        gangs.append(json.loads(trace.read_text().splitlines()[-1])["gang"])
+    job = engine.stepper.job
+    assert gangs == [1, 1, 0] and job.next_layer == 2  # the third step waits: block 1 is still running
+    job.prev_done.complete = True  # block 1 done, block 2 running: room for one more behind it
+    engine.step()
+    assert json.loads(trace.read_text().splitlines()[-1])["gang"] == 1 and job.next_layer == 3
+
+
 def test_banked_tpot_slack_buys_prefill_sms_and_a_deficit_takes_them_back():
     p = planner(slo_tpot_ms=8.0)
     at_slo = p.decide(8, 8 * 1024, P4096, 32)
