@@ -85,7 +85,8 @@ class EngineConfig:
                                                        f"{self.pdmux_admission!r}"),
             (self.pdmux_policy != "static" or (self.pdmux_static_split and self.pdmux_gang),
              "pdmux policy 'static' needs a split and a gang size (pdtune search writes both)"),
-            (self.slo_ttft_ms > 0 and self.slo_tpot_ms > 0 and (self.slo_itl_ms or 1) > 0, "SLO targets must be positive"),
+            (self.slo_ttft_ms > 0 and self.slo_tpot_ms > 0 and (self.slo_itl_ms is None or self.slo_itl_ms > 0),
+             "SLO targets must be positive"),
             (0.0 < self.pdmux_decode_target <= 1.0, f"pdmux decode target must be in (0, 1], got "
                                                     f"{self.pdmux_decode_target!r}"),
             (self.pdmux_decode_budget in ("pace", "step"), f"pdmux decode budget must be pace or step, got "

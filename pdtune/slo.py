@@ -38,6 +38,11 @@ class SLO:
         worst = itl_p99(itls) if self.itl_s is not None else None
         return worst is None or worst <= self.itl_s
 
+    def engine_targets(self) -> dict[str, float | None]:
+        """The targets as the engine config's fields (ms), which its planners plan against."""
+        return dict(slo_ttft_ms=self.ttft_s * 1e3, slo_tpot_ms=self.tpot_s * 1e3,
+                    slo_itl_ms=None if self.itl_s is None else self.itl_s * 1e3)
+
     def __str__(self) -> str:
         itl = f",itl={self.itl_s * 1e3:g}ms" if self.itl_s is not None else ""
         return f"ttft={self.ttft_s * 1e3:g}ms,tpot={self.tpot_s * 1e3:g}ms{itl}"

@@ -87,11 +87,7 @@ def bench(
         from pdtune.slo import parse_slo
 
         parsed_slo = parse_slo(slo) if slo else None
-        if parsed_slo is not None:
-            slo_ms = dict(slo_ttft_ms=parsed_slo.ttft_s * 1e3, slo_tpot_ms=parsed_slo.tpot_s * 1e3,
-                          slo_itl_ms=parsed_slo.itl_s * 1e3 if parsed_slo.itl_s is not None else None)
-        else:
-            slo_ms = {}
+        slo_ms = parsed_slo.engine_targets() if parsed_slo is not None else {}
         if goodput and parsed_slo is None:
             raise PdtuneError("--goodput needs --slo, e.g. --slo ttft=2s,tpot=30ms")
         engine = build_engine_config(

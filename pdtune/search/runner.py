@@ -189,8 +189,7 @@ def run_search(cfg: SearchConfig, progress: SearchProgress | None = None) -> dic
     comparison. Returns (and with `cfg.out` writes, with a CSV of trials) the config of the best
     trial under "engine" and the search's record under "search"."""
     check_green_contexts()
-    base = dataclasses.replace(cfg.engine, slo_ttft_ms=cfg.slo.ttft_s * 1e3, slo_tpot_ms=cfg.slo.tpot_s * 1e3,
-                               slo_itl_ms=cfg.slo.itl_s * 1e3 if cfg.slo.itl_s is not None else None)
+    base = dataclasses.replace(cfg.engine, **cfg.slo.engine_targets())
     model, arch, tokenizer = load_tokenizer(base)
     bench = cfg.bench_config()
     workload = build_workload(bench, arch.vocab_size, tokenizer)  # an unknown workload fails before any model loads

@@ -132,6 +132,9 @@ def test_slo_strings(text, expected):
 def test_an_itl_bound_holds_each_requests_99th_percentile_gap():
     slo = parse_slo("ttft=2s,tpot=30ms,itl=50ms")
     assert slo.itl_s == pytest.approx(0.05) and str(slo) == "ttft=2000ms,tpot=30ms,itl=50ms"
+    assert slo.engine_targets() == pytest.approx(dict(slo_ttft_ms=2000.0, slo_tpot_ms=30.0, slo_itl_ms=50.0))
+    with pytest.raises(PdtuneError, match="SLO targets must be positive"):
+        EngineConfig(slo_itl_ms=0.0)
     assert parse_slo("ttft=2s,tpot=30ms").itl_s is None and str(parse_slo("ttft=2s,tpot=30ms")) == "ttft=2000ms,tpot=30ms"
     steady, one_stall = [0.02] * 150, [0.02] * 149 + [0.3]
     assert itl_p99(one_stall) == 0.02 and itl_p99([0.02] * 50 + [0.3]) == 0.3  # below 100 gaps: the worst
