@@ -57,6 +57,9 @@ class DecodeGraphs:
         with torch.cuda.graph(graph, pool=self.pool, stream=self.stream):
             self.logits[size] = self._forward(size)
         self.graphs[size] = graph
+        with torch.cuda.stream(self.stream):
+            graph.replay()  # a graph's first launch uploads it to the device: here, not inside a served step
+        self.stream.synchronize()
 
     def bucket(self, batch: int) -> int | None:
         return next((b for b in self.buckets if b >= batch), None)
