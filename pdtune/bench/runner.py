@@ -157,7 +157,7 @@ def _report(cfg: BenchConfig, workload: Workload, runs: list[RunResult], goodput
                      "mean_prompt_len": workload.mean_prompt_len, "mean_output_len": workload.mean_output_len},
         "summaries": summaries,
         "goodput": goodputs,
-        "repeatability": repeat_spread(summaries) if cfg.repeat > 1 else {},
+        "repeatability": repeat_spread(summaries, [r.records for r in runs]) if cfg.repeat > 1 else {},
         "runs": [r.to_dict() for r in runs],
     }
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 from dataclasses import asdict, dataclass
 from typing import Callable
 
@@ -62,23 +63,37 @@ def summarize_run(result: RunResult, slo: SLO | None) -> dict:
     return summary
 
 
-def repeat_spread(summaries: list[dict]) -> dict[str, dict]:
+def repeat_spread(summaries: list[dict], records: list[list[RequestRecord]] | None = None) -> dict[str, dict]:
     """Per mode run more than once at one load: each run's p90 TTFT and TPOT and their spread
-    (largest over smallest, minus one), the check that two runs of one seed measure alike."""
-    by_mode: dict[str, list[dict]] = {}
-    for s in summaries:
-        by_mode.setdefault(s["mode"], []).append(s)
+    (largest over smallest, minus one), the check that two runs of one seed measure alike. With
+    the runs' `records` (aligned with `summaries`), also each later run's median per-request
+    change against the first: a drift all requests share (a warm-up the first run paid), where a
+    p90's own noise moves a few requests."""
+    by_mode: dict[str, list[int]] = {}
+    for i, s in enumerate(summaries):
+        by_mode.setdefault(s["mode"], []).append(i)
     out = {}
-    for mode, runs in by_mode.items():
-        if len(runs) < 2:
+    for mode, indices in by_mode.items():
+        if len(indices) < 2:
             continue
         row = {}
         for metric in ("ttft_s", "tpot_s"):
-            p90 = [r[metric]["p90"] for r in runs]
+            p90 = [summaries[i][metric]["p90"] for i in indices]
             finite = [x for x in p90 if x is not None and x > 0]
             row[metric] = {"p90": p90, "spread": max(finite) / min(finite) - 1 if len(finite) == len(p90) else None}
+            if records is not None:
+                first = records[indices[0]]
+                row[metric]["median_change"] = [_median_change(first, records[i], metric) for i in indices[1:]]
         out[mode] = row
     return out
+
+
+def _median_change(first: list[RequestRecord], later: list[RequestRecord], metric: str) -> float | None:
+    """The median over the requests both runs served of later / first - 1 for one latency."""
+    base = {r.request_id: getattr(r, metric) for r in first if r.error is None and getattr(r, metric)}
+    changes = [getattr(r, metric) / base[r.request_id] - 1 for r in later
+               if r.error is None and getattr(r, metric) is not None and r.request_id in base]
+    return statistics.median(changes) if changes else None
 
 
 @dataclass

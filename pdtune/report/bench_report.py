@@ -77,7 +77,9 @@ def repeat_lines(report: dict) -> list[str]:
         for metric, name in (("ttft_s", "TTFT"), ("tpot_s", "TPOT")):
             p90 = " / ".join(_ms({"p90": x}, "p90") for x in row[metric]["p90"])
             spread = row[metric]["spread"]
-            parts.append(f"p90 {name} {p90} ms (spread {'-' if spread is None else f'{spread:.1%}'})")
+            changes = [c for c in row[metric].get("median_change", []) if c is not None]  # saved before: absent
+            drift = f"; median request {', '.join(f'{c:+.1%}' for c in changes)} in later runs" if changes else ""
+            parts.append(f"p90 {name} {p90} ms (spread {'-' if spread is None else f'{spread:.1%}'}{drift})")
         lines.append(f"{mode}, {len(row['ttft_s']['p90'])} runs of one seed: " + "; ".join(parts))
     return lines
 

@@ -230,6 +230,17 @@ def test_repeat_spread_of_hand_made_summaries():
     assert spread["chunked"]["ttft_s"] == {"p90": [1.0, 1.25, 1.1], "spread": pytest.approx(0.25)}
     assert spread["chunked"]["tpot_s"]["spread"] is None  # a run without a TPOT figure: no spread
 
+    def record(rid, tpot, error=None):
+        return RequestRecord(rid, 0.0, 8, 9, 0, ttft_s=0.1, tpot_s=tpot, e2e_s=1.0, itl_s=[], token_times_s=[],
+                             error=error)
+
+    first = [record("a", 0.020), record("b", 0.010), record("c", 0.030), record("d", 0.010, error="x")]
+    later = [record("a", 0.019), record("b", 0.009), record("c", 0.036), record("d", 0.001)]
+    paired = repeat_spread([run("chunked", 1.0, 0.030), run("chunked", 1.0, 0.036)], [first, later])
+    # every request but one 5-10% faster: the median says so, though the p90 (request c) grew 20%
+    assert paired["chunked"]["tpot_s"]["median_change"] == [pytest.approx(-0.05)]
+    assert paired["chunked"]["tpot_s"]["spread"] == pytest.approx(0.2)
+
 
 def test_bench_repeat_serves_the_same_arrivals_again_and_reports_the_spread(tmp_path):
     out = tmp_path / "rep"
@@ -242,8 +253,9 @@ def test_bench_repeat_serves_the_same_arrivals_again_and_reports_the_spread(tmp_
     assert len(report["runs"]) == 2 and first == second
     row = report["repeatability"]["chunked"]
     p90s = [s["ttft_s"]["p90"] for s in report["summaries"]]
-    assert row["ttft_s"] == {"p90": p90s, "spread": pytest.approx(max(p90s) / min(p90s) - 1)}
-    assert "2 runs of one seed" in result.output
+    assert row["ttft_s"]["p90"] == p90s and row["ttft_s"]["spread"] == pytest.approx(max(p90s) / min(p90s) - 1)
+    assert len(row["ttft_s"]["median_change"]) == 1 and row["ttft_s"]["median_change"][0] > -1
+    assert "2 runs of one seed" in result.output and "median request" in " ".join(result.output.split())
     assert "2 runs of one seed" in runner.invoke(app, ["report", str(out)]).output
 
 
