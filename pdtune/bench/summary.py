@@ -88,6 +88,12 @@ def repeat_spread(summaries: list[dict], records: list[list[RequestRecord]] | No
     return out
 
 
+def saved_repeat_spread(report: dict) -> dict[str, dict]:
+    """`repeat_spread` of a saved result from its request records (results saved before the
+    per-request figure have only the p90s)."""
+    return repeat_spread(report["summaries"], [[RequestRecord(**r) for r in run["records"]] for run in report["runs"]])
+
+
 def _median_change(first: list[RequestRecord], later: list[RequestRecord], metric: str) -> float | None:
     """The median over the requests both runs served of later / first - 1 for one latency."""
     base = {r.request_id: getattr(r, metric) for r in first if r.error is None and getattr(r, metric)}

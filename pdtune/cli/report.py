@@ -23,7 +23,7 @@ def report(
     with user_errors(console):
         import os
 
-        from pdtune.bench.summary import rescore
+        from pdtune.bench.summary import rescore, saved_repeat_spread
         from pdtune.report.bench_report import bench_table, goodput_table, repeat_lines
         from pdtune.report.plots import plot_bench
         from pdtune.report.profile_report import profile_table
@@ -45,6 +45,8 @@ def report(
                 console.print(bench_table(data, title=file))
                 if data.get("goodput"):
                     console.print(goodput_table(data))
+                if data.get("repeatability"):
+                    data = dict(data, repeatability=saved_repeat_spread(data))
                 for line in repeat_lines(data):
                     console.print(line)
         if not benches:
