@@ -188,7 +188,7 @@ class PdmuxPlanner:
         if not decode_batch:
             part = self.prefill_alone
             return StepDecision(part, remaining_layers, None, pred.layer_ms(part, prefill) * remaining_layers)
-        policy = self.config.pdmux_policy
+        policy, budget = self.config.pdmux_policy, None  # a budget is what the adaptive policy plans within
         if policy == "static":
             part, gang = self._static_partition(), self.config.pdmux_gang
         elif policy == "sglang":
@@ -205,7 +205,7 @@ class PdmuxPlanner:
                 part = self.mixed[-1]
         decode_ms, layer_ms = pred.decode_ms(part, decode_batch, context_tokens), pred.layer_ms(part, prefill)
         if prefill_queued:
-            return StepDecision(part, 0, decode_ms, None, budget if policy == "adaptive" else None)
+            return StepDecision(part, 0, decode_ms, None, budget)
         if policy == "adaptive" and self.config.pdmux_prefill_alone:
             alone_layer_ms = pred.layer_ms(self.prefill_alone, prefill)
             # The next step's decode must still end within the budget after the block.
@@ -218,7 +218,7 @@ class PdmuxPlanner:
             # lasts the decode iteration plus the host's work between launches.
             gang = max(1, math.ceil(max(decode_ms, pred.step_wall_ms or 0.0) / layer_ms))
         gang = min(gang, remaining_layers)
-        return StepDecision(part, gang, decode_ms, layer_ms * gang, budget if policy == "adaptive" else None)
+        return StepDecision(part, gang, decode_ms, layer_ms * gang, budget)
 
     def tpot_admission(self, decoding: list[Sequence]) -> Callable[[Sequence], bool]:
         """For `pdmux_admission` "tpot": a predicate that admits waiting sequences one by one
