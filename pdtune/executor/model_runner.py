@@ -7,12 +7,13 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from pdtune.config import EngineConfig
 from pdtune.executor.cuda_graphs import DecodeGraphs
 from pdtune.executor.tensor_parallel import TPGroup, broadcast_step
 from pdtune.executor.upload import upload
-from pdtune.model.attention import AttentionMetadata, table_width
+from pdtune.model.attention import AttentionMetadata, length_bucket, table_width
 from pdtune.model.loader import LoadedModel
 from pdtune.request.sequence import Sequence, TokenLogprobs
 from pdtune.sampler import SampledTokens, Sampler
@@ -29,6 +30,7 @@ class StepInputs:
     sampled_chunks: list[ScheduledChunk]
     # (row, sequence) of each input token still on the GPU, sampled by the step in flight
     pending_rows: list[tuple[int, Sequence]] = dataclasses.field(default_factory=list)
+    num_logits: int = 0  # the real rows of `logits_rows`, which may be padded to a bucket
 
     def for_workers(self) -> StepInputs:
         """The tensors alone, as tensor-parallel workers receive them (no sequences to pickle)."""
@@ -80,11 +82,36 @@ class ModelRunner:
             layer.self_attn.attn.k_cache = self.kv_cache[0, i]
             layer.self_attn.attn.v_cache = self.kv_cache[1, i]
             layer.self_attn.attn.bucket_prompts = self.device.type == "cuda"
+        # Eager steps run padded to `length_bucket` rows up to this many tokens (on GPUs): a step
+        # longer than the budget is a whole prompt of a non-chunked mode, rare enough to run as it is.
+        self.pad_steps = self.device.type == "cuda"
+        self.padded_rows_max = max(config.max_num_batched_tokens, config.pdmux_prefill_tokens if config.mode == "pdmux" else 0)
         if self.device.type == "cuda":
             self.model.layers[0].self_attn.attn.prepare_kernels(max_model_len)
+            self.prepare_matmuls(self.padded_rows_max, config.max_num_seqs)
         self.graphs: DecodeGraphs | None = None  # pdmux captures its own, one set per partition
         if self.device.type == "cuda" and not config.enforce_eager and config.mode != "pdmux":
             self.graphs = DecodeGraphs(self.model, config.max_num_seqs, -(-max_model_len // config.block_size))
+
+    def padded_rows(self, n: int) -> int:
+        return length_bucket(n) if self.pad_steps and 0 < n <= self.padded_rows_max else n
+
+    @torch.inference_mode()
+    def prepare_matmuls(self, max_rows: int, max_logits: int) -> int:
+        """cuBLAS picks, and may first load, a kernel the first time it meets a row count: 0.3-5
+        ms per projection on the H200 (results/h200/warmup/gemm-first-call), which, unpadded,
+        lands inside most eager steps of a first run and not of a second. Steps run padded to
+        `length_bucket` rows, so these are all their shapes: each bucket up to `max_rows` through
+        one layer's projections, and each up to `max_logits` through the LM head. Returns the
+        buckets prepared."""
+        dev, weight = self.device, self.model.lm_head_weight
+        buckets = sorted({length_bucket(n) for n in range(1, max_rows + 1)})
+        for rows in buckets:
+            for proj in self.model.projections():
+                proj(torch.zeros(rows, proj.in_features, device=dev, dtype=weight.dtype))
+        for rows in sorted({length_bucket(n) for n in range(1, max_logits + 1)}):
+            F.linear(torch.zeros(rows, weight.shape[1], device=dev, dtype=weight.dtype), weight)
+        return len(buckets)
 
     def prepare(self, plan: StepPlan) -> StepInputs:
         """Builds the step's tensors on the host; `to_device` moves them in one go."""
@@ -110,6 +137,13 @@ class ModelRunner:
                 sampled.append(chunk)
         prefill = [c for c in chunks if c.num_new_tokens > 1]
         decode = chunks[len(prefill):]
+        num_real, num_logits = len(input_ids), len(logits_rows)
+        pad = self.padded_rows(num_real) - num_real if prefill else 0  # decode graphs pad their own batch
+        input_ids.extend([0] * pad)
+        positions.extend([0] * pad)
+        slots.extend([-1] * pad)
+        if prefill:
+            logits_rows.extend([0] * (self.padded_rows(num_logits) - num_logits))
         cu = [0]
         for c in prefill:
             cu.append(cu[-1] + c.num_new_tokens)
@@ -125,9 +159,10 @@ class ModelRunner:
             decode_block_tables=_block_tables(decode) if decode else None,
             fresh_prefill_lens=[c.num_new_tokens for c in prefill]
             if prefill and all(c.seq.num_computed_tokens == 0 for c in prefill) else None,
+            num_padding_tokens=pad,
         )
         return StepInputs(chunks, torch.tensor(input_ids, dtype=torch.int64), torch.tensor(positions, dtype=torch.int64),
-                          meta, torch.tensor(logits_rows, dtype=torch.int64), sampled, pending)
+                          meta, torch.tensor(logits_rows, dtype=torch.int64), sampled, pending, num_logits)
 
     def to_device(self, inputs: StepInputs) -> tuple[torch.Tensor, torch.Tensor, AttentionMetadata]:
         dev = self.device
@@ -135,12 +170,16 @@ class ModelRunner:
                                     for k, v in vars(inputs.meta).items()})
         return upload(inputs.input_ids, dev), upload(inputs.positions, dev), meta
 
+    def logits_at(self, hidden: torch.Tensor, inputs: StepInputs) -> torch.Tensor | None:
+        """The logits of the step's sampled rows (None when none samples), computed at the
+        padded row count of `logits_rows`."""
+        if not inputs.num_logits:
+            return None
+        return self.model.compute_logits(hidden[upload(inputs.logits_rows, self.device)])[:inputs.num_logits]
+
     def _eager_logits(self, inputs: StepInputs, input_ids: torch.Tensor | None = None) -> torch.Tensor | None:
         ids, positions, meta = self.to_device(inputs)
-        hidden = self.model(ids if input_ids is None else input_ids, positions, meta)
-        if not len(inputs.logits_rows):
-            return None
-        return self.model.compute_logits(hidden[upload(inputs.logits_rows, self.device)])
+        return self.logits_at(self.model(ids if input_ids is None else input_ids, positions, meta), inputs)
 
     def decode_logits(self, inputs: StepInputs, graphs: DecodeGraphs | None,
                       input_ids: torch.Tensor | None = None) -> torch.Tensor:

@@ -16,7 +16,6 @@ from pdtune.executor.cuda_graphs import DecodeGraphs
 from pdtune.executor.model_runner import ModelRunner, StepInputs
 from pdtune.executor.partitions import Partition, make_partitions, simulated_partitions
 from pdtune.executor.tensor_parallel import broadcast_step
-from pdtune.executor.upload import upload
 from pdtune.perf.model_costs import PrefillShape
 from pdtune.scheduler.scheduler import StepPlan
 
@@ -146,8 +145,7 @@ class PdmuxExecutor:
             job.hidden, job.residual = self.model.forward_layers(job.hidden, job.residual, job.positions, job.meta,
                                                                  job.next_layer, end)
             if end == job.num_layers:
-                rows = upload(job.inputs.logits_rows, self.runner.device)
-                job.logits = self.model.compute_logits(self.model.norm(job.hidden, job.residual)[0][rows])
+                job.logits = self.runner.logits_at(self.model.norm(job.hidden, job.residual)[0], job.inputs)
                 job.hidden = job.residual = None
             job.block_layers = end - job.next_layer
             job.next_layer, job.stream = end, stream

@@ -29,6 +29,9 @@ class AttentionMetadata:
     fresh_prefill_lens: list[int] | None = None
     # The decode rows' attention work plan: made by the first layer, reused by the others.
     decode_plan: object | None = None
+    # Rows after the decode rows that belong to no sequence (slot -1): the step runs padded to a
+    # `length_bucket`; they attend to nothing and come out as zeros.
+    num_padding_tokens: int = 0
 
 
 def table_width(blocks: int) -> int:
@@ -38,11 +41,13 @@ def table_width(blocks: int) -> int:
     return -(-max(blocks, 1) // 16) * 16
 
 
-def prompt_bucket(n: int) -> int:
-    """The length a fresh prompt's fused attention runs at on a GPU: a multiple of 64, and of an
-    eighth of the prompt's octave above 512 tokens (8 buckets an octave, under 1/8 more rows),
-    because the fused kernel builds a plan per query length (cuDNN: 39-56 ms each on the H200,
-    results/h200/warmup/) and a serving run meets a new length on most prompts."""
+def length_bucket(n: int) -> int:
+    """The rows a variable-length operand runs at on a GPU: a multiple of 64, and of an eighth
+    of its octave above 512 (8 buckets an octave, under 1/8 more rows). A fresh prompt's fused
+    attention builds a plan per query length (cuDNN: 39-56 ms each on the H200) and cuBLAS picks,
+    and may load, a kernel per row count (0.3-5 ms per projection), where a serving run meets a
+    new length on most prompts and steps (results/h200/warmup/); buckets make them few enough to
+    prepare at start-up."""
     granule = max(64, 1 << max(0, n.bit_length() - 4))
     return -(-n // granule) * granule
 
@@ -55,16 +60,20 @@ class PagedAttention(torch.nn.Module):
         self.ops = ops
         self.k_cache: torch.Tensor | None = None  # [num_blocks, block_size, kv_heads, head_dim]
         self.v_cache: torch.Tensor | None = None
-        self.bucket_prompts = False  # fresh prompts padded to `prompt_bucket` lengths (set on GPUs)
+        self.bucket_prompts = False  # fresh prompts padded to `length_bucket` lengths (set on GPUs)
 
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, meta: AttentionMetadata) -> torch.Tensor:
         self.ops.write_kv(k, v, self.k_cache, self.v_cache, meta.slot_mapping)
-        num_prefill = meta.num_prefill_tokens
-        if num_prefill == 0:
-            return self._decode(q, meta)
-        if num_prefill == q.shape[0]:
-            return self._prefill(q, k, v, meta)
-        return torch.cat([self._prefill(q[:num_prefill], k, v, meta), self._decode(q[num_prefill:], meta)])
+        num_prefill, pad = meta.num_prefill_tokens, meta.num_padding_tokens
+        real = q.shape[0] - pad
+        parts = []
+        if num_prefill:
+            parts.append(self._prefill(q[:num_prefill], k, v, meta))
+        if real > num_prefill:
+            parts.append(self._decode(q[num_prefill:real], meta))
+        if pad:
+            parts.append(q.new_zeros((pad, *q.shape[1:])))
+        return parts[0] if len(parts) == 1 else torch.cat(parts)
 
     def _prefill(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, meta: AttentionMetadata) -> torch.Tensor:
         if meta.fresh_prefill_lens is not None:
@@ -77,9 +86,9 @@ class PagedAttention(torch.nn.Module):
         this step (cuDNN's kernel on an H100/H200 by torch's choice), one call per sequence. v arrives as a view of the
         fused qkv output (the KV write and the decode rows read it as it is); it is made
         contiguous here, for the fused kernel, and only here. On a GPU each prompt runs padded to
-        its length bucket (`prompt_bucket`): its real rows are exact, since a causal row never
+        its length bucket (`length_bucket`): its real rows are exact, since a causal row never
         sees a later key, and the rows past them (the next prompt's, or zeros) are finite."""
-        padded = [prompt_bucket(n) for n in lens] if self.bucket_prompts else lens
+        padded = [length_bucket(n) for n in lens] if self.bucket_prompts else lens
         starts = [0]
         for n in lens[:-1]:
             starts.append(starts[-1] + n)
@@ -106,7 +115,7 @@ class PagedAttention(torch.nn.Module):
 
         heads, kv_heads, dim = self.num_heads, self.num_kv_heads, self.head_dim
         dev, dtype = self.k_cache.device, self.k_cache.dtype
-        lengths = sorted({prompt_bucket(n) for n in range(1, max_len + 1)})
+        lengths = sorted({length_bucket(n) for n in range(1, max_len + 1)})
         for n in lengths:
             q = torch.zeros(n, heads, dim, device=dev, dtype=dtype)
             kv = torch.zeros(n, kv_heads, dim, device=dev, dtype=dtype)

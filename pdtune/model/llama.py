@@ -118,9 +118,17 @@ class LlamaForCausalLM(nn.Module):
         hidden, residual = self.forward_layers(self.embed(input_ids), None, positions, meta)
         return self.norm(hidden, residual)[0]
 
+    @property
+    def lm_head_weight(self) -> torch.Tensor:
+        return self.embed_tokens.weight if self.lm_head is None else self.lm_head.weight
+
+    def projections(self) -> list[nn.Linear]:
+        """One layer's linear layers; every layer has the same shapes."""
+        layer = self.layers[0]
+        return [layer.self_attn.qkv_proj, layer.self_attn.o_proj, layer.mlp.gate_up_proj, layer.mlp.down_proj]
+
     def compute_logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        weight = self.embed_tokens.weight if self.lm_head is None else self.lm_head.weight
-        logits = F.linear(hidden, weight).float()
+        logits = F.linear(hidden, self.lm_head_weight).float()
         return logits if self.tp is None else self.tp.all_gather_last(logits)
 
     @torch.no_grad()

@@ -208,7 +208,8 @@ class PdmuxPlanner:
             return StepDecision(part, 0, decode_ms, None, budget)
         if policy == "adaptive" and self.config.pdmux_prefill_alone:
             alone_layer_ms = pred.layer_ms(self.prefill_alone, prefill)
-            # The next step's decode must still end within the budget after the block.
+            # The next step's decode must still end within the budget after the block; each of the
+            # two steps pays the host's work between launches (the budget already holds one).
             spare_ms = budget - pred.decode_ms(part, decode_batch, context_tokens, worst=True) - pred.host_ms
             layers = min(int(spare_ms // alone_layer_ms), remaining_layers)
             if layers >= 1 and alone_layer_ms < layer_ms:
