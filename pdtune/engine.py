@@ -26,10 +26,18 @@ from pdtune.steppers import PdmuxStepper, SyncStepper
 
 
 def activation_bytes(loaded: LoadedModel, config: EngineConfig) -> int:
-    """Upper estimate of one step's transient memory (hidden states, MLP, logits)."""
-    a, tokens = loaded.arch, config.max_num_batched_tokens
-    per_token = 4 * a.hidden_size + 3 * a.intermediate_size + a.q_size + 2 * a.kv_size
-    return 2 * tokens * per_token * loaded.dtype.itemsize + 3 * config.max_num_seqs * a.vocab_size * 4
+    """Upper estimate of the transient memory beside the KV pool: one step's hidden states, MLP
+    and logits, and under pdmux a layer of the largest prefill batch on each partition's prefill
+    stream. torch's allocator caches blocks per stream and a prefill batch moves between the
+    partitions' streams; without room for each, it frees every cached block and allocates again
+    mid-run, a device-wide synchronize each time (a pdmux run took 111-117 new segments on the H200
+    in session 8, chunked none)."""
+    a = loaded.arch
+    per_token = (4 * a.hidden_size + 3 * a.intermediate_size + a.q_size + 2 * a.kv_size) * loaded.dtype.itemsize
+    total = 2 * config.max_num_batched_tokens * per_token + 3 * config.max_num_seqs * a.vocab_size * 4
+    if config.mode == "pdmux":
+        total += (len(config.pdmux_splits) + 1) * config.pdmux_prefill_tokens * per_token
+    return total
 
 
 def size_kv_pool(loaded: LoadedModel, config: EngineConfig) -> int:

@@ -92,20 +92,24 @@ def _release_gpu_memory() -> None:
         torch.cuda.empty_cache()
 
 
-def allocator_segments() -> int | None:
+def allocator_counts() -> tuple[int, int] | None:
     """Segments torch's caching allocator has taken from the driver so far (each a cudaMalloc: a
-    stall, and one inside a timed run means the pool grew to a size the warm-up never reached);
-    None without CUDA."""
-    return torch.cuda.memory_stats().get("segment.all.allocated", 0) if torch.cuda.is_available() else None
+    stall, and one inside a timed run means the pool grew to a size the warm-up never reached),
+    and its retries (a request that failed until it freed every cached block: a device-wide
+    synchronize, which stalls the other partition's stream); None without CUDA."""
+    if not torch.cuda.is_available():
+        return None
+    stats = torch.cuda.memory_stats()
+    return stats.get("segment.all.allocated", 0), stats.get("num_alloc_retries", 0)
 
 
 def serve_workload(engine: Engine, label: str, workload: Workload, cfg: BenchConfig, rate: float | None,
                    progress: Progress | None, stop_below: tuple[SLO, float] | None = None) -> RunResult:
     """One timed run from a clean prefix cache and zeroed counters, labelled for the report, with
-    the kernel variants JIT-compiled and the allocator segments taken inside it (each a stall the
-    warm-up should have taken)."""
+    the kernel variants JIT-compiled and the allocator's segments and retries inside it (each a
+    stall the warm-up or the memory plan should have spared it)."""
     engine.reset_counters()
-    compiled_before, segments_before = compiled_variants(), allocator_segments()
+    compiled_before, allocs_before = compiled_variants(), allocator_counts()
     if cfg.concurrency:
         result = serve_closed_loop(engine, workload.requests, cfg.concurrency, progress)
     else:
@@ -114,7 +118,9 @@ def serve_workload(engine: Engine, label: str, workload: Workload, cfg: BenchCon
     result.extra["preemptions"] = engine.num_preemptions
     compiled_after = compiled_variants()
     result.extra["kernel_compiles"] = None if compiled_before is None else compiled_after - compiled_before
-    result.extra["cuda_mallocs"] = None if segments_before is None else allocator_segments() - segments_before
+    if allocs_before is not None:
+        allocs = allocator_counts()
+        result.extra["cuda_mallocs"], result.extra["cuda_alloc_retries"] = (a - b for a, b in zip(allocs, allocs_before))
     planner = engine.planner_inputs()
     if planner is not None:
         result.extra["planner"] = planner

@@ -51,6 +51,7 @@ def summarize_run(result: RunResult, slo: SLO | None) -> dict:
         "harness_overhead": result.harness_overhead,
         "kernel_compiles": result.extra.get("kernel_compiles"),
         "cuda_mallocs": result.extra.get("cuda_mallocs"),
+        "cuda_alloc_retries": result.extra.get("cuda_alloc_retries"),
         "stopped_early": result.extra.get("stopped_early", False),
         "ttft_s": latency_summary([r.ttft_s for r in ok]),
         "tpot_s": latency_summary([r.tpot_s for r in ok if r.tpot_s is not None]),

@@ -204,6 +204,7 @@ def make_pdmux_executor(runner: ModelRunner, config: EngineConfig, max_model_len
     """The executor over green-context partitions of this process's GPU, or over simulated ones
     on a CPU (same launch code, no streams), and the GPU's SM count (132, simulated)."""
     if runner.device.type == "cuda":
+        torch.cuda.empty_cache()  # the start-up passes' blocks, cached for the default stream, which pdmux leaves idle
         partitions = make_partitions(config.pdmux_splits)
         total_sms = torch.cuda.get_device_properties(runner.device).multi_processor_count
     else:

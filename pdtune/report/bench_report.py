@@ -61,7 +61,8 @@ def bench_table(report: dict, title: str | None = None) -> Table:
     if any(s.get("stopped_early") for s in runs):  # .get: results saved before probes could stop early
         rows.append(("stopped early (unserved = missed)", lambda s: "yes" if s.get("stopped_early") else "no"))
     rows.append(("harness overhead / step", lambda s: f"{s['harness_overhead']:.2%}"))
-    for key, label in (("kernel_compiles", "kernel compiles in run"), ("cuda_mallocs", "CUDA mallocs in run")):
+    for key, label in (("kernel_compiles", "kernel compiles in run"), ("cuda_mallocs", "CUDA mallocs in run"),
+                       ("cuda_alloc_retries", "CUDA alloc retries in run")):
         if any(s.get(key) is not None for s in runs):  # counted on a GPU only
             rows.append((label, lambda s, key=key: str(s.get(key, "-"))))
     for name, fn in rows:

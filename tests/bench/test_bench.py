@@ -337,7 +337,7 @@ def test_a_pdmux_run_records_what_its_planner_predicted_from(tmp_path):
     assert planner["rates_measured"] is False and planner["copy_bytes_per_s"] > 1e12  # CPU: the simulated H100
 
 
-def test_kernel_compiles_and_allocator_growth_inside_a_timed_run_are_counted_and_shown(monkeypatch):
+def test_kernel_compiles_and_allocator_growth_and_retries_inside_a_timed_run_are_counted_and_shown(monkeypatch):
     from pdtune.bench import runner as bench_runner
     from pdtune.bench.runner import BenchConfig, serve_workload
     from pdtune.engine import make_engine
@@ -345,8 +345,8 @@ def test_kernel_compiles_and_allocator_growth_inside_a_timed_run_are_counted_and
 
     counts = iter([5, 7])  # two variants compiled while the run served
     monkeypatch.setattr(bench_runner, "compiled_variants", lambda: next(counts))
-    segments = iter([40, 43])  # the pool grew by three cudaMallocs
-    monkeypatch.setattr(bench_runner, "allocator_segments", lambda: next(segments))
+    allocs = iter([(40, 1), (43, 3)])  # the pool grew by three cudaMallocs, two after freeing all it cached
+    monkeypatch.setattr(bench_runner, "allocator_counts", lambda: next(allocs))
     engine = make_engine(EngineConfig(model="tiny", load_format="dummy", num_kv_blocks=64))
     cfg = BenchConfig(engine.config, ("chunked",), "random", 3, 50.0, max_prompt_len=16, max_output_len=2)
     workload = bench_runner.build_workload(cfg, engine.vocab_size, engine.tokenizer)
@@ -354,9 +354,11 @@ def test_kernel_compiles_and_allocator_growth_inside_a_timed_run_are_counted_and
     summary = summarize_run(run, None)
     assert run.extra["kernel_compiles"] == 2 and summary["kernel_compiles"] == 2
     assert run.extra["cuda_mallocs"] == 3 and summary["cuda_mallocs"] == 3
+    assert run.extra["cuda_alloc_retries"] == 2 and summary["cuda_alloc_retries"] == 2
     report = {"workload": {"name": "random", "requests": 3}, "summaries": [summary]}
     rows = {row[0]: row[1:] for row in _table_rows(bench_table(report))}
     assert rows["kernel compiles in run"] == ("2",) and rows["CUDA mallocs in run"] == ("3",)
+    assert rows["CUDA alloc retries in run"] == ("2",)
 
 
 def _table_rows(table) -> list[tuple]:
