@@ -102,6 +102,12 @@ class StepTimePredictor:
     def layer_ms(self, part: Partition, shape: PrefillShape) -> float:
         return self.layer_prior_ms(part, shape) * self._factor(("layer", part.name, shape.tokens.bit_length()), 0.5)
 
+    def forget(self) -> None:
+        """Drops what was measured online (contention factors, step and host times), so the
+        predictions start from the perf model or the roofline again."""
+        self.ratios.clear()
+        self.step_wall_ms, self.host_ms = None, 0.0
+
     def observe_decode(self, part: Partition, batch: int, context_tokens: int, measured_ms: float) -> None:
         self.ratios[("decode", part.name)].append(measured_ms / self.decode_prior_ms(part, batch, context_tokens))
 

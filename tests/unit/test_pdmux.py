@@ -494,3 +494,12 @@ def test_a_prefill_that_jumps_ahead_runs_first_and_the_overtaken_one_resumes(ref
         engine.step()
     ref = {tuple(p): t for p, t in zip(PROMPTS, reference_tokens)}
     assert long.output_token_ids == ref[tuple(PROMPTS[-1])] and short.output_token_ids == ref[tuple(PROMPTS[0])]
+
+
+def test_reset_counters_drops_the_planners_online_corrections():
+    llm = tiny(mode="pdmux")
+    llm.generate([list(range(1, 40)), list(range(5, 30))], SamplingParams(max_tokens=6, temperature=0, ignore_eos=True))
+    pred = llm.engine.stepper.planner.predictor
+    assert pred.ratios and pred.step_wall_ms is not None
+    llm.engine.reset_counters()
+    assert not pred.ratios and pred.step_wall_ms is None and pred.host_ms == 0.0
