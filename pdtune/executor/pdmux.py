@@ -16,6 +16,7 @@ from pdtune.executor.cuda_graphs import DecodeGraphs
 from pdtune.executor.model_runner import ModelRunner, StepInputs
 from pdtune.executor.partitions import Partition, make_partitions, simulated_partitions
 from pdtune.executor.tensor_parallel import broadcast_step
+from pdtune.model.attention import AttentionMetadata, table_width
 from pdtune.perf.model_costs import PrefillShape
 from pdtune.scheduler.scheduler import StepPlan
 
@@ -111,11 +112,38 @@ class PdmuxExecutor:
         self.partitions = partitions
         self.graphs: dict[str, DecodeGraphs] = {}
         self.num_jobs = 0
+        if runner.device.type == "cuda":
+            self.prepare_prefill_pools(runner.padded_rows(runner.padded_rows_max))
         if use_graphs:
             pool = torch.cuda.graph_pool_handle()
             for p in partitions:
                 if p.decode_stream is not None:  # one set per decode partition: a graph keeps its SMs
                     self.graphs[p.name] = DecodeGraphs(self.model, graph_batch, max_blocks_per_seq, p.decode_stream, pool)
+
+    @torch.inference_mode()
+    def prepare_prefill_pools(self, rows: int) -> None:
+        """torch's allocator caches blocks per stream and each partition prefills on its own
+        stream, so a first timed run grew those pools mid-run (41-81 new segments on the H200,
+        none in the runs after: session 8). Two layers of a `rows`-token prefill batch on each
+        prefill stream, writing no KV (slot -1), grow them at start-up instead; the memory plan
+        (`activation_bytes`) holds room for them."""
+        dev = self.runner.device
+        layers = min(2, len(self.model.layers))
+        for part in self.partitions:
+            if not part.prefill_sms:
+                continue
+            with _on(part.prefill_stream), self._phase("prefill"):
+                i32 = torch.int32
+                meta = AttentionMetadata(torch.full((rows,), -1, dtype=torch.int64, device=dev), rows,
+                                         torch.tensor([0, rows], dtype=i32, device=dev),
+                                         torch.tensor([rows], dtype=i32, device=dev),
+                                         torch.zeros(1, table_width(1), dtype=i32, device=dev), None, None,
+                                         fresh_prefill_lens=[rows])
+                positions = torch.zeros(rows, dtype=torch.int64, device=dev)
+                hidden = self.model.embed(torch.zeros(rows, dtype=torch.int64, device=dev))
+                self.model.forward_layers(hidden, None, positions, meta, 0, layers)
+            if part.prefill_stream is not None:
+                part.prefill_stream.synchronize()
 
     def _phase(self, name: str):
         tp = self.runner.tp

@@ -5,6 +5,7 @@ import math
 import time
 
 import pytest
+import torch
 
 from pdtune import LLM, SamplingParams
 from pdtune.config import DEFAULT_SPLITS, EngineConfig
@@ -503,3 +504,21 @@ def test_reset_counters_drops_the_planners_online_corrections():
     assert pred.ratios and pred.step_wall_ms is not None
     llm.engine.reset_counters()
     assert not pred.ratios and pred.step_wall_ms is None and pred.host_ms == 0.0
+
+
+def test_the_prefill_pool_pass_runs_on_every_prefill_partition_and_writes_no_kv(monkeypatch):
+    from pdtune.executor.pdmux import PdmuxExecutor
+
+    llm = tiny(mode="pdmux")
+    executor = llm.engine.stepper.executor
+    kv_before = executor.runner.kv_cache.clone()
+    calls = []
+    real = executor.model.forward_layers
+    monkeypatch.setattr(executor.model, "forward_layers",
+                        lambda hidden, residual, positions, meta, start, end: calls.append((hidden.shape[0], start, end))
+                        or real(hidden, residual, positions, meta, start, end))
+    PdmuxExecutor.prepare_prefill_pools(executor, 96)
+    prefill_partitions = [p for p in executor.partitions if p.prefill_sms]
+    assert len(prefill_partitions) == len(DEFAULT_SPLITS) + 1  # each mixed split and prefill alone
+    assert calls == [(96, 0, 2)] * len(prefill_partitions)
+    assert torch.equal(executor.runner.kv_cache, kv_before)
