@@ -113,6 +113,14 @@ class GoodputResult:
     bracket: tuple[float, float] | None = None  # (passing, failing) rates taken from an earlier run, not re-served
 
 
+def goodput_text(goodput: dict) -> str:
+    """A saved goodput as shown: "< R" when no rate passed (R the lowest that failed), since
+    "0.00" would read as a measured zero rather than a bound."""
+    if not goodput["goodput"] and goodput.get("failing_rate") is not None:
+        return f"< {goodput['failing_rate']:.2f}"
+    return f"{goodput['goodput']:.2f}"
+
+
 def partial_goodput(points: list[tuple[float, float, bool]], target: float,
                     bracket: tuple[float, float] | None = None) -> GoodputResult:
     """What the probes made so far establish (with a bracket's rates counted as measured): the

@@ -8,6 +8,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from pdtune.bench.summary import goodput_text
 from pdtune.metrics import percentile
 
 
@@ -106,6 +107,6 @@ def goodput_table(report: dict) -> Table:
     for mode, g in report["goodput"].items():
         failing = g.get("failing_rate")
         cut = "" if g.get("complete", True) or served else " (search cut short)"
-        table.add_row(mode, f"{g['goodput']:.2f}{cut}", "-" if failing is None else f"{failing:.2f}",
+        table.add_row(mode, f"{goodput_text(g)}{cut}", "-" if failing is None else f"{failing:.2f}",
                       ", ".join(f"{p[0]:.2f}: {p[1]:.0%}{'*' if _stopped(p) else ''}" for p in sorted(g["points"])))
     return table

@@ -9,6 +9,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from pdtune.bench.summary import goodput_text  # noqa: E402
+
 
 def _save(fig, out_dir: str, name: str) -> str:
     path = os.path.join(out_dir, name)
@@ -79,7 +81,7 @@ def plot_bench(report: dict, out_dir: str) -> list[str]:
         fig, ax = plt.subplots(figsize=(6, 4))
         for mode, gp in report["goodput"].items():
             points = sorted(gp["points"])
-            ax.plot([p[0] for p in points], [p[1] for p in points], "o-", label=f"{mode} (goodput {gp['goodput']:.2f} req/s)")
+            ax.plot([p[0] for p in points], [p[1] for p in points], "o-", label=f"{mode} (goodput {goodput_text(gp)} req/s)")
         target = next(iter(report["goodput"].values()))["target"]
         ax.axhline(target, color="grey", linestyle="--", linewidth=1)
         ax.set(xlabel="request rate (req/s)", ylabel="SLO attainment", ylim=(0, 1.05),

@@ -364,3 +364,17 @@ def test_kernel_compiles_and_allocator_growth_and_retries_inside_a_timed_run_are
 def _table_rows(table) -> list[tuple]:
     columns = [list(c.cells) for c in table.columns]
     return list(zip(*columns))
+
+
+def test_a_sweep_with_no_passing_rate_shows_a_bound_not_a_zero():
+    from pdtune.bench.summary import goodput_text
+    from pdtune.report.bench_report import goodput_table
+
+    none_passed = {"goodput": 0.0, "target": 0.9, "points": [[2.625, 0.34, True], [1.3125, 0.58, True]],
+                   "failing_rate": 1.3125}
+    assert goodput_text(none_passed) == "< 1.31"
+    assert goodput_text({"goodput": 9.1875, "target": 0.9, "points": [], "failing_rate": 10.5}) == "9.19"
+    assert goodput_text({"goodput": 0.0, "target": 0.9, "points": []}) == "0.00"
+    report = {"config": {"slo": "ttft=2000ms"}, "goodput": {"chunked": none_passed}}
+    rows = {row[0]: row[1:] for row in _table_rows(goodput_table(report))}
+    assert rows["chunked"][:2] == ("< 1.31", "1.31")
