@@ -29,9 +29,8 @@ def activation_bytes(loaded: LoadedModel, config: EngineConfig) -> int:
     """Upper estimate of the transient memory beside the KV pool: one step's hidden states, MLP
     and logits, and under pdmux a layer of the largest prefill batch on each partition's prefill
     stream. torch's allocator caches blocks per stream and a prefill batch moves between the
-    partitions' streams; without room for each, it frees every cached block and allocates again
-    mid-run, a device-wide synchronize each time (a pdmux run took 111-117 new segments on the H200
-    in session 8, chunked none)."""
+    partitions' streams; without room for each, every run took new segments again (44 / 117 / 111
+    in three same-seed pdmux runs on the H200, session 8; chunked none), with room 81 / 1 / 0."""
     a = loaded.arch
     per_token = (4 * a.hidden_size + 3 * a.intermediate_size + a.q_size + 2 * a.kv_size) * loaded.dtype.itemsize
     total = 2 * config.max_num_batched_tokens * per_token + 3 * config.max_num_seqs * a.vocab_size * 4
