@@ -16,7 +16,7 @@ from pdtune.bench.serve import Progress, RunResult, serve_closed_loop, serve_ope
 from pdtune.bench.summary import GoodputResult, attainment, find_goodput, partial_goodput, repeat_spread, summarize_run
 from pdtune.config import EngineConfig
 from pdtune.engine import Engine, make_engine
-from pdtune.errors import InputFileError, InvalidRequestError
+from pdtune.errors import InputFileError, InvalidRequestError, PdtuneError
 from pdtune.executor.partitions import check_green_contexts
 from pdtune.kernels.compiles import compiled_variants
 from pdtune.perf.environment import environment
@@ -33,7 +33,7 @@ from pdtune.workloads.traces import TRACES
 @dataclass(frozen=True)
 class BenchConfig:
     engine: EngineConfig
-    modes: tuple[str, ...]  # "chunked", "pdmux", or "pdmux:sglang" for a mode with a pdmux policy
+    modes: tuple[str, ...]  # "chunked", "pdmux"; "pdmux:sglang" picks a policy, "chunked:512" a chunk size
     workload: str  # generator name, shipped trace name, or a file (saved workload or trace)
     num_requests: int = 200
     rate: float | None = None  # open loop, requests/s; None replays the trace's own times
@@ -128,8 +128,17 @@ def serve_workload(engine: Engine, label: str, workload: Workload, cfg: BenchCon
 
 
 def _engine_config(base: EngineConfig, label: str) -> EngineConfig:
-    mode, _, policy = label.partition(":")
-    return dataclasses.replace(base, mode=mode, **({"pdmux_policy": policy} if policy else {}))
+    """A mode label's engine: "pdmux:POLICY" sets the planner policy, "chunked:TOKENS" the token
+    budget of a step (its chunk size), so chunk sizes compare with pdmux in one run."""
+    mode, _, variant = label.partition(":")
+    if not variant:
+        return dataclasses.replace(base, mode=mode)
+    if mode == "pdmux":
+        return dataclasses.replace(base, mode=mode, pdmux_policy=variant)
+    if mode == "chunked" and variant.isdigit():
+        return dataclasses.replace(base, mode=mode, max_num_batched_tokens=int(variant))
+    raise PdtuneError(f"mode {label!r}: a mode is sequential, chunked, chunked:TOKENS (a chunk size) or "
+                      f"pdmux:POLICY")
 
 
 def warm_up(engine: Engine, workload: Workload, n: int) -> None:
@@ -173,6 +182,8 @@ def run_bench(cfg: BenchConfig, progress_factory=None, out_dir: str | None = Non
     per-request records. With `out_dir`, the results so far are saved after every mode, so a
     later mode that fails (out of memory, no green contexts) does not lose the earlier ones."""
     runs, goodputs, engine, workload = [], {}, None, None
+    for label in cfg.modes:  # every label checked before the first engine loads
+        _engine_config(cfg.engine, label)
     if any(label.startswith("pdmux") for label in cfg.modes):
         check_green_contexts()
     for label in cfg.modes:

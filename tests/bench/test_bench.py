@@ -313,12 +313,23 @@ def test_a_saved_workload_replays_the_same_requests(tmp_path):
     assert key(records[0]) == key(records[1])
 
 
-def test_a_mode_that_fails_keeps_the_results_of_the_modes_before_it(tmp_path):
+def test_a_mode_that_fails_keeps_the_results_of_the_modes_before_it(tmp_path, monkeypatch):
+    from pdtune.bench import runner as bench_runner
+    from pdtune.errors import PdtuneError
+
+    real = bench_runner.make_engine
+
+    def make_engine(config):  # the second mode's engine fails to build, as one out of memory would
+        if config.mode == "pdmux":
+            raise PdtuneError("no memory is left for the KV cache: lower the batch limits or raise the memory share")
+        return real(config)
+
+    monkeypatch.setattr(bench_runner, "make_engine", make_engine)
     out = tmp_path / "o"
     result = runner.invoke(app, ["bench", "--workload", "random", "--num-requests", "3", "--rate", "50",
-                                 "--max-prompt-len", "32", "--max-output-len", "4", "--mode", "chunked,warp-speed",
+                                 "--max-prompt-len", "32", "--max-output-len", "4", "--mode", "chunked,pdmux",
                                  "--out", str(out), *TINY])
-    assert result.exit_code == 1 and "mode must be one of" in result.output
+    assert result.exit_code == 1 and "no memory is left" in result.output
     assert [s["mode"] for s in json.loads((out / "bench.json").read_text())["summaries"]] == ["chunked"]
 
 
@@ -378,3 +389,27 @@ def test_a_sweep_with_no_passing_rate_shows_a_bound_not_a_zero():
     report = {"config": {"slo": "ttft=2000ms"}, "goodput": {"chunked": none_passed}}
     rows = {row[0]: row[1:] for row in _table_rows(goodput_table(report))}
     assert rows["chunked"][:2] == ("< 1.31", "1.31")
+
+
+def test_mode_labels_pick_a_pdmux_policy_or_a_chunk_size_and_bad_ones_stop_before_any_model_loads(tmp_path):
+    from pdtune.bench.runner import _engine_config
+    from pdtune.errors import PdtuneError
+
+    base = EngineConfig(model="tiny", load_format="dummy")
+    small = _engine_config(base, "chunked:512")
+    assert (small.mode, small.max_num_batched_tokens) == ("chunked", 512)
+    assert _engine_config(base, "pdmux:sglang").pdmux_policy == "sglang"
+    assert _engine_config(base, "chunked").max_num_batched_tokens == base.max_num_batched_tokens
+    for bad in ("chunked:big", "sequential:4", "chunked:0"):
+        with pytest.raises(PdtuneError):
+            _engine_config(base, bad)
+    out = tmp_path / "res"
+    result = runner.invoke(app, ["bench", "--workload", "random", "--num-requests", "4", "--rate", "50",
+                                 "--mode", "chunked:16,chunked", "--max-prompt-len", "40", "--max-output-len", "4",
+                                 "--out", str(out), *TINY])
+    assert result.exit_code == 0, result.output
+    assert [s["mode"] for s in json.loads((out / "bench.json").read_text())["summaries"]] == ["chunked:16", "chunked"]
+    bad = runner.invoke(app, ["bench", "--workload", "random", "--num-requests", "4", "--rate", "50",
+                              "--mode", "chunked,chunked:big", "--out", str(tmp_path / "bad"), *TINY])
+    assert bad.exit_code != 0 and "chunked:big" in bad.output and "Traceback" not in bad.output
+    assert not (tmp_path / "bad").exists()  # nothing served before the label was refused
