@@ -7,15 +7,13 @@ from .decode_attention import (
     plan_decode_work,
     plan_decode_work_ref,
 )
-from .kv_write import write_kv, write_kv_ref
 from .prefill_attention import paged_prefill_attention, paged_prefill_attention_ref, prefill_tile_variants
 from .rmsnorm import rms_norm, rms_norm_ref
-from .rotary import apply_rotary, apply_rotary_ref, build_cos_sin_cache
+from .rotary import apply_rotary_ref, build_cos_sin_cache, rotary_write_kv, rotary_write_kv_ref, write_kv_ref
 from .silu_mul import silu_and_mul, silu_and_mul_ref
 
 __all__ = [
     "DecodePlan",
-    "apply_rotary",
     "apply_rotary_ref",
     "build_cos_sin_cache",
     "paged_decode_attention",
@@ -27,8 +25,9 @@ __all__ = [
     "prefill_tile_variants",
     "rms_norm",
     "rms_norm_ref",
+    "rotary_write_kv",
+    "rotary_write_kv_ref",
     "silu_and_mul",
     "silu_and_mul_ref",
-    "write_kv",
     "write_kv_ref",
 ]

@@ -62,8 +62,11 @@ class PagedAttention(torch.nn.Module):
         self.v_cache: torch.Tensor | None = None
         self.bucket_prompts = False  # fresh prompts padded to `length_bucket` lengths (set on GPUs)
 
-    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, meta: AttentionMetadata) -> torch.Tensor:
-        self.ops.write_kv(k, v, self.k_cache, self.v_cache, meta.slot_mapping)
+    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, positions: torch.Tensor,
+                cos_sin: torch.Tensor, meta: AttentionMetadata) -> torch.Tensor:
+        """Attention of q, k, v before rotary: one kernel rotates q and k and writes k and v into
+        the pool, then each group of rows attends."""
+        q, k = self.ops.rotary_write_kv(q, k, v, positions, cos_sin, self.k_cache, self.v_cache, meta.slot_mapping)
         num_prefill, pad = meta.num_prefill_tokens, meta.num_padding_tokens
         real = q.shape[0] - pad
         parts = []

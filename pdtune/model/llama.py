@@ -45,8 +45,7 @@ class Attention(nn.Module):
         v = v.reshape(-1, a.num_kv_heads, a.head_dim)
         if a.qk_norm:
             q, k = self.q_norm(q), self.k_norm(k)
-        q, k = self.ops.apply_rotary(q, k, positions, cos_sin)
-        out = self.o_proj(self.attn(q, k, v, meta).reshape(-1, a.q_size))
+        out = self.o_proj(self.attn(q, k, v, positions, cos_sin, meta).reshape(-1, a.q_size))
         return out if self.tp is None else self.tp.all_reduce(out)
 
 

@@ -16,9 +16,8 @@ class Ops:
 
     backend: str
     rms_norm: Callable
-    apply_rotary: Callable
+    rotary_write_kv: Callable  # rotates q and k and writes k and v into the paged cache
     silu_and_mul: Callable
-    write_kv: Callable
     plan_decode: Callable | None  # the decode work plan of a step; the torch path needs none
     decode_attention: Callable
     prefill_attention: Callable
@@ -32,7 +31,7 @@ def select_ops(backend: str, device: torch.device) -> Ops:
     if backend == "auto":
         backend = "triton" if device.type == "cuda" else "torch"
     if backend == "triton":
-        return Ops("triton", k.rms_norm, k.apply_rotary, k.silu_and_mul, k.write_kv,
+        return Ops("triton", k.rms_norm, k.rotary_write_kv, k.silu_and_mul,
                    k.plan_decode_work, k.paged_decode_attention, k.paged_prefill_attention)
-    return Ops("torch", k.rms_norm_ref, k.apply_rotary_ref, k.silu_and_mul_ref, k.write_kv_ref,
+    return Ops("torch", k.rms_norm_ref, k.rotary_write_kv_ref, k.silu_and_mul_ref,
                None, k.paged_decode_attention_ref, k.paged_prefill_attention_ref)

@@ -1,6 +1,6 @@
 import pytest
 import torch
-from pdtune.kernels import apply_rotary, apply_rotary_ref, build_cos_sin_cache
+from pdtune.kernels import apply_rotary_ref, build_cos_sin_cache, rotary_write_kv, rotary_write_kv_ref
 from transformers import LlamaConfig
 from transformers.models.llama.modeling_llama import (
     LlamaRotaryEmbedding,
@@ -47,16 +47,31 @@ def test_ref_matches_hf_apply_rotary_pos_emb() -> None:
 
 @pytest.mark.parametrize(("n_q_heads", "n_kv_heads", "head_dim"), [(4, 4, 64), (6, 2, 128), (3, 1, 16)])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_apply_rotary_matches_ref(n_q_heads: int, n_kv_heads: int, head_dim: int, dtype: torch.dtype) -> None:
-    n_tokens = 11
+@pytest.mark.parametrize("slot_dtype", [torch.int64, torch.int32])
+def test_rotary_write_kv_matches_ref(n_q_heads: int, n_kv_heads: int, head_dim: int, dtype: torch.dtype,
+                                     slot_dtype: torch.dtype) -> None:
+    n_tokens, n_blocks, block_size = 11, 6, 16
     cache = build_cos_sin_cache(head_dim, 4096, 10000.0, None)
-    qkv = torch.randn(n_tokens, (n_q_heads + 2 * n_kv_heads) * head_dim).to(dtype)
+    qkv = torch.randn(n_tokens, (n_q_heads + 2 * n_kv_heads) * head_dim).to(dtype)  # q/k/v as strided views
     q = qkv[:, : n_q_heads * head_dim].view(n_tokens, n_q_heads, head_dim)
     k = qkv[:, n_q_heads * head_dim : (n_q_heads + n_kv_heads) * head_dim].view(n_tokens, n_kv_heads, head_dim)
+    v = qkv[:, (n_q_heads + n_kv_heads) * head_dim :].view(n_tokens, n_kv_heads, head_dim)
     positions = torch.randint(0, 4096, (n_tokens,))
-    out_q, out_k = apply_rotary(q, k, positions, cache)
-    ref_q, ref_k = apply_rotary_ref(q, k, positions, cache)
-    assert out_q.dtype == out_k.dtype == dtype and out_q.is_contiguous()
+    slots = torch.tensor([0, 15, 16, 17, -1, 95, 40, -1, 63, 64, 2], dtype=slot_dtype)  # -1: padding rows
+    caches = [torch.randn(n_blocks, block_size, n_kv_heads, head_dim).to(dtype) for _ in range(2)]
+    ref_caches = [c.clone() for c in caches]
+    out_q, out_k = rotary_write_kv(q, k, v, positions, cache, *caches, slots)
+    ref_q, ref_k = rotary_write_kv_ref(q, k, v, positions, cache, *ref_caches, slots)
+    assert out_q.dtype == out_k.dtype == dtype and out_q.is_contiguous() and out_k.is_contiguous()
     tol = 1e-5 if dtype == torch.float32 else 2e-2
     torch.testing.assert_close(out_q, ref_q, atol=tol, rtol=tol)
     torch.testing.assert_close(out_k, ref_k, atol=tol, rtol=tol)
+    torch.testing.assert_close(caches, ref_caches, atol=tol, rtol=tol)
+    keep = slots >= 0
+    s = slots[keep].long()
+    torch.testing.assert_close(caches[0].view(-1, n_kv_heads, head_dim)[s], out_k[keep], atol=0, rtol=0)
+    torch.testing.assert_close(caches[1].view(-1, n_kv_heads, head_dim)[s], v[keep], atol=0, rtol=0)
+    untouched = torch.ones(n_blocks * block_size, dtype=torch.bool)
+    untouched[s] = False
+    torch.testing.assert_close(caches[0].view(-1, n_kv_heads, head_dim)[untouched],
+                               ref_caches[0].view(-1, n_kv_heads, head_dim)[untouched], atol=0, rtol=0)

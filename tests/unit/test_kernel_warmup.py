@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from pdtune.executor.model_runner import _block_tables
-from pdtune.kernels import prefill_tile_variants
+from pdtune.kernels import build_cos_sin_cache, prefill_tile_variants
 from pdtune.model.attention import PagedAttention, length_bucket, table_width
 from pdtune.model.ops import select_ops
 from pdtune.request.sampling import SamplingParams
@@ -116,10 +116,11 @@ def test_padding_rows_attend_to_nothing_and_leave_the_real_rows_exact():
                                  torch.tensor(lens, dtype=torch.int32), torch.tensor([[0, 1], [2, 3]], dtype=torch.int32),
                                  None, None, fresh_prefill_lens=lens, num_padding_tokens=pad)
 
-    exact = attn(q[:14], k[:14], v[:14], meta(0))
+    positions, cos_sin = torch.arange(20) % 14, build_cos_sin_cache(16, 64, 10000.0, None)
+    exact = attn(q[:14], k[:14], v[:14], positions[:14], cos_sin, meta(0))
     cache_after_exact = k_cache.clone()
     k_cache.zero_()
-    padded = attn(q, k, v, meta(6))
+    padded = attn(q, k, v, positions, cos_sin, meta(6))
     assert padded.shape == (20, 4, 16) and padded[14:].abs().sum() == 0
     torch.testing.assert_close(padded[:14], exact)
     torch.testing.assert_close(k_cache, cache_after_exact)  # the padding rows wrote no KV
