@@ -30,13 +30,22 @@ class SLO:
     tpot_s: float
     itl_s: float | None = None
 
+    def missed(self, ttft_s: float | None, tpot_s: float | None, itls: Sequence[float] = ()) -> list[str]:
+        """The bounds a served request missed ("ttft", "tpot", "itl"); a one-token output has no
+        TPOT or gap to miss."""
+        bounds = []
+        if ttft_s is None or ttft_s > self.ttft_s:
+            bounds.append("ttft")
+        if tpot_s is not None and tpot_s > self.tpot_s:
+            bounds.append("tpot")
+        worst_gap = itl_p99(itls) if self.itl_s is not None else None
+        if worst_gap is not None and worst_gap > self.itl_s:
+            bounds.append("itl")
+        return bounds
+
     def met(self, ttft_s: float | None, tpot_s: float | None, itls: Sequence[float] = ()) -> bool:
-        """A request meets the SLO when every bound holds; a one-token output has no TPOT or gap
-        to miss."""
-        if ttft_s is None or ttft_s > self.ttft_s or (tpot_s is not None and tpot_s > self.tpot_s):
-            return False
-        worst = itl_p99(itls) if self.itl_s is not None else None
-        return worst is None or worst <= self.itl_s
+        """A request meets the SLO when every bound holds."""
+        return not self.missed(ttft_s, tpot_s, itls)
 
     def engine_targets(self) -> dict[str, float | None]:
         """The targets as the engine config's fields (ms), which its planners plan against."""

@@ -22,14 +22,29 @@ def records_attainment(records: list[RequestRecord], slo: SLO) -> float:
     return sum(r.error is None and slo.met(r.ttft_s, r.tpot_s, r.itl_s) for r in records) / len(records)
 
 
+def slo_misses(records: list[RequestRecord], slo: SLO) -> dict[str, int]:
+    """How many requests missed each bound (one may miss several), and how many failed or were
+    not served (a probe that stopped early): which bound decides an attainment."""
+    counts = {"ttft": 0, "tpot": 0, **({"itl": 0} if slo.itl_s is not None else {}), "unserved": 0}
+    for r in records:
+        if r.error is not None:
+            counts["unserved"] += 1
+            continue
+        for bound in slo.missed(r.ttft_s, r.tpot_s, r.itl_s):
+            counts[bound] += 1
+    return counts
+
+
 def rescore(report: dict, slo: SLO) -> dict:
     """A saved bench result scored against another SLO from its request records: each run's
     attainment, and each goodput sweep's result as its served probes establish it (a bracket
     taken from an earlier run held for the old SLO, so it is dropped; a probe that stopped early
     counted its unserved requests as misses, so its attainment stays a lower bound)."""
     runs = report["runs"]
-    shares = [records_attainment([RequestRecord(**r) for r in run["records"]], slo) for run in runs]
-    summaries = [dict(s, slo=str(slo), slo_attainment=a) for s, a in zip(report["summaries"], shares)]
+    records = [[RequestRecord(**r) for r in run["records"]] for run in runs]
+    shares = [records_attainment(recs, slo) for recs in records]
+    summaries = [dict(s, slo=str(slo), slo_attainment=a, slo_misses=slo_misses(recs, slo))
+                 for s, a, recs in zip(report["summaries"], shares, records)]
     goodput = {}
     for mode, old in report.get("goodput", {}).items():
         points = [(run["rate"], a, run["extra"].get("stopped_early", False))
@@ -61,6 +76,7 @@ def summarize_run(result: RunResult, slo: SLO | None) -> dict:
     if slo is not None:
         summary["slo"] = str(slo)
         summary["slo_attainment"] = attainment(result, slo)
+        summary["slo_misses"] = slo_misses(result.records, slo)
     return summary
 
 

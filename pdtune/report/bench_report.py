@@ -59,6 +59,10 @@ def bench_table(report: dict, title: str | None = None) -> Table:
             rows.append((f"{metric[:-2].upper()} {q} (ms)", lambda s, m=metric, q=q: _ms(s[m], q)))
     if runs and "slo_attainment" in runs[0]:
         rows.append((f"SLO attainment ({runs[0]['slo']})", lambda s: f"{s['slo_attainment']:.1%}"))
+    if runs and "slo_misses" in runs[0]:  # results saved before the breakdown lack it
+        bounds = [b for b in runs[0]["slo_misses"] if b != "unserved"]
+        rows.append((f"missed {' / '.join(b.upper() for b in bounds)} / failed or unserved",
+                     lambda s: " / ".join(str(s.get("slo_misses", {}).get(b, "-")) for b in [*bounds, "unserved"])))
     if any(s.get("stopped_early") for s in runs):  # .get: results saved before probes could stop early
         rows.append(("stopped early (unserved = missed)", lambda s: "yes" if s.get("stopped_early") else "no"))
     rows.append(("harness overhead / step", lambda s: f"{s['harness_overhead']:.2%}"))

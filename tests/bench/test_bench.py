@@ -39,6 +39,7 @@ def test_metrics_of_a_hand_made_timeline():
     assert s["tpot_s"]["p50"] == pytest.approx(0.2) and s["e2e_s"]["mean"] == pytest.approx((0.7 + 0.5 + 1.0) / 3)
     assert s["output_tokens_per_s"] == pytest.approx(6 / 4.0) and s["request_throughput"] == pytest.approx(0.75)
     assert s["slo_attainment"] == pytest.approx(1 / 3)  # a meets both; b misses TPOT; c misses TTFT
+    assert s["slo_misses"] == {"ttft": 1, "tpot": 1, "unserved": 0}
     assert s["harness_overhead"] == pytest.approx(0.01)
     failed = record("d", 100.0, [100.1], error="prompt too long")
     assert attainment(RunResult("x", 1.0, None, [a, failed], 1, 1, 1, 0, 0), SLO(1, 1)) == 0.5
@@ -156,7 +157,7 @@ def test_report_rescores_saved_runs_against_another_slo(tmp_path):
         return dataclasses.asdict(RequestRecord(str(i), 0.0, 10, len(gaps) + 1, 0, ttft_s=0.5, tpot_s=sum(gaps) / len(gaps),
                                                 e2e_s=1.0, itl_s=gaps, token_times_s=[]))
 
-    smooth, stalled = [0.02] * 40, [0.02] * 30 + [0.08] * 10  # both a mean TPOT under 30 ms
+    smooth, stalled = [0.02] * 40, [0.02] * 36 + [0.08] * 4  # both a mean TPOT under 30 ms (26 ms)
     runs = [{"mode": "chunked", "rate": 1.0, "extra": {}, "records": [record(0, smooth), record(1, smooth)]},
             {"mode": "chunked", "rate": 2.0, "extra": {}, "records": [record(0, smooth), record(1, stalled)]}]
     saved = {"config": {"slo": "ttft=2000ms,tpot=30ms"}, "runs": runs,
@@ -165,6 +166,8 @@ def test_report_rescores_saved_runs_against_another_slo(tmp_path):
                                      "bracket": [2.0, 4.0]}}}
     again = rescore(saved, parse_slo("ttft=2s,tpot=30ms,itl=50ms"))
     assert [s["slo_attainment"] for s in again["summaries"]] == [1.0, 0.5]
+    assert [s["slo_misses"] for s in again["summaries"]] == [{"ttft": 0, "tpot": 0, "itl": 0, "unserved": 0},
+                                                             {"ttft": 0, "tpot": 0, "itl": 1, "unserved": 0}]
     g = again["goodput"]["chunked"]
     assert (g["goodput"], g["failing_rate"], g["bracket"]) == (1.0, 2.0, None)  # the old SLO's bracket dropped
     assert again["config"]["slo"] == "ttft=2000ms,tpot=30ms,itl=50ms"
@@ -413,3 +416,23 @@ def test_mode_labels_pick_a_pdmux_policy_or_a_chunk_size_and_bad_ones_stop_befor
                               "--mode", "chunked,chunked:big", "--out", str(tmp_path / "bad"), *TINY])
     assert bad.exit_code != 0 and "chunked:big" in bad.output and "Traceback" not in bad.output
     assert not (tmp_path / "bad").exists()  # nothing served before the label was refused
+
+
+def test_the_table_says_which_bound_each_miss_was():
+    from pdtune.bench.summary import slo_misses
+    from pdtune.report.bench_report import bench_table
+
+    slo = parse_slo("ttft=1s,tpot=100ms,itl=150ms")
+    late = record("a", 100.0, [101.5, 101.6])  # TTFT 1.5 s
+    slow = record("b", 100.0, [100.2, 100.5, 100.8])  # TPOT 0.3 s and every gap 0.3 s
+    stall = record("c", 100.0, [100.2] + [100.2 + 0.05 * i for i in range(1, 5)] + [100.6])  # mean fine, one 0.2 s gap
+    unserved = record("d", 100.0, [100.1], error="not served")
+    assert slo.missed(late.ttft_s, late.tpot_s, late.itl_s) == ["ttft"]
+    assert slo.missed(slow.ttft_s, slow.tpot_s, slow.itl_s) == ["tpot", "itl"]
+    assert slo.missed(stall.ttft_s, stall.tpot_s, stall.itl_s) == ["itl"] and not slo.met(stall.ttft_s, stall.tpot_s, stall.itl_s)
+    counts = slo_misses([late, slow, stall, unserved], slo)
+    assert counts == {"ttft": 1, "tpot": 1, "itl": 2, "unserved": 1}
+    run = RunResult("chunked", 1.0, None, [late, slow, stall, unserved], 4.0, 10, 2.0, 0.02, 0.0)
+    report = {"workload": {"name": "random", "requests": 4}, "summaries": [summarize_run(run, slo)]}
+    rows = {row[0]: row[1:] for row in _table_rows(bench_table(report))}
+    assert rows["missed TTFT / TPOT / ITL / failed or unserved"] == ("1 / 1 / 2 / 1",)
