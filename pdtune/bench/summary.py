@@ -8,7 +8,7 @@ from typing import Callable
 
 from pdtune.bench.serve import RequestRecord, RunResult
 from pdtune.metrics import latency_summary
-from pdtune.slo import SLO
+from pdtune.slo import SLO, parse_slo
 
 
 def attainment(result: RunResult, slo: SLO) -> float:
@@ -33,6 +33,18 @@ def slo_misses(records: list[RequestRecord], slo: SLO) -> dict[str, int]:
         for bound in slo.missed(r.ttft_s, r.tpot_s, r.itl_s):
             counts[bound] += 1
     return counts
+
+
+def with_slo_misses(report: dict) -> dict:
+    """A saved result whose summaries predate the miss counts, with them computed from its
+    records against the SLO it was served at."""
+    served = report["config"].get("slo")
+    if not served or all("slo_misses" in s for s in report["summaries"]):
+        return report
+    slo = parse_slo(served)
+    summaries = [dict(s, slo_misses=slo_misses([RequestRecord(**r) for r in run["records"]], slo))
+                 for s, run in zip(report["summaries"], report["runs"])]
+    return dict(report, summaries=summaries)
 
 
 def rescore(report: dict, slo: SLO) -> dict:

@@ -23,7 +23,7 @@ def report(
     with user_errors(console):
         import os
 
-        from pdtune.bench.summary import rescore, saved_repeat_spread
+        from pdtune.bench.summary import rescore, saved_repeat_spread, with_slo_misses
         from pdtune.report.bench_report import bench_table, goodput_table, repeat_lines
         from pdtune.report.plots import plot_bench
         from pdtune.report.profile_report import profile_table
@@ -32,7 +32,8 @@ def report(
         from pdtune.slo import parse_slo
 
         rescored = parse_slo(slo) if slo else None
-        loaded = [(path, *load_saved(path)) for path in results]
+        loaded = [(path, kind, with_slo_misses(data) if kind == "bench" else data)
+                  for path, kind, data in ((path, *load_saved(path)) for path in results)]
         if rescored is not None:
             loaded = [(path, kind, rescore(data, rescored) if kind == "bench" else data) for path, kind, data in loaded]
         benches = [(path, data) for path, kind, data in loaded if kind == "bench"]

@@ -436,3 +436,16 @@ def test_the_table_says_which_bound_each_miss_was():
     report = {"workload": {"name": "random", "requests": 4}, "summaries": [summarize_run(run, slo)]}
     rows = {row[0]: row[1:] for row in _table_rows(bench_table(report))}
     assert rows["missed TTFT / TPOT / ITL / failed or unserved"] == ("1 / 1 / 2 / 1",)
+
+
+def test_a_result_saved_before_the_miss_counts_gets_them_from_its_records():
+    from pdtune.bench.summary import with_slo_misses
+
+    late = dataclasses.asdict(record("a", 100.0, [103.0, 103.01]))  # TTFT 3 s against 2 s, TPOT 10 ms
+    on_time = dataclasses.asdict(record("b", 100.0, [100.5, 100.51]))
+    saved = {"config": {"slo": "ttft=2000ms,tpot=30ms"}, "summaries": [{"mode": "chunked", "slo_attainment": 0.5}],
+             "runs": [{"mode": "chunked", "records": [late, on_time]}]}
+    assert with_slo_misses(saved)["summaries"][0]["slo_misses"] == {"ttft": 1, "tpot": 0, "unserved": 0}
+    assert "slo_misses" not in saved["summaries"][0]
+    unserved_slo = dict(saved, config={"slo": None})
+    assert with_slo_misses(unserved_slo) is unserved_slo
