@@ -35,6 +35,11 @@ def slo_misses(records: list[RequestRecord], slo: SLO) -> dict[str, int]:
     return counts
 
 
+def saved_records(report: dict) -> list[list[RequestRecord]]:
+    """Each saved run's request records, as the summaries were made from."""
+    return [[RequestRecord(**r) for r in run["records"]] for run in report["runs"]]
+
+
 def with_slo_misses(report: dict) -> dict:
     """A saved result whose summaries predate the miss counts, with them computed from its
     records against the SLO it was served at."""
@@ -42,8 +47,7 @@ def with_slo_misses(report: dict) -> dict:
     if not served or all("slo_misses" in s for s in report["summaries"]):
         return report
     slo = parse_slo(served)
-    summaries = [dict(s, slo_misses=slo_misses([RequestRecord(**r) for r in run["records"]], slo))
-                 for s, run in zip(report["summaries"], report["runs"])]
+    summaries = [dict(s, slo_misses=slo_misses(recs, slo)) for s, recs in zip(report["summaries"], saved_records(report))]
     return dict(report, summaries=summaries)
 
 
@@ -53,7 +57,7 @@ def rescore(report: dict, slo: SLO) -> dict:
     taken from an earlier run held for the old SLO, so it is dropped; a probe that stopped early
     counted its unserved requests as misses, so its attainment stays a lower bound)."""
     runs = report["runs"]
-    records = [[RequestRecord(**r) for r in run["records"]] for run in runs]
+    records = saved_records(report)
     shares = [records_attainment(recs, slo) for recs in records]
     summaries = [dict(s, slo=str(slo), slo_attainment=a, slo_misses=slo_misses(recs, slo))
                  for s, a, recs in zip(report["summaries"], shares, records)]
@@ -120,7 +124,7 @@ def repeat_spread(summaries: list[dict], records: list[list[RequestRecord]] | No
 def saved_repeat_spread(report: dict) -> dict[str, dict]:
     """`repeat_spread` of a saved result from its request records (results saved before the
     per-request figure have only the p90s)."""
-    return repeat_spread(report["summaries"], [[RequestRecord(**r) for r in run["records"]] for run in report["runs"]])
+    return repeat_spread(report["summaries"], saved_records(report))
 
 
 def _median_change(first: list[RequestRecord], later: list[RequestRecord], metric: str) -> float | None:
