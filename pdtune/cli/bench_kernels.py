@@ -50,11 +50,13 @@ def bench_kernels(
                       f"KV pool {result.kv_capacity_tokens:,} tokens; copy {result.ceilings['copy_bytes_per_s'] / 1e12:.2f} TB/s, "
                       f"matmul {result.ceilings['matmul_flops_per_s'] / 1e12:.0f} TFLOP/s")
         table = Table(title="decode step (ms)")
-        for col in ("batch", "context", "long", "graph", "eager", "roofline", "graph/roofline", "transformers"):
+        for col in ("batch", "context", "long", "graph", "eager", "roofline", "graph/roofline", "back to back",
+                    "b2b/roofline", "transformers"):
             table.add_column(col, justify="right")
         for r in result.decode:
             table.add_row(str(r["batch"]), str(r["context"]), str(r["long_context"] or "-"), _fmt(r["graph_ms"]), _fmt(r["eager_ms"]),
-                          _fmt(r["roofline_ms"]), _fmt(r["graph_over_roofline"]), _fmt(r.get("transformers_ms")))
+                          _fmt(r["roofline_ms"]), _fmt(r["graph_over_roofline"]), _fmt(r["back_to_back_ms"]),
+                          _fmt(r["back_to_back_over_roofline"]), _fmt(r.get("transformers_ms")))
         console.print(table)
         table = Table(title="prefill (one sequence)")
         for col in ("tokens", "ms", "tok/s", "roofline tok/s", "transformers tok/s", "speedup"):

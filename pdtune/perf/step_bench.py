@@ -7,7 +7,7 @@ import torch
 from pdtune.engine import Engine
 from pdtune.executor.model_runner import StepInputs
 from pdtune.model.attention import AttentionMetadata
-from pdtune.perf.timing import time_ms
+from pdtune.perf.timing import time_back_to_back_ms, time_ms
 
 
 def fill_kv_randomly(engine: Engine, seed: int = 0) -> None:
@@ -47,14 +47,14 @@ def decode_inputs(engine: Engine, batch: int, context: int,
     return ids, contexts, slots, (contexts + 1).to(torch.int32), bt
 
 
-def decode_step_inputs(engine: Engine, batch: int, context: int) -> StepInputs | None:
+def decode_step_inputs(engine: Engine, batch: int, context: int, long_context: int | None = None) -> StepInputs | None:
     """`decode_inputs` as the engine's executor takes a step (host tensors, no sequences)."""
-    host = decode_inputs(engine, batch, context)
+    host = decode_inputs(engine, batch, context, long_context)
     if host is None:
         return None
     ids, positions, slots, seq_lens, bt = host
     meta = AttentionMetadata(slots, 0, None, None, None, seq_lens, bt)
-    return StepInputs([], ids, positions, meta, torch.arange(batch), [])
+    return StepInputs([], ids, positions, meta, torch.arange(batch), [], num_logits=batch)
 
 
 def prefill_step_inputs(engine: Engine, tokens: int, fresh: bool = True, reused: int = 0) -> StepInputs | None:
@@ -84,27 +84,22 @@ def prefill_inputs(engine: Engine, tokens: int, fresh: bool = True,
 
 
 def decode_step_ms(engine: Engine, batch: int, context: int, use_graphs: bool,
-                   long_context: int | None = None) -> float | None:
-    """One decode step (all layers, LM head); with graphs, the host-to-device copy of the step's
-    inputs is included, as in the engine."""
-    inputs = decode_inputs(engine, batch, context, long_context)
-    if inputs is None:
+                   long_context: int | None = None, back_to_back: bool = False) -> float | None:
+    """One decode step (all layers, LM head) as the engine's executor runs it: its inputs
+    uploaded from pinned host memory, then the graph replayed (`use_graphs`) or the model run
+    eagerly. One step on an idle GPU, or with `back_to_back` one of a run of steps issued
+    without waiting (the host ahead of the GPU, as in overlapped scheduling)."""
+    inputs = decode_step_inputs(engine, batch, context, long_context)
+    runner = engine.runner
+    if inputs is None or (use_graphs and (runner.graphs is None or runner.graphs.bucket(batch) is None)):
         return None
-    runner, dev = engine.runner, engine.runner.device
-    if use_graphs:
-        if runner.graphs is None or runner.graphs.bucket(batch) is None:
-            return None
-        return time_ms(lambda: runner.graphs.run(*inputs), dev)
-    ids, positions, slots, seq_lens, bt = inputs
-    meta = AttentionMetadata(slots.to(dev), 0, None, None, None, seq_lens.to(dev), bt.to(dev))
-    ids_d, pos_d = ids.to(dev), positions.to(dev)
-    model = runner.model
+    graphs = runner.graphs if use_graphs else None
 
     @torch.inference_mode()
     def step():
-        return model.compute_logits(model(ids_d, pos_d, meta))
+        return runner.decode_logits(inputs, graphs)
 
-    return time_ms(step, dev)
+    return (time_back_to_back_ms if back_to_back else time_ms)(step, runner.device)
 
 
 def prefill_ms(engine: Engine, tokens: int, iters: int = 5, fresh: bool = True) -> float | None:

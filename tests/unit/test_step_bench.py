@@ -46,6 +46,7 @@ def test_bench_kernels_adds_a_long_context_row_per_batch_with_its_own_floor(tmp_
     assert result.exit_code == 0, result.output
     rows = pd.read_csv(tmp_path / "decode.csv")
     assert rows[["batch", "context"]].values.tolist() == [[1, 32], [2, 32], [2, 32]]
+    assert (rows["back_to_back_ms"] > 0).all() and (rows["eager_ms"] > 0).all()
     uniform, skewed = rows.iloc[1], rows.iloc[2]
     assert pd.isna(uniform["long_context"]) and skewed["long_context"] == 96
     kv_per_token = (skewed["roofline_ms"] - uniform["roofline_ms"]) / (96 - 32)
@@ -61,3 +62,31 @@ def test_bench_kernels_refuses_lengths_past_the_context_with_a_message(tmp_path)
                                       "--contexts", "32", "--long-context", "300", "--prefill-tokens", "16",
                                       "--max-model-len", "256", "--no-transformers", "--out", str(tmp_path)])
     assert result.exit_code == 1 and "--max-model-len 256" in result.output and "Traceback" not in result.output
+
+
+def test_back_to_back_timing_is_per_call_over_runs_of_calls():
+    import time
+
+    from pdtune.perf.timing import time_back_to_back_ms
+
+    calls = []
+
+    def step():
+        calls.append(None)
+        time.sleep(0.002)
+
+    ms = time_back_to_back_ms(step, torch.device("cpu"), steps=4, repeats=3)
+    assert len(calls) == 1 + 4 * 3 and 2.0 <= ms < 50
+
+
+def test_a_timed_decode_step_is_the_executors_step_with_its_logits():
+    """The benchmark times `decode_logits` (the engine's path) on inputs that carry their logits rows."""
+    engine = LLM("tiny", load_format="dummy", num_kv_blocks=64).engine
+    step_bench.fill_kv_randomly(engine)
+    inputs = step_bench.decode_step_inputs(engine, 3, 20, long_context=40)
+    model = engine.runner.model
+    with torch.inference_mode():
+        logits = engine.runner.decode_logits(inputs, None)
+        direct = model.compute_logits(model(inputs.input_ids, inputs.positions, inputs.meta))
+    torch.testing.assert_close(logits, direct)
+    assert inputs.positions.tolist() == [40, 20, 20]
