@@ -163,14 +163,12 @@ class Engine:
         return self.scheduler.num_preemptions
 
     def reset_counters(self) -> None:
-        """Empties the prefix cache, zeroes the counters and drops the pdmux planner's online
-        corrections (a window of recent samples per partition and prefill size: a pair that a run
-        rarely meets keeps an earlier run's), so benchmark runs start alike."""
+        """Empties the prefix cache, zeroes the counters and drops what the stepper learned
+        online, so benchmark runs start alike."""
         self.block_manager.reset_prefix_cache()
         self.scheduler.num_preemptions = 0
         self.num_steps = 0
-        if isinstance(self.stepper, PdmuxStepper):
-            self.stepper.planner.predictor.forget()
+        self.stepper.forget_online_state()
 
     @property
     def kv_capacity_tokens(self) -> int:

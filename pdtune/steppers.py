@@ -33,6 +33,9 @@ class SyncStepper:
         self.overlap = config.overlap_scheduling and runner.tp is None
         self.in_flight: LaunchedStep | None = None
 
+    def forget_online_state(self) -> None:
+        """Nothing here is learned from earlier steps."""
+
     def step(self) -> StepResults:
         if not self.overlap:
             plan = self.policy.plan(self.scheduler)
@@ -78,6 +81,11 @@ class PdmuxStepper:
         self.jump_checked: tuple | None = None  # the waiting queue last asked whether its head jumps ahead
         self.last_step_start: float | None = None
         self.last_decode_ms: float | None = None
+
+    def forget_online_state(self) -> None:
+        """Drops the planner's online corrections (a window of recent samples per partition and
+        prefill size: a pair that a run rarely meets keeps an earlier run's)."""
+        self.planner.predictor.forget()
 
     @property
     def job(self) -> PrefillJob | None:
