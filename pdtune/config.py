@@ -30,7 +30,7 @@ class EngineConfig:
     max_num_batched_tokens: int = 2048
     max_model_len: int | None = None  # defaults to the model's context length
     enable_prefix_caching: bool = True
-    enforce_eager: bool = False  # GPU: run decode eagerly instead of replaying CUDA graphs
+    enforce_eager: bool = False  # GPU: run every step eagerly instead of replaying CUDA graphs (decode, piecewise)
     overlap_scheduling: bool = True  # sequential/chunked: plan and launch step n+1 before reading step n's tokens
     # PD-multiplexing (mode "pdmux")
     pdmux_policy: str = "adaptive"

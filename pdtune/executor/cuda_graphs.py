@@ -84,3 +84,95 @@ class DecodeGraphs:
             self.graphs[size].replay()
         torch.cuda.current_stream().wait_stream(self.stream)
         return self.logits[size][:n]
+
+
+class PiecewiseGraphs:
+    """Steps with prefill rows (chunked's mixed steps, a prompt's prefill), replayed in pieces
+    per token-count bucket: one graph from the embedding to layer 0's attention, one between each
+    two attentions, one from the last to the final norm; the attention itself (whose kernels take
+    the step's variable layout) runs eagerly between them. Launched eagerly, such a step is bound by
+    the host: 25-35 ms to issue a step of 4.6-11 ms of kernels on the H200 (results/h200/eager-host).
+
+    Steps arrive padded to a `length_bucket` (the engine's eager steps are), so a bucket's graphs
+    run every row; rows past a step's own compute on stale, finite values and are not read.
+    """
+
+    def __init__(self, model: LlamaForCausalLM, buckets: list[int], pool=None):
+        self.model = model
+        w = model.embed_tokens.weight
+        a, device, rows = model.local_arch, w.device, max(buckets)
+        self.pool = pool if pool is not None else torch.cuda.graph_pool_handle()
+        self.buckets = sorted(buckets)
+        self.input_ids = torch.zeros(rows, dtype=torch.int64, device=device)
+        self.positions = torch.zeros(rows, dtype=torch.int64, device=device)
+        self.slots = torch.full((rows,), -1, dtype=torch.int64, device=device)
+        self.q = torch.zeros(rows, a.num_heads, a.head_dim, dtype=w.dtype, device=device)
+        self.k = torch.zeros(rows, a.num_kv_heads, a.head_dim, dtype=w.dtype, device=device)
+        self.v = torch.zeros(rows, a.num_kv_heads, a.head_dim, dtype=w.dtype, device=device)
+        self.residual = torch.zeros(rows, a.hidden_size, dtype=w.dtype, device=device)
+        self.attn = torch.zeros(rows, a.num_heads, a.head_dim, dtype=w.dtype, device=device)
+        self.hidden = torch.zeros(rows, a.hidden_size, dtype=w.dtype, device=device)
+        self.graphs: dict[int, list[torch.cuda.CUDAGraph]] = {}
+        self.capture_stream = torch.cuda.Stream(device) if device.type == "cuda" else None
+        for size in reversed(self.buckets):  # largest first: smaller graphs reuse its pool memory
+            self._capture(size)
+        if device.type == "cuda":
+            torch.cuda.empty_cache()  # the warm-ups' blocks, cached for the capture stream alone
+
+    def _piece(self, index: int, n: int) -> None:
+        """Piece `index` of an n-row step: the work after layer index-1's attention (none for
+        the first piece) up to layer `index`'s (the final norm for the last piece)."""
+        layers = self.model.layers
+        if index == 0:
+            hidden, residual = self.model.embed(self.input_ids[:n]), None
+        else:
+            hidden, residual = layers[index - 1].after_attention(self.attn[:n], self.residual[:n])
+        if index == len(layers):
+            self.hidden[:n].copy_(self.model.norm(hidden, residual)[0])
+            return
+        qkv, residual = layers[index].attention_input(hidden, residual)
+        meta = AttentionMetadata(self.slots[:n], 0, None, None, None, None, None)
+        q, k, v = layers[index].self_attn.rotate_and_store(qkv, self.positions[:n], self.model.cos_sin, meta)
+        self.q[:n].copy_(q)
+        self.k[:n].copy_(k)
+        self.v[:n].copy_(v)
+        self.residual[:n].copy_(residual)
+
+    @torch.inference_mode()
+    def _capture(self, size: int) -> None:
+        stream = self.capture_stream
+        stream.wait_stream(torch.cuda.current_stream())
+        graphs = []
+        with torch.cuda.stream(stream):
+            for index in range(len(self.model.layers) + 1):
+                self._piece(index, size)  # warm-up: Triton compiles outside the capture
+        stream.synchronize()
+        for index in range(len(self.model.layers) + 1):
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph, pool=self.pool, stream=stream):
+                self._piece(index, size)
+            graphs.append(graph)
+        self.graphs[size] = graphs
+        for graph in graphs:  # a graph's first launch uploads it: here, not inside a served step
+            graph.replay()
+        torch.cuda.synchronize(self.input_ids.device)
+
+    def fits(self, rows: int) -> bool:
+        return rows in self.graphs
+
+    @torch.inference_mode()
+    def run(self, input_ids: torch.Tensor, positions: torch.Tensor, meta: AttentionMetadata) -> torch.Tensor:
+        """Final hidden states [rows, hidden] of a step whose row count is a captured bucket
+        (`fits`); the tensors are on the device."""
+        n = input_ids.shape[0]
+        self.input_ids[:n].copy_(input_ids)
+        self.positions[:n].copy_(positions)
+        self.slots[:n].copy_(meta.slot_mapping)
+        self._replay(n, 0)
+        for index, layer in enumerate(self.model.layers, start=1):
+            self.attn[:n].copy_(layer.self_attn.attn.attend(self.q[:n], self.k[:n], self.v[:n], meta))
+            self._replay(n, index)
+        return self.hidden[:n]
+
+    def _replay(self, size: int, index: int) -> None:
+        self.graphs[size][index].replay()

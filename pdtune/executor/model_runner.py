@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from pdtune.config import EngineConfig
-from pdtune.executor.cuda_graphs import DecodeGraphs
+from pdtune.executor.cuda_graphs import DecodeGraphs, PiecewiseGraphs
 from pdtune.executor.tensor_parallel import TPGroup, broadcast_step
 from pdtune.executor.upload import upload
 from pdtune.model.attention import AttentionMetadata, length_bucket, table_width
@@ -90,8 +90,16 @@ class ModelRunner:
             self.model.layers[0].self_attn.attn.prepare_kernels(max_model_len)
             self.prepare_matmuls(self.padded_rows_max, config.max_num_seqs)
         self.graphs: DecodeGraphs | None = None  # pdmux captures its own, one set per partition
+        self.piecewise: PiecewiseGraphs | None = None  # pdmux's prefill runs in layer blocks, eagerly
         if self.device.type == "cuda" and not config.enforce_eager and config.mode != "pdmux":
             self.graphs = DecodeGraphs(self.model, config.max_num_seqs, -(-max_model_len // config.block_size))
+            if tp is None:  # collectives are not captured
+                self.piecewise = PiecewiseGraphs(self.model, self.row_buckets(self.padded_rows_max), self.graphs.pool)
+
+    @staticmethod
+    def row_buckets(max_rows: int) -> list[int]:
+        """The row counts of padded steps up to `max_rows`."""
+        return sorted({length_bucket(n) for n in range(1, max_rows + 1)})
 
     def padded_rows(self, n: int) -> int:
         return length_bucket(n) if self.pad_steps and 0 < n <= self.padded_rows_max else n
@@ -105,11 +113,11 @@ class ModelRunner:
         one layer's projections, and each up to `max_logits` through the LM head. Returns the
         buckets prepared."""
         dev, weight = self.device, self.model.lm_head_weight
-        buckets = sorted({length_bucket(n) for n in range(1, max_rows + 1)})
+        buckets = self.row_buckets(max_rows)
         for rows in buckets:
             for proj in self.model.projections():
                 proj(torch.zeros(rows, proj.in_features, device=dev, dtype=weight.dtype))
-        for rows in sorted({length_bucket(n) for n in range(1, max_logits + 1)}):
+        for rows in self.row_buckets(max_logits):
             F.linear(torch.zeros(rows, weight.shape[1], device=dev, dtype=weight.dtype), weight)
         return len(buckets)
 
@@ -178,8 +186,13 @@ class ModelRunner:
         return self.model.compute_logits(hidden[upload(inputs.logits_rows, self.device)])[:inputs.num_logits]
 
     def _eager_logits(self, inputs: StepInputs, input_ids: torch.Tensor | None = None) -> torch.Tensor | None:
+        """A step with prefill rows (or a decode step no graph holds): in graph pieces between
+        eager attentions where its padded row count has them, else eagerly throughout."""
         ids, positions, meta = self.to_device(inputs)
-        return self.logits_at(self.model(ids if input_ids is None else input_ids, positions, meta), inputs)
+        ids = ids if input_ids is None else input_ids
+        if self.piecewise is not None and self.piecewise.fits(len(ids)):
+            return self.logits_at(self.piecewise.run(ids, positions, meta), inputs)
+        return self.logits_at(self.model(ids, positions, meta), inputs)
 
     def decode_logits(self, inputs: StepInputs, graphs: DecodeGraphs | None,
                       input_ids: torch.Tensor | None = None) -> torch.Tensor:

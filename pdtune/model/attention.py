@@ -62,11 +62,13 @@ class PagedAttention(torch.nn.Module):
         self.v_cache: torch.Tensor | None = None
         self.bucket_prompts = False  # fresh prompts padded to `length_bucket` lengths (set on GPUs)
 
-    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, positions: torch.Tensor,
-                cos_sin: torch.Tensor, meta: AttentionMetadata) -> torch.Tensor:
-        """Attention of q, k, v before rotary: one kernel rotates q and k and writes k and v into
-        the pool, then each group of rows attends."""
-        q, k = self.ops.rotary_write_kv(q, k, v, positions, cos_sin, self.k_cache, self.v_cache, meta.slot_mapping)
+    def rotate_and_store(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, positions: torch.Tensor,
+                         cos_sin: torch.Tensor, meta: AttentionMetadata) -> tuple[torch.Tensor, torch.Tensor]:
+        """One kernel rotates q and k (returned) and writes k and v into the pool."""
+        return self.ops.rotary_write_kv(q, k, v, positions, cos_sin, self.k_cache, self.v_cache, meta.slot_mapping)
+
+    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, meta: AttentionMetadata) -> torch.Tensor:
+        """Each group of rows attends (q and k rotated, k and v in the pool); padding rows give zeros."""
         num_prefill, pad = meta.num_prefill_tokens, meta.num_padding_tokens
         real = q.shape[0] - pad
         parts = []
@@ -77,6 +79,12 @@ class PagedAttention(torch.nn.Module):
         if pad:
             parts.append(q.new_zeros((pad, *q.shape[1:])))
         return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, positions: torch.Tensor,
+                cos_sin: torch.Tensor, meta: AttentionMetadata) -> torch.Tensor:
+        """Attention of q, k, v before rotary."""
+        q, k = self.rotate_and_store(q, k, v, positions, cos_sin, meta)
+        return self.attend(q, k, v, meta)
 
     def _prefill(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, meta: AttentionMetadata) -> torch.Tensor:
         if meta.fresh_prefill_lens is not None:

@@ -37,16 +37,27 @@ class Attention(nn.Module):
             self.k_norm = RMSNorm(arch.head_dim, arch.rms_norm_eps, ops)
         self.attn = PagedAttention(arch.num_heads, arch.num_kv_heads, arch.head_dim, ops)
 
-    def forward(self, x: torch.Tensor, positions: torch.Tensor, cos_sin: torch.Tensor, meta: AttentionMetadata):
+    def rotate_and_store(self, qkv: torch.Tensor, positions: torch.Tensor, cos_sin: torch.Tensor,
+                         meta: AttentionMetadata) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """q, k, v of the fused projection's output, q and k normed (where the model does) and
+        rotated, k and v written into the pool: everything of attention before it attends."""
         a = self.arch
-        q, k, v = self.qkv_proj(x).split([a.q_size, a.kv_size, a.kv_size], dim=-1)
+        q, k, v = qkv.split([a.q_size, a.kv_size, a.kv_size], dim=-1)
         q = q.reshape(-1, a.num_heads, a.head_dim)
         k = k.reshape(-1, a.num_kv_heads, a.head_dim)
         v = v.reshape(-1, a.num_kv_heads, a.head_dim)
         if a.qk_norm:
             q, k = self.q_norm(q), self.k_norm(k)
-        out = self.o_proj(self.attn(q, k, v, positions, cos_sin, meta).reshape(-1, a.q_size))
+        q, k = self.attn.rotate_and_store(q, k, v, positions, cos_sin, meta)
+        return q, k, v
+
+    def output(self, attn: torch.Tensor) -> torch.Tensor:
+        out = self.o_proj(attn.reshape(-1, self.arch.q_size))
         return out if self.tp is None else self.tp.all_reduce(out)
+
+    def forward(self, x: torch.Tensor, positions: torch.Tensor, cos_sin: torch.Tensor, meta: AttentionMetadata):
+        q, k, v = self.rotate_and_store(self.qkv_proj(x), positions, cos_sin, meta)
+        return self.output(self.attn.attend(q, k, v, meta))
 
 
 class MLP(nn.Module):
@@ -69,14 +80,23 @@ class DecoderLayer(nn.Module):
         self.post_attention_layernorm = RMSNorm(arch.hidden_size, arch.rms_norm_eps, ops)
         self.mlp = MLP(arch, ops, tp)
 
-    def forward(self, hidden, residual, positions, cos_sin, meta):
+    def attention_input(self, hidden: torch.Tensor, residual: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(fused q/k/v projection, residual) of the layer's input: the work before attention."""
         if residual is None:
             hidden, residual = self.input_layernorm(hidden), hidden
         else:
             hidden, residual = self.input_layernorm(hidden, residual)
-        hidden = self.self_attn(hidden, positions, cos_sin, meta)
-        hidden, residual = self.post_attention_layernorm(hidden, residual)
+        return self.self_attn.qkv_proj(hidden), residual
+
+    def after_attention(self, attn: torch.Tensor, residual: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(hidden, residual) out of the layer, from its attention's output: the work after it."""
+        hidden, residual = self.post_attention_layernorm(self.self_attn.output(attn), residual)
         return self.mlp(hidden), residual
+
+    def forward(self, hidden, residual, positions, cos_sin, meta):
+        qkv, residual = self.attention_input(hidden, residual)
+        q, k, v = self.self_attn.rotate_and_store(qkv, positions, cos_sin, meta)
+        return self.after_attention(self.self_attn.attn.attend(q, k, v, meta), residual)
 
 
 # HF checkpoint name -> (engine parameter, shard index within the fused parameter)
