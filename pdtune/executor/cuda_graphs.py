@@ -102,7 +102,6 @@ class PiecewiseGraphs:
         w = model.embed_tokens.weight
         a, device, rows = model.local_arch, w.device, max(buckets)
         self.pool = pool if pool is not None else torch.cuda.graph_pool_handle()
-        self.buckets = sorted(buckets)
         self.input_ids = torch.zeros(rows, dtype=torch.int64, device=device)
         self.positions = torch.zeros(rows, dtype=torch.int64, device=device)
         self.slots = torch.full((rows,), -1, dtype=torch.int64, device=device)
@@ -114,7 +113,7 @@ class PiecewiseGraphs:
         self.hidden = torch.zeros(rows, a.hidden_size, dtype=w.dtype, device=device)
         self.graphs: dict[int, list[torch.cuda.CUDAGraph]] = {}
         self.capture_stream = torch.cuda.Stream(device) if device.type == "cuda" else None
-        for size in reversed(self.buckets):  # largest first: smaller graphs reuse its pool memory
+        for size in sorted(buckets, reverse=True):  # largest first: smaller graphs reuse its pool memory
             self._capture(size)
         if device.type == "cuda":
             torch.cuda.empty_cache()  # the warm-ups' blocks, cached for the capture stream alone

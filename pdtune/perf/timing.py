@@ -36,24 +36,12 @@ def time_back_to_back_ms(fn: Callable[[], object], device: torch.device, steps: 
     """Median time per call of `fn` over `steps` calls issued back to back: the GPU time of a
     step when the host runs ahead of it, as the engine's overlapped scheduling does, where
     `time_ms` also counts the host's launch of each call on an idle GPU."""
-    fn()
-    per_step = []
-    for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            for _ in range(steps):
-                fn()
-            end.record()
-            end.synchronize()
-            per_step.append(start.elapsed_time(end) / steps)
-        else:
-            t0 = time.perf_counter()
-            for _ in range(steps):
-                fn()
-            per_step.append((time.perf_counter() - t0) * 1e3 / steps)
-    return statistics.median(per_step)
+
+    def run_of_steps() -> None:
+        for _ in range(steps):
+            fn()
+
+    return time_ms(run_of_steps, device, iters=repeats, warmup=1) / steps
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,6 @@ def test_float32_gpu_greedy_tokens_equal_the_cpu_path(qwen3_folder, cpu_referenc
         assert max(abs(a.logprob - b.logprob) for a, b in zip(got.logprobs, ref.logprobs)) < 1e-3
 
 
-
 def test_piecewise_graph_steps_of_several_buckets_give_the_cpu_tokens(qwen3_folder, cpu_reference):
     """Chunked steps of 64 to 256 rows replayed in graph pieces between eager attentions."""
     llm = LLM(qwen3_folder, device="cuda", dtype="float32", num_kv_blocks=128, mode="chunked", max_num_batched_tokens=256)
