@@ -1,7 +1,7 @@
 """The piecewise graphs' split of a step (graph pieces between eager attentions, through static
 buffers) on the CPU: each piece run where a GPU would replay its graph gives the model's logits,
-for a mixed step with prefill, decode and padding rows and for a smaller step after a larger one
-(stale rows in the buffers)."""
+for mixed steps with prefill, decode and padding rows, a smaller step after a larger one (stale
+rows in the buffers) and a prompt whose prefix is cached (the paged prefill kernel's path)."""
 
 import torch
 
@@ -33,9 +33,11 @@ def test_pieces_between_eager_attentions_give_the_models_logits():
     runner = engine.runner
     runner.pad_steps, runner.padded_rows_max = True, 256  # pad as on a GPU
     pieces = EagerPieces(runner.model, runner.row_buckets(256), pool=object())
-    for prompt_lens in ([20, 9], [70, 33], [5]):
+    hits = []
+    for prompt_lens in ([20, 9], [70, 33], [5], [70]):  # the last repeats a prompt: a prefix-cache hit
         plan = _mixed_plan(engine, prompt_lens)
         inputs = runner.prepare(plan)
+        hits.append(inputs.meta.fresh_prefill_lens is None)
         assert inputs.meta.num_padding_tokens > 0 and pieces.fits(len(inputs.input_ids))
         kv = runner.kv_cache.clone()
         runner.piecewise = None
@@ -49,3 +51,4 @@ def test_pieces_between_eager_attentions_give_the_models_logits():
         runner.piecewise = None
         engine.step()  # serves this step, so the next one decodes beside the new prompts
     assert any(c.num_new_tokens == 1 for c in plan.chunks) and any(c.num_new_tokens > 1 for c in plan.chunks)
+    assert not hits[0] and hits[-1]  # fresh prompts (the fused kernel) and cached prefixes (the paged one)
