@@ -86,18 +86,21 @@ def prefill_inputs(engine: Engine, tokens: int, fresh: bool = True,
 def decode_step_ms(engine: Engine, batch: int, context: int, use_graphs: bool,
                    long_context: int | None = None, back_to_back: bool = False) -> float | None:
     """One decode step (all layers, LM head) as the engine's executor runs it: its inputs
-    uploaded from pinned host memory, then the graph replayed (`use_graphs`) or the model run
-    eagerly. One step on an idle GPU, or with `back_to_back` one of a run of steps issued
-    without waiting (the host ahead of the GPU, as in overlapped scheduling)."""
+    uploaded from pinned host memory, then the decode graph replayed (`use_graphs`) or every
+    kernel launched eagerly (no graph pieces either). One step on an idle GPU, or with
+    `back_to_back` one of a run of steps issued without waiting (the host ahead of the GPU, as in
+    overlapped scheduling)."""
     inputs = decode_step_inputs(engine, batch, context, long_context)
     runner = engine.runner
     if inputs is None or (use_graphs and (runner.graphs is None or runner.graphs.bucket(batch) is None)):
         return None
-    graphs = runner.graphs if use_graphs else None
 
     @torch.inference_mode()
     def step():
-        return runner.decode_logits(inputs, graphs)
+        if use_graphs:
+            return runner.decode_logits(inputs, runner.graphs)
+        ids, positions, meta = runner.to_device(inputs)
+        return runner.logits_at(runner.model(ids, positions, meta), inputs)
 
     return (time_back_to_back_ms if back_to_back else time_ms)(step, runner.device)
 
