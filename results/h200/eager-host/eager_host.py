@@ -3,7 +3,9 @@
 three ways: the host's time to issue the step (no sync), the step on an idle GPU (events, as
 bench-kernels), and the GPU's kernel time (torch profiler); then what one launch of each kernel
 the layers call costs the host (200 launches, no sync, a step-sized operand). bench-kernels saw
-eager steps of 13-26 ms where the graph of the same decode took 5-7.
+eager steps of 13-26 ms where the graph of the same decode took 5-7. Since the piecewise graphs
+(session 9, call 6) the executor's path replays graph pieces for steps of a bucket's row count
+(64 to 2048 here), so the same script measures them; the one-row decode stays eager.
 
 python eager_host.py OUT_DIR"""
 
