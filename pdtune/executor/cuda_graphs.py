@@ -111,6 +111,8 @@ class PiecewiseGraphs:
         self.residual = torch.zeros(rows, a.hidden_size, dtype=w.dtype, device=device)
         self.attn = torch.zeros(rows, a.num_heads, a.head_dim, dtype=w.dtype, device=device)
         self.hidden = torch.zeros(rows, a.hidden_size, dtype=w.dtype, device=device)
+        # Per bucket, the rows its attentions read and write: sliced once here, not per layer per step.
+        self.attention_rows = {n: (self.q[:n], self.k[:n], self.v[:n], self.attn[:n]) for n in buckets}
         self.graphs: dict[int, list[torch.cuda.CUDAGraph]] = {}
         self.capture_stream = torch.cuda.Stream(device) if device.type == "cuda" else None
         for size in sorted(buckets, reverse=True):  # largest first: smaller graphs reuse its pool memory
@@ -167,9 +169,10 @@ class PiecewiseGraphs:
         self.input_ids[:n].copy_(input_ids)
         self.positions[:n].copy_(positions)
         self.slots[:n].copy_(meta.slot_mapping)
+        q, k, v, attn = self.attention_rows[n]
         self._replay(n, 0)
         for index, layer in enumerate(self.model.layers, start=1):
-            self.attn[:n].copy_(layer.self_attn.attn.attend(self.q[:n], self.k[:n], self.v[:n], meta))
+            attn.copy_(layer.self_attn.attn.attend(q, k, v, meta))
             self._replay(n, index)
         return self.hidden[:n]
 
