@@ -36,7 +36,7 @@ def activation_bytes(loaded: LoadedModel, config: EngineConfig) -> int:
     total = 2 * config.max_num_batched_tokens * per_token + 3 * config.max_num_seqs * a.vocab_size * 4
     if config.mode == "pdmux":
         total += (len(config.pdmux_splits) + 1) * config.pdmux_prefill_tokens * per_token
-    elif not config.enforce_eager:  # the piecewise graphs' pool keeps a step's activations of its own
+    if not config.enforce_eager:  # the piecewise graphs' pool keeps a step's activations of its own
         total += config.max_num_batched_tokens * per_token
     return total
 

@@ -87,17 +87,24 @@ class DecodeGraphs:
 
 
 class PiecewiseGraphs:
-    """Steps with prefill rows (chunked's mixed steps, a prompt's prefill), replayed in pieces
-    per token-count bucket: one graph from the embedding to layer 0's attention, one between each
-    two attentions, one from the last to the final norm; the attention itself (whose kernels take
-    the step's variable layout) runs eagerly between them. Launched eagerly, such a step is bound by
-    the host: 25-35 ms to issue a step of 4.6-11 ms of kernels on the H200 (results/h200/eager-host).
+    """Steps with prefill rows (chunked's mixed steps, a prompt's prefill, pdmux's prefill blocks),
+    replayed in pieces per token-count bucket: one graph from the embedding to layer 0's
+    attention, one between each two attentions, one from the last to the final norm; the
+    attention itself (whose kernels take the step's variable layout) runs eagerly between them.
+    Launched eagerly, such a step is bound by the host: 25-35 ms to issue a step of 4.6-11 ms of
+    kernels on the H200 (results/h200/eager-host).
+
+    A set of graphs is captured on each of `streams` (None: a stream of its own), since a graph
+    keeps the SMs of the stream it was captured on; pdmux passes each partition's prefill stream.
+    All sets share the static buffers and the pool, so one step (or prefill batch) at a time may
+    use them: between `begin` and its last layer the batch's state lives in the buffers.
 
     Steps arrive padded to a `length_bucket` (the engine's eager steps are), so a bucket's graphs
     run every row; rows past a step's own compute on stale, finite values and are not read.
     """
 
-    def __init__(self, model: LlamaForCausalLM, buckets: list[int], pool=None):
+    def __init__(self, model: LlamaForCausalLM, buckets: list[int], pool=None,
+                 streams: tuple[torch.cuda.Stream | None, ...] = (None,)):
         self.model = model
         w = model.embed_tokens.weight
         a, device, rows = model.local_arch, w.device, max(buckets)
@@ -113,12 +120,14 @@ class PiecewiseGraphs:
         self.hidden = torch.zeros(rows, a.hidden_size, dtype=w.dtype, device=device)
         # Per bucket, the rows its attentions read and write: sliced once here, not per layer per step.
         self.attention_rows = {n: (self.q[:n], self.k[:n], self.v[:n], self.attn[:n]) for n in buckets}
-        self.graphs: dict[int, list[torch.cuda.CUDAGraph]] = {}
-        self.capture_stream = torch.cuda.Stream(device) if device.type == "cuda" else None
-        for size in sorted(buckets, reverse=True):  # largest first: smaller graphs reuse its pool memory
-            self._capture(size)
+        self.rows = 0  # the batch in the buffers
+        self.graphs: dict[tuple[torch.cuda.Stream | None, int], list[torch.cuda.CUDAGraph]] = {}
+        for stream in streams:
+            capture_stream = stream if stream is not None or device.type != "cuda" else torch.cuda.Stream(device)
+            for size in sorted(buckets, reverse=True):  # largest first: smaller graphs reuse its pool memory
+                self._capture(stream, capture_stream, size)
         if device.type == "cuda":
-            torch.cuda.empty_cache()  # the warm-ups' blocks, cached for the capture stream alone
+            torch.cuda.empty_cache()  # the warm-ups' blocks, cached for the capture streams alone
 
     def _piece(self, index: int, n: int) -> None:
         """Piece `index` of an n-row step: the work after layer index-1's attention (none for
@@ -140,8 +149,7 @@ class PiecewiseGraphs:
         self.residual[:n].copy_(residual)
 
     @torch.inference_mode()
-    def _capture(self, size: int) -> None:
-        stream = self.capture_stream
+    def _capture(self, key: torch.cuda.Stream | None, stream: torch.cuda.Stream, size: int) -> None:
         stream.wait_stream(torch.cuda.current_stream())
         graphs = []
         with torch.cuda.stream(stream):
@@ -153,28 +161,43 @@ class PiecewiseGraphs:
             with torch.cuda.graph(graph, pool=self.pool, stream=stream):
                 self._piece(index, size)
             graphs.append(graph)
-        self.graphs[size] = graphs
-        for graph in graphs:  # a graph's first launch uploads it: here, not inside a served step
-            graph.replay()
-        torch.cuda.synchronize(self.input_ids.device)
+        self.graphs[key, size] = graphs
+        with torch.cuda.stream(stream):
+            for graph in graphs:  # a graph's first launch uploads it: here, not inside a served step
+                graph.replay()
+        stream.synchronize()
 
-    def fits(self, rows: int) -> bool:
-        return rows in self.graphs
+    def fits(self, rows: int, stream: torch.cuda.Stream | None = None) -> bool:
+        """Whether a step of `rows` (padded) rows has graphs captured on `stream`."""
+        return (stream, rows) in self.graphs
 
     @torch.inference_mode()
     def run(self, input_ids: torch.Tensor, positions: torch.Tensor, meta: AttentionMetadata) -> torch.Tensor:
         """Final hidden states [rows, hidden] of a step whose row count is a captured bucket
         (`fits`); the tensors are on the device."""
+        self.begin(input_ids, positions, meta)
+        self.layers(meta, 0, len(self.model.layers))
+        return self.hidden[:input_ids.shape[0]]
+
+    def begin(self, input_ids: torch.Tensor, positions: torch.Tensor, meta: AttentionMetadata,
+              stream: torch.cuda.Stream | None = None) -> None:
+        """Takes a batch into the buffers and runs its embedding and layer 0 up to the attention,
+        on the current stream with the graphs of `stream`."""
         n = input_ids.shape[0]
         self.input_ids[:n].copy_(input_ids)
         self.positions[:n].copy_(positions)
         self.slots[:n].copy_(meta.slot_mapping)
-        q, k, v, attn = self.attention_rows[n]
-        self._replay(n, 0)
-        for index, layer in enumerate(self.model.layers, start=1):
-            attn.copy_(layer.self_attn.attn.attend(q, k, v, meta))
-            self._replay(n, index)
-        return self.hidden[:n]
+        self.rows = n
+        self._replay((stream, n), 0)
 
-    def _replay(self, size: int, index: int) -> None:
-        self.graphs[size][index].replay()
+    def layers(self, meta: AttentionMetadata, start: int, end: int, stream: torch.cuda.Stream | None = None) -> None:
+        """Layers [start, end) of the batch in the buffers: each one's attention, then the
+        graph up to the next one's (the final norm after the last layer: `hidden[:rows]`)."""
+        key = (stream, self.rows)
+        q, k, v, attn = self.attention_rows[self.rows]
+        for index in range(start, end):
+            attn.copy_(self.model.layers[index].self_attn.attn.attend(q, k, v, meta))
+            self._replay(key, index + 1)
+
+    def _replay(self, key: tuple[torch.cuda.Stream | None, int], index: int) -> None:
+        self.graphs[key][index].replay()

@@ -90,7 +90,7 @@ class ModelRunner:
             self.model.layers[0].self_attn.attn.prepare_kernels(max_model_len)
             self.prepare_matmuls(self.padded_rows_max, config.max_num_seqs)
         self.graphs: DecodeGraphs | None = None  # pdmux captures its own, one set per partition
-        self.piecewise: PiecewiseGraphs | None = None  # pdmux's prefill runs in layer blocks, eagerly
+        self.piecewise: PiecewiseGraphs | None = None  # pdmux's executor keeps its own, per prefill stream
         if self.device.type == "cuda" and not config.enforce_eager and config.mode != "pdmux":
             self.graphs = DecodeGraphs(self.model, config.max_num_seqs, -(-max_model_len // config.block_size))
             if tp is None:  # collectives are not captured

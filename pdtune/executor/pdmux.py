@@ -6,13 +6,14 @@ the decode step's collectives on the decode communicator and the prefill block's
 from __future__ import annotations
 
 import time
+import weakref
 from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
 
 from pdtune.config import EngineConfig
-from pdtune.executor.cuda_graphs import DecodeGraphs
+from pdtune.executor.cuda_graphs import DecodeGraphs, PiecewiseGraphs
 from pdtune.executor.model_runner import ModelRunner, StepInputs
 from pdtune.executor.partitions import Partition, make_partitions, simulated_partitions
 from pdtune.executor.tensor_parallel import broadcast_step
@@ -60,6 +61,7 @@ class PrefillJob:
     meta: object = None
     logits: torch.Tensor | None = None
     stream: torch.cuda.Stream | None = None
+    in_pieces: bool = False  # its layers replay the executor's graph pieces; its state lives in their buffers
     done: object = None  # event after the last launched block
     prev_done: object = None  # event after the block launched before it
     block_start: object = None
@@ -106,7 +108,7 @@ class DecodeLaunch:
 
 class PdmuxExecutor:
     def __init__(self, runner: ModelRunner, partitions: list[Partition], graph_batch: int, max_blocks_per_seq: int,
-                 use_graphs: bool):
+                 use_graphs: bool, piece_rows: int = 0):
         self.runner = runner
         self.model = runner.model
         self.partitions = partitions
@@ -119,6 +121,14 @@ class PdmuxExecutor:
             for p in partitions:
                 if p.decode_stream is not None:  # one set per decode partition: a graph keeps its SMs
                     self.graphs[p.name] = DecodeGraphs(self.model, graph_batch, max_blocks_per_seq, p.decode_stream, pool)
+        # Prefill blocks of up to `piece_rows` rows replay graph pieces captured on each prefill
+        # stream, in a pool of their own: they run while a decode graph does.
+        self.pieces: PiecewiseGraphs | None = None
+        if use_graphs and piece_rows and runner.tp is None:  # collectives are not captured
+            streams = tuple(p.prefill_stream for p in partitions if p.prefill_sms)
+            self.pieces = PiecewiseGraphs(self.model, runner.row_buckets(piece_rows), streams=streams)
+        self._piece_owner = None  # weak reference to the job whose state is in the pieces' buffers
+        self._pieces_done = None  # event after the last block that used them
 
     @torch.inference_mode()
     def prepare_prefill_pools(self, rows: int) -> None:
@@ -155,6 +165,20 @@ class PdmuxExecutor:
         self.num_jobs += 1
         return PrefillJob(plan, self.runner.prepare(plan), len(self.model.layers), shape, self.num_jobs)
 
+    def _claim_pieces(self, job: PrefillJob, stream: torch.cuda.Stream | None) -> bool:
+        """Whether the job's layers can replay the graph pieces, which it then holds until its last
+        layer: they have its row count on this stream, and no job holds them with layers still to
+        run (a job dropped unfinished, a timing probe, holds nothing). Its first block waits on
+        the GPU for the last block that used them."""
+        owner = self._piece_owner() if self._piece_owner is not None else None
+        if self.pieces is None or (owner is not None and owner.remaining_layers) or not self.pieces.fits(
+                len(job.inputs.input_ids), stream):
+            return False
+        if self._pieces_done is not None and stream is not None:
+            stream.wait_event(self._pieces_done)
+        self._piece_owner = weakref.ref(job)
+        return True
+
     @torch.inference_mode()
     def launch_prefill(self, job: PrefillJob, partition: Partition, num_layers: int) -> None:
         """Launches the next `num_layers` layers (embedding before the first, logits after the last)."""
@@ -162,7 +186,11 @@ class PdmuxExecutor:
         with _on(stream), self._phase("prefill"):
             if job.next_layer == 0:
                 ids, job.positions, job.meta = self.runner.to_device(job.inputs)
-                job.hidden = self.model.embed(ids)
+                job.in_pieces = self._claim_pieces(job, stream)
+                if job.in_pieces:
+                    self.pieces.begin(ids, job.positions, job.meta, stream)
+                else:
+                    job.hidden = self.model.embed(ids)
             elif stream is not job.stream and stream is not None:
                 stream.wait_event(job.done)  # the previous block ran on another partition's stream
                 for t in (job.hidden, job.residual, job.positions, *vars(job.meta).values()):
@@ -170,14 +198,21 @@ class PdmuxExecutor:
                         t.record_stream(stream)
             job.block_start, job.block_started_at = _record(stream), time.perf_counter()
             end = min(job.next_layer + num_layers, job.num_layers)
-            job.hidden, job.residual = self.model.forward_layers(job.hidden, job.residual, job.positions, job.meta,
-                                                                 job.next_layer, end)
-            if end == job.num_layers:
-                job.logits = self.runner.logits_at(self.model.norm(job.hidden, job.residual)[0], job.inputs)
-                job.hidden = job.residual = None
+            if job.in_pieces:
+                self.pieces.layers(job.meta, job.next_layer, end, stream)
+                if end == job.num_layers:
+                    job.logits = self.runner.logits_at(self.pieces.hidden[:self.pieces.rows], job.inputs)
+            else:
+                job.hidden, job.residual = self.model.forward_layers(job.hidden, job.residual, job.positions,
+                                                                     job.meta, job.next_layer, end)
+                if end == job.num_layers:
+                    job.logits = self.runner.logits_at(self.model.norm(job.hidden, job.residual)[0], job.inputs)
+                    job.hidden = job.residual = None
             job.block_layers = end - job.next_layer
             job.next_layer, job.stream = end, stream
             job.prev_done, job.done = job.done, _record(stream)
+            if job.in_pieces:
+                self._pieces_done = job.done
 
     def block_ms(self, job: PrefillJob) -> float | None:
         """Measured time of the job's last block, once it has finished."""
@@ -238,7 +273,8 @@ def make_pdmux_executor(runner: ModelRunner, config: EngineConfig, max_model_len
     else:
         partitions, total_sms = simulated_partitions(config.pdmux_splits), 132
     executor = PdmuxExecutor(runner, partitions, config.max_num_seqs, -(-max_model_len // config.block_size),
-                             use_graphs=runner.device.type == "cuda" and not config.enforce_eager)
+                             use_graphs=runner.device.type == "cuda" and not config.enforce_eager,
+                             piece_rows=config.max_num_batched_tokens)
     return executor, total_sms
 
 

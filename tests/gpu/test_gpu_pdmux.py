@@ -47,8 +47,15 @@ def test_pdmux_gives_the_same_greedy_tokens_as_sequential(folder, policy):
     prompts = [list(range(3, 3 + n)) for n in (1, 9, 16, 17, 50, 130, 200)]
     params = SamplingParams(max_tokens=20, temperature=0, ignore_eos=True)
     ref = LLM(folder, dtype="float32", mode="sequential", num_kv_blocks=256).generate(prompts, params)
-    got = LLM(folder, dtype="float32", mode="pdmux", pdmux_prefill_tokens=64, num_kv_blocks=256, **policy).generate(prompts, params)
+    llm = LLM(folder, dtype="float32", mode="pdmux", pdmux_prefill_tokens=64, num_kv_blocks=256, **policy)
+    pieces = llm.engine.stepper.executor.pieces  # prefill blocks replay graph pieces on each prefill stream
+    assert pieces is not None and len(pieces.graphs) == 7 * len(llm.engine.runner.row_buckets(2048))
+    begun = []
+    begin = pieces.begin
+    pieces.begin = lambda ids, *rest: begun.append(len(ids)) or begin(ids, *rest)
+    got = llm.generate(prompts, params)
     assert [o.token_ids for o in got] == [o.token_ids for o in ref]
+    assert begun
 
 
 def first_divergence(got, ref):
