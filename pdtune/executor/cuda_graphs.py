@@ -6,10 +6,29 @@ set per SM partition; this class takes the stream as an argument for that reason
 
 from __future__ import annotations
 
+import gc
+from contextlib import contextmanager
+
 import torch
 
 from pdtune.model.attention import AttentionMetadata, table_width
 from pdtune.model.llama import LlamaForCausalLM
+
+
+@contextmanager
+def paused_gc():
+    """No garbage collection while graphs are captured: a collection could destroy a dead
+    engine's graph or event mid-capture, which CUDA forbids and which invalidates the capture
+    (pytorch#161037; seen here as a cuBLAS launch failure in the next engine's decode capture).
+    Dead cycles go first, so their memory is free for the graphs."""
+    gc.collect()
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def batch_buckets(max_batch: int) -> list[int]:
@@ -37,8 +56,9 @@ class DecodeGraphs:
         self.block_tables = torch.zeros(max_batch, table_width(max_blocks_per_seq), dtype=torch.int32, device=device)
         self.graphs: dict[int, torch.cuda.CUDAGraph] = {}
         self.logits: dict[int, torch.Tensor] = {}
-        for size in reversed(self.buckets):  # largest first: smaller graphs reuse its pool memory
-            self._capture(size)
+        with paused_gc():
+            for size in reversed(self.buckets):  # largest first: smaller graphs reuse its pool memory
+                self._capture(size)
 
     def _meta(self, size: int) -> AttentionMetadata:
         return AttentionMetadata(self.slots[:size], 0, None, None, None, self.seq_lens[:size], self.block_tables[:size])
@@ -122,10 +142,11 @@ class PiecewiseGraphs:
         self.attention_rows = {n: (self.q[:n], self.k[:n], self.v[:n], self.attn[:n]) for n in buckets}
         self.rows = 0  # the batch in the buffers
         self.graphs: dict[tuple[torch.cuda.Stream | None, int], list[torch.cuda.CUDAGraph]] = {}
-        for stream in streams:
-            capture_stream = stream if stream is not None or device.type != "cuda" else torch.cuda.Stream(device)
-            for size in sorted(buckets, reverse=True):  # largest first: smaller graphs reuse its pool memory
-                self._capture(stream, capture_stream, size)
+        with paused_gc():
+            for stream in streams:
+                capture_stream = stream if stream is not None or device.type != "cuda" else torch.cuda.Stream(device)
+                for size in sorted(buckets, reverse=True):  # largest first: smaller graphs reuse its pool memory
+                    self._capture(stream, capture_stream, size)
         if device.type == "cuda":
             torch.cuda.empty_cache()  # the warm-ups' blocks, cached for the capture streams alone
 

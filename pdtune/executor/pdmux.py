@@ -22,6 +22,12 @@ from pdtune.perf.model_costs import PrefillShape
 from pdtune.scheduler.scheduler import StepPlan
 
 
+# Prefill blocks of more rows launch eagerly: the 8B model's 2048-token prefill keeps the whole GPU
+# busy for 47.6 ms against 29.3 ms to launch it (results/h200/eager-host), so from there on the
+# GPU, not the host, bounds a block; and each bucket costs a graph per layer on every prefill stream.
+PIECE_ROWS_MAX = 2048
+
+
 class DoneEvent:
     """The simulated executor's event (CPU): work launched on no stream has already run."""
 
@@ -274,7 +280,7 @@ def make_pdmux_executor(runner: ModelRunner, config: EngineConfig, max_model_len
         partitions, total_sms = simulated_partitions(config.pdmux_splits), 132
     executor = PdmuxExecutor(runner, partitions, config.max_num_seqs, -(-max_model_len // config.block_size),
                              use_graphs=runner.device.type == "cuda" and not config.enforce_eager,
-                             piece_rows=config.max_num_batched_tokens)
+                             piece_rows=min(config.max_num_batched_tokens, PIECE_ROWS_MAX))
     return executor, total_sms
 
 

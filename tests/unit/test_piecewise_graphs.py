@@ -113,3 +113,25 @@ def test_one_prefill_batch_at_a_time_holds_the_pieces_and_a_dropped_one_frees_th
     after = job()
     executor.launch_prefill(after, part, 1)
     assert after.in_pieces
+
+
+def test_graphs_are_captured_with_the_garbage_collector_paused_after_dead_cycles_went():
+    """A collection mid-capture may destroy a dead engine's graph, which invalidates the capture."""
+    model = LLM("tiny", load_format="dummy", mode="sequential").engine.runner.model
+    freed, seen = [], []
+
+    class Cycle:
+        def __init__(self):
+            self.me = self
+
+        def __del__(self):
+            freed.append(True)
+
+    class Watched(EagerPieces):
+        def _capture(self, key, stream, size: int) -> None:
+            seen.append((bool(freed), gc.isenabled()))
+            super()._capture(key, stream, size)
+
+    Cycle()
+    Watched(model, [64, 128], pool=object())
+    assert seen == [(True, False)] * 2 and gc.isenabled()
