@@ -61,6 +61,9 @@ class EngineConfig:
     # for a block of prefill layers on the whole GPU and the decode step after it, and a layer runs
     # faster alone than beside decode, the step runs that block alone: TPOT slack buys TTFT
     pdmux_prefill_alone: bool = False
+    # pdmux: prefill blocks of up to 2048 rows replay graph pieces captured on each prefill stream;
+    # False launches them eagerly (what they did before, for comparison)
+    pdmux_prefill_graphs: bool = True
     trace_path: str | None = None  # JSONL of every pdmux step decision
     perf_model: str | None = None  # JSON from `pdtune profile`: priors of the pdmux planner and the DP dispatcher
     seed: int = 0

@@ -82,6 +82,7 @@ def pdmux_plan_config(config: EngineConfig, policy: str, split: tuple[int, int] 
 
 class Engine:
     def __init__(self, config: EngineConfig):
+        started = time.perf_counter()
         self.config = config
         self.tp_workers = TPWorkers(config, config.tensor_parallel_size) if config.tensor_parallel_size > 1 else None
         tp = self.tp_workers.group if self.tp_workers else None
@@ -107,6 +108,7 @@ class Engine:
                                    self.max_model_len)
         self.stepper = self._make_stepper()
         self.num_steps = 0
+        self.startup_s = time.perf_counter() - started  # weights, kernel warm-up, graph captures
 
     def _make_stepper(self):
         config, runner = self.config, self.runner

@@ -116,6 +116,7 @@ def serve_workload(engine: Engine, label: str, workload: Workload, cfg: BenchCon
         result = serve_open_loop(engine, workload.requests, rate, progress, stop_below=stop_below)
     result.mode = label
     result.extra["preemptions"] = engine.num_preemptions
+    result.extra["engine_startup_s"] = engine.startup_s
     compiled_after = compiled_variants()
     result.extra["kernel_compiles"] = None if compiled_before is None else compiled_after - compiled_before
     if allocs_before is not None:
@@ -128,17 +129,20 @@ def serve_workload(engine: Engine, label: str, workload: Workload, cfg: BenchCon
 
 
 def _engine_config(base: EngineConfig, label: str) -> EngineConfig:
-    """A mode label's engine: "pdmux:POLICY" sets the planner policy, "chunked:TOKENS" the token
-    budget of a step (its chunk size), so chunk sizes compare with pdmux in one run."""
+    """A mode label's engine: "pdmux:POLICY" sets the planner policy, "pdmux:eager-prefill"
+    launches the prefill blocks eagerly (no graph pieces), "chunked:TOKENS" the token budget of a
+    step (its chunk size), so these compare with each other in one run."""
     mode, _, variant = label.partition(":")
     if not variant:
         return dataclasses.replace(base, mode=mode)
+    if mode == "pdmux" and variant == "eager-prefill":
+        return dataclasses.replace(base, mode=mode, pdmux_prefill_graphs=False)
     if mode == "pdmux":
         return dataclasses.replace(base, mode=mode, pdmux_policy=variant)
     if mode == "chunked" and variant.isdigit():
         return dataclasses.replace(base, mode=mode, max_num_batched_tokens=int(variant))
     raise PdtuneError(f"mode {label!r}: a mode is sequential, chunked, chunked:TOKENS (a chunk size) or "
-                      f"pdmux:POLICY")
+                      f"pdmux:POLICY or pdmux:eager-prefill")
 
 
 def warm_up(engine: Engine, workload: Workload, n: int) -> None:

@@ -72,6 +72,7 @@ class DataParallelEngine:
     def __init__(self, config: EngineConfig):
         from pdtune.model.loader import load_tokenizer, resolve_device, resolve_dtype
 
+        started = time.perf_counter()
         self.config = config
         self.model_name, arch, self.tokenizer = load_tokenizer(config)
         perf_model = None if config.perf_model is None else read_perf_model(  # before any replica starts
@@ -105,6 +106,7 @@ class DataParallelEngine:
         self.in_flight = 0
         self.num_steps = 0
         self._next_id = 0
+        self.startup_s = time.perf_counter() - started  # until every replica reported ready
 
     @staticmethod
     def _step_cost(arch, itemsize: int, perf_model, ready: list[tuple]) -> StepCost:

@@ -280,7 +280,7 @@ def make_pdmux_executor(runner: ModelRunner, config: EngineConfig, max_model_len
         partitions, total_sms = simulated_partitions(config.pdmux_splits), 132
     executor = PdmuxExecutor(runner, partitions, config.max_num_seqs, -(-max_model_len // config.block_size),
                              use_graphs=runner.device.type == "cuda" and not config.enforce_eager,
-                             piece_rows=min(config.max_num_batched_tokens, PIECE_ROWS_MAX))
+                             piece_rows=min(config.max_num_batched_tokens, PIECE_ROWS_MAX) if config.pdmux_prefill_graphs else 0)
     return executor, total_sms
 
 

@@ -394,7 +394,7 @@ def test_a_sweep_with_no_passing_rate_shows_a_bound_not_a_zero():
     assert rows["chunked"][:2] == ("< 1.31", "1.31")
 
 
-def test_mode_labels_pick_a_pdmux_policy_or_a_chunk_size_and_bad_ones_stop_before_any_model_loads(tmp_path):
+def test_mode_labels_pick_a_pdmux_policy_eager_prefill_or_a_chunk_size_and_bad_ones_stop_before_any_model_loads(tmp_path):
     from pdtune.bench.runner import _engine_config
     from pdtune.errors import PdtuneError
 
@@ -402,6 +402,9 @@ def test_mode_labels_pick_a_pdmux_policy_or_a_chunk_size_and_bad_ones_stop_befor
     small = _engine_config(base, "chunked:512")
     assert (small.mode, small.max_num_batched_tokens) == ("chunked", 512)
     assert _engine_config(base, "pdmux:sglang").pdmux_policy == "sglang"
+    eager = _engine_config(base, "pdmux:eager-prefill")
+    assert (eager.mode, eager.pdmux_policy, eager.pdmux_prefill_graphs) == ("pdmux", "adaptive", False)
+    assert _engine_config(base, "pdmux").pdmux_prefill_graphs
     assert _engine_config(base, "chunked").max_num_batched_tokens == base.max_num_batched_tokens
     for bad in ("chunked:big", "sequential:4", "chunked:0"):
         with pytest.raises(PdtuneError):
