@@ -64,9 +64,9 @@ def bench(
         help="pdmux adaptive: plan decode steps to this share of the TPOT SLO (default 1).")] = None,
     pdmux_prefill_alone: Annotated[Optional[bool], typer.Option(
         "--pdmux-prefill-alone/--no-pdmux-prefill-alone",
-        help="pdmux adaptive: prefill layers alone on the whole GPU when the decode batch's banked TPOT allows.")] = None,
+        help="pdmux adaptive: prefill layers alone on the whole GPU when the decode budget allows (with pace: banked TPOT).")] = None,
     pdmux_decode_budget: Annotated[Optional[str], typer.Option(
-        help="pdmux adaptive: pace (each request's mean TPOT within the SLO; default) or step (every step).")] = None,
+        help="pdmux adaptive: step (every step within the TPOT; default) or pace (each request's mean TPOT).")] = None,
     trace: Annotated[Optional[str], typer.Option(help="pdmux: write every step decision to this JSONL.")] = None,
     perf_model: Annotated[Optional[str], typer.Option(
         "--perf-model", help="pdmux: the JSON `pdtune profile` wrote, for the planner's priors.")] = None,

@@ -132,16 +132,16 @@ def test_the_pace_budget_is_what_the_least_ahead_request_banked():
     ahead = paced(tokens=11, first_token_ago_ms=100.0, now=now)  # 10 gaps in 100 ms: 10 ms a token
     fresh = paced(tokens=1, first_token_ago_ms=2.0, now=now)  # its first token 2 ms ago
     late = paced(tokens=5, first_token_ago_ms=130.0, now=now)  # 4 gaps in 130 ms against 4 x 30
-    p = planner(slo_tpot_ms=30.0)
+    p = planner(slo_tpot_ms=30.0, pdmux_decode_budget="pace")
     # after the step `ahead` has 11 gaps: it keeps a 30 ms mean if the step ends within 11 x 30 - 100 ms
     assert p.decode_budget_ms([ahead], now) == pytest.approx(230.0)
     assert p.decode_budget_ms([ahead, fresh], now) == pytest.approx(28.0)
     assert p.decode_budget_ms([ahead, late], now) == pytest.approx(20.0)  # 5 x 30 - 130: it makes up 10 ms
     assert p.decode_budget_ms([], now) == pytest.approx(30.0)
-    capped = planner(slo_tpot_ms=30.0, slo_itl_ms=50.0)  # an ITL bound caps what banked slack buys
+    capped = planner(slo_tpot_ms=30.0, slo_itl_ms=50.0, pdmux_decode_budget="pace")  # an ITL bound caps banked slack
     assert capped.decode_budget_ms([ahead], now) == pytest.approx(50.0)
     assert capped.decode_budget_ms([ahead, late], now) == pytest.approx(20.0)
-    step = planner(slo_tpot_ms=30.0, pdmux_decode_budget="step")
+    step = planner(slo_tpot_ms=30.0)  # the default budget: every step the TPOT alone
     assert step.decode_budget_ms([ahead, late], now) == pytest.approx(30.0)
     with pytest.raises(Exception, match="decode budget"):
         EngineConfig(pdmux_decode_budget="mean")
@@ -221,7 +221,7 @@ def test_banked_tpot_slack_buys_prefill_sms_and_a_deficit_takes_them_back():
 
 def test_the_engine_plans_pdmux_decode_within_the_pace_budget(tmp_path):
     trace = tmp_path / "trace.jsonl"
-    engine = tiny(mode="pdmux", trace_path=str(trace), slo_tpot_ms=50.0).engine
+    engine = tiny(mode="pdmux", trace_path=str(trace), slo_tpot_ms=50.0, pdmux_decode_budget="pace").engine
     first = engine.add_request(list(range(1, 9)), SamplingParams(max_tokens=50, temperature=0, ignore_eos=True))
     while first.num_output_tokens < 10:
         engine.step()
