@@ -7,7 +7,7 @@ from dataclasses import dataclass
 DEFAULT_MODEL = "smollm2-135m-instruct"
 MODES = ("sequential", "chunked", "pdmux")
 PDMUX_POLICIES = ("adaptive", "static", "sglang")
-DISPATCH_ORDERS = ("edf", "fcfs")
+DISPATCH_ORDERS = ("edf", "fcfs", "fewest-misses")
 # SGLang's pdmux table for 132 SMs, as (prefill SMs, decode SMs).
 DEFAULT_SPLITS: tuple[tuple[int, int], ...] = ((112, 20), (104, 28), (96, 36), (88, 44), (80, 52), (72, 60))
 LOAD_FORMATS = ("auto", "safetensors", "gguf", "dummy")
@@ -41,7 +41,7 @@ class EngineConfig:
     slo_ttft_ms: float = 2000.0
     slo_tpot_ms: float = 50.0
     slo_itl_ms: float | None = None  # an SLO's per-token gap bound: pdmux adaptive plans no decode step longer
-    dispatch: str = "edf"  # order in which waiting requests enter prefill: edf or fcfs
+    dispatch: str = "edf"  # order in which waiting requests enter prefill: edf, fcfs or fewest-misses
     # pdmux admission: "tpot" admits a waiting request into prefill only while the decode batch it
     # will join is predicted to meet the TPOT SLO beside prefill; "none" admits while KV and seats last
     pdmux_admission: str = "none"

@@ -54,7 +54,8 @@ def bench(
     max_num_batched_tokens: o.MaxNumBatchedTokens = None, max_model_len: o.MaxModelLen = None, tensor_parallel_size: o.TensorParallelSize = None,
     data_parallel_size: o.DataParallelSize = None,
     pdmux_policy: Annotated[Optional[str], typer.Option(help="pdmux planner: adaptive, static or sglang.")] = None,
-    dispatch: Annotated[Optional[str], typer.Option(help="Prefill admission order: edf or fcfs.")] = None,
+    dispatch: Annotated[Optional[str], typer.Option(
+        help="Prefill admission order: edf, fcfs or fewest-misses (pdmux).")] = None,
     pdmux_admission: Annotated[Optional[str], typer.Option(
         help="pdmux: tpot admits into prefill only while the decode batch stays within the TPOT SLO; none.")] = None,
     pdmux_prefill_jump: Annotated[Optional[bool], typer.Option(

@@ -33,7 +33,8 @@ def search(
     gpu_memory_utilization: o.GpuMemoryUtilization = None, max_num_seqs: o.MaxNumSeqs = None,
     max_num_batched_tokens: o.MaxNumBatchedTokens = None, max_model_len: o.MaxModelLen = None,
     tensor_parallel_size: o.TensorParallelSize = None, data_parallel_size: o.DataParallelSize = None,
-    dispatch: Annotated[Optional[str], typer.Option(help="Prefill admission order: edf or fcfs.")] = None,
+    dispatch: Annotated[Optional[str], typer.Option(
+        help="Prefill admission order: edf, fcfs or fewest-misses (pdmux).")] = None,
     trace: Annotated[Optional[str], typer.Option(help="Write every pdmux step decision to this JSONL.")] = None,
     perf_model: Annotated[Optional[str], typer.Option(
         "--perf-model", help="The JSON `pdtune profile` wrote: priors for EDF deadlines and the adaptive run.")] = None,

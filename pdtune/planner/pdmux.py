@@ -300,6 +300,9 @@ class PdmuxPlanner:
         if self.config.dispatch == "fcfs" or len(scheduler.waiting) < 2:
             return
         now = time.perf_counter() if now is None else now
+        if self.config.dispatch == "fewest-misses":
+            self._order_for_fewest_misses(scheduler, now)
+            return
         slo_s = self.config.slo_ttft_ms / 1e3
         rows = []
         for seq in scheduler.waiting:
@@ -313,6 +316,31 @@ class PdmuxPlanner:
         ordered = cached + [r for r in rows if not (r[2] and not r[0] and r[3] < head_slack)]
         scheduler.waiting.clear()
         scheduler.waiting.extend(r[4] for r in ordered)
+
+    def _order_for_fewest_misses(self, scheduler: Scheduler, now: float) -> None:
+        """Moore-Hodgson on TTFT due times (arrival + SLO): in due order, and whenever the request
+        just placed would finish its prefill late, the longest prefill placed so far goes behind
+        the rest, which for prefills run one after another leaves the fewest TTFT misses. Under a
+        burst of long prompts the short ones behind them then meet their TTFT and one long prompt
+        misses, where EDF lets the long ones through and many short ones miss. Requests that
+        cannot meet their TTFT even first are deferred too; the deferred keep due order."""
+        part, slo_s = self.mixed[0], self.config.slo_ttft_ms / 1e3  # where prefill runs on most steps
+        rows = sorted(((seq.arrival_time + slo_s, self._prefill_of(scheduler, seq, part)[1] / 1e3, seq)
+                       for seq in scheduler.waiting), key=lambda r: r[0])
+        placed, deferred, done_at = [], [r for r in rows if now + r[1] > r[0]], now
+        for row in rows:
+            if now + row[1] > row[0]:
+                continue
+            placed.append(row)
+            done_at += row[1]
+            if done_at > row[0]:
+                longest = max(placed, key=lambda r: r[1])
+                placed.remove(longest)
+                deferred.append(longest)
+                done_at -= longest[1]
+        deferred.sort(key=lambda r: r[0])
+        scheduler.waiting.clear()
+        scheduler.waiting.extend(r[2] for r in placed + deferred)
 
     def record(self, decision: StepDecision, decode_batch: int, prefill_tokens: int, measured_decode_ms: float | None,
                measured_prefill_ms: float | None, prefill_jobs: int = 0) -> None:

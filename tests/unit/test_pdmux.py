@@ -1,5 +1,6 @@
 """pdmux on the simulated executor (CPU): same code path as the GPU, no SM partitions."""
 
+import itertools
 import json
 import math
 import time
@@ -33,7 +34,7 @@ def reference_tokens():
 
 
 @pytest.mark.parametrize("policy", [{}, {"pdmux_policy": "sglang"}, STATIC,
-                                    {"pdmux_prefill_alone": True, "slo_tpot_ms": 1e4}])
+                                    {"pdmux_prefill_alone": True, "slo_tpot_ms": 1e4}, {"dispatch": "fewest-misses"}])
 @pytest.mark.parametrize("budget", [16384, 20])
 def test_pdmux_gives_the_same_greedy_tokens_as_sequential(reference_tokens, policy, budget):
     outs = tiny(mode="pdmux", pdmux_prefill_tokens=budget, **policy).generate(PROMPTS, GREEDY)
@@ -290,6 +291,43 @@ def test_edf_orders_by_deadline_and_defers_hopeless_requests():
         s2.add(seq)
     fcfs.order_waiting(s2, now)
     assert list(s2.waiting) == [late, young, older]
+
+
+def test_fewest_misses_dispatch_lets_short_prompts_ahead_of_a_burst_of_long_ones():
+    """Moore-Hodgson: with prefills run one after another, no order of the queue misses fewer
+    TTFTs (checked against every order); EDF by latest start lets four long prompts that arrived
+    just after four short ones go first, and the short ones miss."""
+    s = Scheduler(BlockManager(8192, 16), max_num_seqs=64, max_num_batched_tokens=16384, max_model_len=20000)
+    now = time.perf_counter()
+    short = [Sequence(list(range(3, 103)), GREEDY, arrival_time=now - 0.3) for _ in range(4)]
+    long = [Sequence(list(range(16000)), GREEDY, arrival_time=now - 0.05) for _ in range(4)]
+    hopeless = Sequence(list(range(3, 50)), GREEDY, arrival_time=now - 5.0)
+    p = planner(slo_ttft_ms=2000.0, dispatch="fewest-misses")
+    prefill_s = {id(q): p._prefill_of(s, q, p.mixed[0])[1] / 1e3 for q in short + long + [hopeless]}
+    assert 3 * prefill_s[id(long[0])] < 1.95 < 4 * prefill_s[id(long[0])] + 4 * prefill_s[id(short[0])]
+
+    def misses(order):
+        done, late = now, 0
+        for q in order:
+            done += prefill_s[id(q)]
+            late += done > q.arrival_time + 2.0
+        return late
+
+    def ordered(policy, queue):
+        sched = Scheduler(s.blocks, max_num_seqs=64, max_num_batched_tokens=16384, max_model_len=20000)
+        for q in queue:
+            sched.add(q)
+        planner(slo_ttft_ms=2000.0, dispatch=policy).order_waiting(sched, now)
+        return list(sched.waiting)
+
+    fewest, edf = ordered("fewest-misses", long + short), ordered("edf", long + short)
+    assert misses(edf) == 4 and edf[:4] == long
+    assert misses(fewest) == 1 == min(misses(order) for order in itertools.permutations(long + short))
+    assert fewest[:4] == short and fewest[-1] in long
+    with_hopeless = ordered("fewest-misses", [hopeless] + long + short)
+    assert with_hopeless[:4] == short and with_hopeless[-2] is hopeless and with_hopeless[-1] in long  # deferred: due order
+    with pytest.raises(Exception, match="dispatch"):
+        EngineConfig(dispatch="sjf")
 
 
 def test_edf_puts_cached_prefixes_first_when_slack_allows():
