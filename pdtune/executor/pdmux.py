@@ -278,9 +278,10 @@ def make_pdmux_executor(runner: ModelRunner, config: EngineConfig, max_model_len
         total_sms = torch.cuda.get_device_properties(runner.device).multi_processor_count
     else:
         partitions, total_sms = simulated_partitions(config.pdmux_splits), 132
+    piece_rows = min(config.max_num_batched_tokens, PIECE_ROWS_MAX) if config.pdmux_prefill_graphs else 0
     executor = PdmuxExecutor(runner, partitions, config.max_num_seqs, -(-max_model_len // config.block_size),
                              use_graphs=runner.device.type == "cuda" and not config.enforce_eager,
-                             piece_rows=min(config.max_num_batched_tokens, PIECE_ROWS_MAX) if config.pdmux_prefill_graphs else 0)
+                             piece_rows=piece_rows)
     return executor, total_sms
 
 

@@ -327,9 +327,10 @@ class PdmuxPlanner:
         part, slo_s = self.mixed[0], self.config.slo_ttft_ms / 1e3  # where prefill runs on most steps
         rows = sorted(((seq.arrival_time + slo_s, self._prefill_of(scheduler, seq, part)[1] / 1e3, seq)
                        for seq in scheduler.waiting), key=lambda r: r[0])
-        placed, deferred, done_at = [], [r for r in rows if now + r[1] > r[0]], now
+        placed, deferred, done_at = [], [], now
         for row in rows:
-            if now + row[1] > row[0]:
+            if now + row[1] > row[0]:  # late even if it went first
+                deferred.append(row)
                 continue
             placed.append(row)
             done_at += row[1]

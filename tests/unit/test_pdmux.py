@@ -325,7 +325,8 @@ def test_fewest_misses_dispatch_lets_short_prompts_ahead_of_a_burst_of_long_ones
     assert misses(fewest) == 1 == min(misses(order) for order in itertools.permutations(long + short))
     assert fewest[:4] == short and fewest[-1] in long
     with_hopeless = ordered("fewest-misses", [hopeless] + long + short)
-    assert with_hopeless[:4] == short and with_hopeless[-2] is hopeless and with_hopeless[-1] in long  # deferred: due order
+    # the deferred keep due order: the hopeless one first
+    assert with_hopeless[:4] == short and with_hopeless[-2] is hopeless and with_hopeless[-1] in long
     with pytest.raises(Exception, match="dispatch"):
         EngineConfig(dispatch="sjf")
 
