@@ -94,9 +94,15 @@ def check_green_contexts() -> None:
 
 
 def make_partitions(splits: tuple[tuple[int, int], ...] = DEFAULT_SPLITS) -> list[Partition]:
-    """The configured splits plus the whole GPU for each phase alone (ordinary streams)."""
+    """The configured splits plus the whole GPU for each phase alone (ordinary streams). Two
+    splits the driver rounds to the same SM counts (12 and 16 decode SMs both give 16) are one
+    partition: the first is kept, so graphs and plans are never made twice under one name."""
     factory = GreenContextFactory(torch.cuda.current_device())
-    parts = [factory.split(p, d) for p, d in splits]
+    parts: list[Partition] = []
+    for p, d in splits:
+        part = factory.split(p, d)
+        if all(q.name != part.name for q in parts):
+            parts.append(part)
     full = factory.total_sms
     alone = [Partition((full, 0), full, 0, torch.cuda.Stream(), None),
              Partition((0, full), 0, full, None, torch.cuda.Stream())]

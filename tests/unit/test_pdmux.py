@@ -395,6 +395,29 @@ def test_without_green_contexts_the_partitions_fail_with_a_message(monkeypatch):
         make_partitions(DEFAULT_SPLITS)
 
 
+def test_splits_the_driver_rounds_to_the_same_sms_make_one_partition(monkeypatch):
+    import torch
+
+    from pdtune.executor import partitions
+
+    class EightSmSteps:  # the H100/H200 driver's granularity, without a GPU
+        total_sms = 132
+
+        def __init__(self, device):
+            pass
+
+        def split(self, prefill_sms, decode_sms):
+            granted = -(-decode_sms // 8) * 8
+            return partitions.Partition((prefill_sms, decode_sms), 132 - granted, granted, None, None)
+
+    monkeypatch.setattr(partitions, "GreenContextFactory", EightSmSteps)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(torch.cuda, "Stream", lambda: None)
+    parts = partitions.make_partitions(((120, 12), (116, 16), (112, 20)))
+    assert [p.name for p in parts] == ["116/16", "108/24", "132/0", "0/132"]
+    assert parts[0].requested == (120, 12)
+
+
 def test_when_no_split_meets_tpot_decode_takes_the_gpu_while_prefill_has_ttft_slack():
     p = planner(slo_tpot_ms=1.0, slo_ttft_ms=2000.0)  # no partition decodes 8 x 8k tokens in 1 ms
     now = time.perf_counter()
