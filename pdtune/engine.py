@@ -11,7 +11,7 @@ import torch
 from pdtune.config import EngineConfig
 from pdtune.errors import InvalidRequestError, PdtuneError
 from pdtune.executor.model_runner import ModelRunner, kv_bytes_per_block
-from pdtune.executor.pdmux import make_pdmux_executor
+from pdtune.executor.pdmux import make_pdmux_executor, pdmux_piece_rows
 from pdtune.executor.tensor_parallel import TPWorkers
 from pdtune.model.loader import LoadedModel, load_model
 from pdtune.perf.perf_model import read_perf_model
@@ -36,8 +36,8 @@ def activation_bytes(loaded: LoadedModel, config: EngineConfig) -> int:
     total = 2 * config.max_num_batched_tokens * per_token + 3 * config.max_num_seqs * a.vocab_size * 4
     if config.mode == "pdmux":
         total += (len(config.pdmux_splits) + 1) * config.pdmux_prefill_tokens * per_token
-    if not config.enforce_eager:  # the piecewise graphs' pool keeps a step's activations of its own
-        total += config.max_num_batched_tokens * per_token
+    if not config.enforce_eager:  # the graph pieces' pool keeps a step's activations of its own
+        total += (pdmux_piece_rows(config) if config.mode == "pdmux" else config.max_num_batched_tokens) * per_token
     return total
 
 

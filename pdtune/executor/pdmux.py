@@ -269,6 +269,11 @@ class PdmuxExecutor:
         return launch.logits, launch.start.elapsed_time(launch.end)
 
 
+def pdmux_piece_rows(config: EngineConfig) -> int:
+    """The rows of pdmux's largest prefill graph piece; 0 when prefill blocks run eagerly."""
+    return min(config.max_num_batched_tokens, PIECE_ROWS_MAX) if config.pdmux_prefill_graphs else 0
+
+
 def make_pdmux_executor(runner: ModelRunner, config: EngineConfig, max_model_len: int) -> tuple[PdmuxExecutor, int]:
     """The executor over green-context partitions of this process's GPU, or over simulated ones
     on a CPU (same launch code, no streams), and the GPU's SM count (132, simulated)."""
@@ -278,10 +283,9 @@ def make_pdmux_executor(runner: ModelRunner, config: EngineConfig, max_model_len
         total_sms = torch.cuda.get_device_properties(runner.device).multi_processor_count
     else:
         partitions, total_sms = simulated_partitions(config.pdmux_splits), 132
-    piece_rows = min(config.max_num_batched_tokens, PIECE_ROWS_MAX) if config.pdmux_prefill_graphs else 0
     executor = PdmuxExecutor(runner, partitions, config.max_num_seqs, -(-max_model_len // config.block_size),
                              use_graphs=runner.device.type == "cuda" and not config.enforce_eager,
-                             piece_rows=piece_rows)
+                             piece_rows=pdmux_piece_rows(config))
     return executor, total_sms
 
 

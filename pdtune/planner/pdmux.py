@@ -270,7 +270,7 @@ class PdmuxPlanner:
         """The least TTFT slack among what a pause of prefill delays: the batch in flight and each
         waiting request that can still meet its TTFT after the prefill queued ahead of it (the
         rest of the batch in flight, then the waiting ones before it, in queue order, on the
-        largest mixed prefill partition). A request already past hope is not counted: waiting
+        smallest mixed prefill partition: the slowest prefill a mixed step runs). A request already past hope is not counted: waiting
         longer does not change that it misses. The scan stops once the queue ahead holds more
         than one TTFT of prefill, beyond which no request can meet its TTFT."""
         pred, part, slo_ms = self.predictor, self.mixed[-1], self.config.slo_ttft_ms
@@ -288,7 +288,7 @@ class PdmuxPlanner:
     def prefill_slack_ms(self, earliest_arrival: float, prefill: PrefillShape, remaining_layers: int,
                          now: float | None = None) -> float:
         """Time left to the prefill batch's earliest TTFT deadline after its predicted remaining
-        layers (on the largest mixed prefill partition it would resume on)."""
+        layers (on the smallest mixed prefill partition: the slowest it could resume on)."""
         now = time.perf_counter() if now is None else now
         deadline = earliest_arrival + self.config.slo_ttft_ms / 1e3
         return (deadline - now) * 1e3 - self.predictor.layer_ms(self.mixed[-1], prefill) * remaining_layers
