@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from pdtune.bench.serve import Progress, RunResult, serve_closed_loop, serve_open_loop
-from pdtune.bench.summary import GoodputResult, attainment, find_goodput, partial_goodput, repeat_spread, summarize_run
+from pdtune.bench.summary import GoodputResult, attainment, fell_behind, find_goodput, partial_goodput, repeat_spread, summarize_run
 from pdtune.config import EngineConfig
 from pdtune.engine import Engine, make_engine
 from pdtune.errors import InputFileError, InvalidRequestError, PdtuneError
@@ -203,17 +203,18 @@ def run_bench(cfg: BenchConfig, progress_factory=None, out_dir: str | None = Non
         warm_up(engine, workload, cfg.warmup_requests)
         progress = progress_factory(label) if progress_factory else None
         if cfg.goodput:
-            points: list[tuple[float, float, bool]] = []
+            points: list[tuple[float, float, bool, bool]] = []
 
-            def attainment_at(rate: float) -> tuple[float, bool]:
+            def attainment_at(rate: float) -> tuple[float, bool, bool]:
                 result = serve_workload(engine, label, timed(workload, cfg, rate), cfg, rate, progress,
                                         stop_below=(cfg.slo, cfg.attainment_target))
                 runs.append(result)
-                points.append((rate, attainment(result, cfg.slo), result.extra.get("stopped_early", False)))
+                points.append((rate, attainment(result, cfg.slo), result.extra.get("stopped_early", False),
+                               fell_behind(result.records, cfg.slo)))
                 goodputs[label] = dataclasses.asdict(partial_goodput(points, cfg.attainment_target, cfg.goodput_bracket))
                 if out_dir is not None:  # a probe can take minutes: a sweep cut short keeps its probes
                     save_bench(_report(cfg, workload, runs, goodputs), out_dir)
-                return points[-1][1], points[-1][2]
+                return points[-1][1:]
 
             start = cfg.rate or max(0.1, len(workload) / max(workload.duration, 1e-9) / 4)
             gp: GoodputResult = find_goodput(attainment_at, start, cfg.attainment_target, cfg.goodput_iterations,

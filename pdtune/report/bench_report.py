@@ -63,6 +63,9 @@ def bench_table(report: dict, title: str | None = None) -> Table:
         bounds = [b for b in runs[0]["slo_misses"] if b != "unserved"]
         rows.append((f"missed {' / '.join(b.upper() for b in bounds)} / failed or unserved",
                      lambda s: " / ".join(str(s.get("slo_misses", {}).get(b, "-")) for b in [*bounds, "unserved"])))
+    if any("backlog_s" in s for s in runs):  # absent from results saved before it was measured
+        rows.append(("last first token after last arrival (s)",
+                     lambda s: "-" if s.get("backlog_s") is None else f"{s['backlog_s']:.2f}"))
     if any(s.get("stopped_early") for s in runs):  # .get: results saved before probes could stop early
         rows.append(("stopped early (unserved = missed)", lambda s: "yes" if s.get("stopped_early") else "no"))
     rows.append(("harness overhead / step", lambda s: f"{s['harness_overhead']:.2%}"))
@@ -95,15 +98,27 @@ def _stopped(point) -> bool:
     return len(point) > 2 and bool(point[2])
 
 
+def _behind(point) -> bool:
+    """Whether a goodput probe fell behind its arrivals; points saved before the check have no fourth field."""
+    return len(point) > 3 and bool(point[3])
+
+
+def _probe_text(point) -> str:
+    return f"{point[0]:.2f}: {point[1]:.0%}{'*' if _stopped(point) else ''}{'+' if _behind(point) else ''}"
+
+
 def goodput_table(report: dict) -> Table:
     """One row per mode: the goodput and the attainment at every rate the sweep tried."""
-    stopped_any = any(_stopped(p) for g in report["goodput"].values() for p in g["points"])
+    points = [p for g in report["goodput"].values() for p in g["points"]]
     served = report["config"].get("slo_served")  # set when `rescore` scored the runs against another SLO
     rescored = f"; rescored, served at {served}" if served else ""
+    notes = (["* stopped early: below the target for certain; its unserved requests count as misses"]
+             if any(_stopped(p) for p in points) else []) + \
+            (["+ fell behind: a first token came over one TTFT after the last arrival, so the probe fails"]
+             if any(_behind(p) for p in points) else [])
     table = Table(title=f"goodput ({report['config']['slo']}, attainment >= "
                         f"{next(iter(report['goodput'].values()))['target']:.0%}{rescored})",
-                  caption="* stopped early: below the target for certain; its unserved requests count as misses"
-                  if stopped_any else None)
+                  caption="\n".join(notes) or None)
     table.add_column("mode")
     table.add_column("goodput req/s", justify="right")
     table.add_column("fails at", justify="right")
@@ -112,5 +127,5 @@ def goodput_table(report: dict) -> Table:
         failing = g.get("failing_rate")
         cut = "" if g.get("complete", True) or served else " (search cut short)"
         table.add_row(mode, f"{goodput_text(g)}{cut}", "-" if failing is None else f"{failing:.2f}",
-                      ", ".join(f"{p[0]:.2f}: {p[1]:.0%}{'*' if _stopped(p) else ''}" for p in sorted(g["points"])))
+                      ", ".join(_probe_text(p) for p in sorted(g["points"])))
     return table

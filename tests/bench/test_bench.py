@@ -8,7 +8,7 @@ from pdtune.workloads.request import WorkloadRequest
 from typer.testing import CliRunner
 
 from pdtune.bench.serve import RequestRecord, RunResult, serve_open_loop
-from pdtune.bench.summary import attainment, find_goodput, partial_goodput, repeat_spread, summarize_run
+from pdtune.bench.summary import attainment, backlog_s, fell_behind, find_goodput, partial_goodput, repeat_spread, summarize_run
 from pdtune.cli.app import app
 from pdtune.config import EngineConfig
 from pdtune.engine import Engine
@@ -50,13 +50,31 @@ def test_goodput_bisection_finds_a_known_threshold():
 
     def fake_engine(rate):  # a failing probe stops early
         seen.append(rate)
-        return (0.95, False) if rate <= 7.3 else (0.5, True)
+        return (0.95, False, False) if rate <= 7.3 else (0.5, True, False)
 
     g = find_goodput(fake_engine, start_rate=1.0, target=0.9, iterations=6)
     assert 7.0 <= g.goodput <= 7.3 and seen[:4] == [1.0, 2.0, 4.0, 8.0]
-    assert [p[0] for p in g.points] == seen and all(stopped == (rate > 7.3) for rate, _, stopped in g.points)
+    assert [p[0] for p in g.points] == seen and all(stopped == (rate > 7.3) for rate, _, stopped, _ in g.points)
     assert 7.3 < g.failing_rate <= 7.3 + 7 / 2**6 and g.complete
-    assert find_goodput(lambda r: (0.0, True), 1.0, iterations=3).goodput == 0.0
+    assert find_goodput(lambda r: (0.0, True, False), 1.0, iterations=3).goodput == 0.0
+
+
+def test_a_probe_that_fell_behind_its_arrivals_fails_whatever_its_attainment():
+    def deferring_engine(rate):  # meets 91% at any rate by serving the long requests after the last arrival
+        return 0.91, False, rate > 12
+
+    g = find_goodput(deferring_engine, start_rate=5.0, target=0.9, iterations=3)
+    assert 10.0 <= g.goodput <= 12 and 12 < g.failing_rate <= 12.5
+    assert partial_goodput([(5.0, 1.0, False, False), (10.0, 0.95, False, True)], 0.9).failing_rate == 10.0
+    assert partial_goodput([(5.0, 1.0, False), (10.0, 0.95, False)], 0.9).goodput == 10.0  # saved before the check
+
+
+def test_the_backlog_is_the_last_first_token_after_the_last_arrival():
+    on_time = [record("a", 100.0, [100.5, 100.6]), record("b", 101.0, [101.2, 101.3])]
+    deferred = [*on_time, record("c", 100.2, [103.6, 103.7])]  # arrived early, first token 2.6 s after the last arrival
+    assert backlog_s(on_time) == pytest.approx(0.2) and backlog_s(deferred) == pytest.approx(2.6)
+    assert not fell_behind(on_time, SLO(2.0, 1.0)) and fell_behind(deferred, SLO(2.0, 1.0))
+    assert backlog_s([record("d", 100.0, [100.1], error="prompt too long")]) is None
 
 
 def test_a_bracket_from_an_earlier_run_is_bisected_without_serving_its_ends():
@@ -64,12 +82,12 @@ def test_a_bracket_from_an_earlier_run_is_bisected_without_serving_its_ends():
 
     def fake_engine(rate):
         seen.append(rate)
-        return (0.95, False) if rate <= 2.4 else (0.5, True)
+        return (0.95, False, False) if rate <= 2.4 else (0.5, True, False)
 
     g = find_goodput(fake_engine, start_rate=1.0, target=0.9, iterations=2, bracket=(1.5, 3.0))
     assert seen == [2.25, 2.625] and g.goodput == 2.25 and g.failing_rate == 2.625
     assert g.bracket == (1.5, 3.0)
-    all_fail = find_goodput(lambda r: (0.0, True), 1.0, iterations=2, bracket=(1.5, 3.0))
+    all_fail = find_goodput(lambda r: (0.0, True, False), 1.0, iterations=2, bracket=(1.5, 3.0))
     assert all_fail.goodput == 1.5 and all_fail.failing_rate == 1.875  # the bracket's pass stands
     cut = partial_goodput([(2.25, 0.3, True)], 0.9, bracket=(1.5, 3.0))
     assert (cut.goodput, cut.failing_rate, cut.complete) == (1.5, 2.25, False)
@@ -452,3 +470,13 @@ def test_a_result_saved_before_the_miss_counts_gets_them_from_its_records():
     assert "slo_misses" not in saved["summaries"][0]
     unserved_slo = dict(saved, config={"slo": None})
     assert with_slo_misses(unserved_slo) is unserved_slo
+
+
+def test_the_goodput_table_marks_a_probe_that_fell_behind():
+    from pdtune.report.bench_report import goodput_table
+
+    sweep = {"goodput": 10.5, "target": 0.9, "failing_rate": 21.0,
+             "points": [[10.5, 1.0, False, False], [21.0, 0.97, False, True]]}
+    table = goodput_table({"config": {"slo": "ttft=2000ms"}, "goodput": {"pdmux": sweep}})
+    rows = {row[0]: row[1:] for row in _table_rows(table)}
+    assert rows["pdmux"] == ("10.50", "21.00", "10.50: 100%, 21.00: 97%+") and "fell behind" in table.caption

@@ -192,7 +192,7 @@ def test_goodput_sweep_with_an_unreachable_slo_stops_every_probe(tmp_path):
     assert result.exit_code == 0, result.output
     report = json.loads((out / "bench.json").read_text())
     gp = report["goodput"]["chunked"]
-    assert gp["goodput"] == 0.0 and gp["points"] and all(stopped for _, _, stopped in gp["points"])
+    assert gp["goodput"] == 0.0 and gp["points"] and all(p[2] for p in gp["points"])
     assert all(s["stopped_early"] and s["requests"] == 20 for s in report["summaries"])
     assert all(any(r["error"] == NOT_SERVED for r in run["records"]) for run in report["runs"])
     assert "stopped early" in result.output and (out / "attainment-vs-rate.png").exists()
