@@ -41,7 +41,7 @@ class EngineConfig:
     slo_ttft_ms: float = 2000.0
     slo_tpot_ms: float = 50.0
     slo_itl_ms: float | None = None  # an SLO's per-token gap bound: pdmux adaptive plans no decode step longer
-    dispatch: str = "edf"  # order in which waiting requests enter prefill: edf, fcfs or fewest-misses
+    dispatch: str = "fewest-misses"  # order in which waiting requests enter prefill: fewest-misses, edf or fcfs
     # pdmux admission: "tpot" admits a waiting request into prefill only while the decode batch it
     # will join is predicted to meet the TPOT SLO beside prefill; "none" admits while KV and seats last
     pdmux_admission: str = "none"

@@ -55,7 +55,7 @@ def bench(
     data_parallel_size: o.DataParallelSize = None,
     pdmux_policy: Annotated[Optional[str], typer.Option(help="pdmux planner: adaptive, static or sglang.")] = None,
     dispatch: Annotated[Optional[str], typer.Option(
-        help="Prefill admission order: edf, fcfs or fewest-misses (pdmux).")] = None,
+        help="Prefill admission order: fewest-misses, edf or fcfs (pdmux).")] = None,
     pdmux_admission: Annotated[Optional[str], typer.Option(
         help="pdmux: tpot admits into prefill only while the decode batch stays within the TPOT SLO; none.")] = None,
     pdmux_prefill_jump: Annotated[Optional[bool], typer.Option(
