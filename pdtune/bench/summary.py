@@ -37,7 +37,10 @@ def fell_behind(records: list[RequestRecord], slo: SLO) -> bool:
     past the last arrival, where serving them delays nobody. A burst of 100 mixed requests at
     672 req/s met the SLO for 91% that way (H200, session 12), a rate no engine sustains. An
     engine that keeps up with a rate has every first token within a TTFT of the last arrival."""
-    backlog = backlog_s(records)
+    return backlog_exceeds_ttft(backlog_s(records), slo)
+
+
+def backlog_exceeds_ttft(backlog: float | None, slo: SLO) -> bool:
     return backlog is not None and backlog > slo.ttft_s
 
 

@@ -29,7 +29,7 @@ class LiveSearchProgress:
 
     def trial(self, row: TrialRow, best: TrialRow | None) -> None:
         self.done += 1
-        stopped = " (stopped early)" if row.stopped_early else ""
+        stopped = (" (stopped early)" if row.stopped_early else "") + (" (fell behind)" if row.fell_behind else "")
         best_text = f"; best so far #{best.number}: {_num(best.attainment, '.1%')}" if best is not None else ""
         self.console.print(f"trial {self.done}/{self.trials} (#{row.number}) {_plan(row)}: attainment "
                            f"{_num(row.attainment, '.1%')}{stopped}, p90 TTFT {_num(row.ttft_p90_ms, ',.0f')} ms, "
@@ -42,16 +42,19 @@ def search_table(result: dict, top: int = 5) -> Table:
     s = result["search"]
     done = [TrialRow(**t) for t in s["trials"] if t["score"] is not None]
     done.sort(key=lambda r: -r.score)
+    notes = (["* stopped early: below the target for certain; unserved requests count as misses"]
+             if any(r.stopped_early for r in done) else []) + \
+            (["+ fell behind: a first token over one TTFT after the last arrival; ranked below every trial that kept up"]
+             if any(r.fell_behind for r in done) else [])
     table = Table(title=f"search {s['study']}: {s['workload']} at {s['rate']:g} req/s, SLO {s['slo']} "
-                        f"({len(done)} trials)",
-                  caption="* stopped early: below the target for certain; unserved requests count as misses"
-                  if any(r.stopped_early for r in done) else None)
+                        f"({len(done)} trials)", caption="\n".join(notes) or None)
     for col in ("trial", "split (P/D)", "gang", "prefill tokens", "attainment", "headroom", "TTFT p90 ms",
                 "TPOT p90 ms", "machine"):
         table.add_column(col, justify="left" if col == "machine" else "right")
     for r in done[:top]:
         table.add_row(str(r.number), "/".join(map(str, r.split)), str(r.gang), str(r.prefill_tokens),
-                      f"{r.attainment:.1%}{'*' if r.stopped_early else ''}", _num(r.headroom, "+.0%"),
+                      f"{r.attainment:.1%}{'*' if r.stopped_early else ''}{'+' if r.fell_behind else ''}",
+                      _num(r.headroom, "+.0%"),
                       _num(r.ttft_p90_ms, ",.0f"),
                       _num(r.tpot_p90_ms, ",.1f"), r.machine or "-")
     a = s["adaptive"]

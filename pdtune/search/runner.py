@@ -16,7 +16,7 @@ import optuna
 
 from pdtune.bench.runner import BenchConfig, build_workload, serve_workload, timed, warm_up
 from pdtune.bench.serve import Progress, RunResult
-from pdtune.bench.summary import summarize_run
+from pdtune.bench.summary import backlog_exceeds_ttft, summarize_run
 from pdtune.config import EngineConfig
 from pdtune.engine import make_engine
 from pdtune.errors import PdtuneError
@@ -88,6 +88,7 @@ class TrialRow:
     tpot_p90_ms: float | None = None
     output_tokens_per_s: float | None = None
     stopped_early: bool | None = None
+    fell_behind: bool | None = None  # a first token over one TTFT after the last arrival: ranks below every trial that kept up
     machine: str | None = None
 
 
@@ -129,24 +130,28 @@ def headroom(summary: dict, slo: SLO) -> float:
     return max(-1.0, min(1.0, 1.0 - max(ratios))) if ratios else -1.0
 
 
-def score(attainment: float, room: float, num_requests: int) -> float:
+def score(attainment: float, room: float, num_requests: int, fell_behind: bool = False) -> float:
     """Attainment first; among plans that serve as many requests within the SLO (at low rates
     many reach 100%), the one with the most headroom. The headroom's weight (0.4 / requests
-    per unit) stays below one request's worth of attainment, so it never outranks one."""
-    return attainment + 0.4 / num_requests * room
+    per unit) stays below one request's worth of attainment, so it never outranks one. A plan
+    that fell behind its arrivals (its attainment leaning on the prompts it served after the
+    last one, see `fell_behind`) ranks below every plan that kept up."""
+    return attainment + 0.4 / num_requests * room - (2.0 if fell_behind else 0.0)
 
 
 def _figures(summary: dict, slo: SLO) -> dict:
     room = headroom(summary, slo)
+    behind = backlog_exceeds_ttft(summary["backlog_s"], slo)
     return {"attainment": summary["slo_attainment"],
-            "score": score(summary["slo_attainment"], room, max(1, summary["requests"])),
+            "score": score(summary["slo_attainment"], room, max(1, summary["requests"]), behind),
             "headroom": room, "ttft_p90_ms": _ms(summary["ttft_s"]["p90"]), "tpot_p90_ms": _ms(summary["tpot_s"]["p90"]),
-            "output_tokens_per_s": summary["output_tokens_per_s"], "stopped_early": summary["stopped_early"]}
+            "output_tokens_per_s": summary["output_tokens_per_s"], "stopped_early": summary["stopped_early"],
+            "fell_behind": behind}
 
 
 def _row(t: optuna.trial.FrozenTrial) -> TrialRow:
     attrs = {k: t.user_attrs.get(k) for k in ("attainment", "headroom", "ttft_p90_ms", "tpot_p90_ms",
-                                              "output_tokens_per_s", "stopped_early", "machine")}
+                                              "output_tokens_per_s", "stopped_early", "fell_behind", "machine")}
     split = t.params.get("split")
     return TrialRow(t.number, t.state.name, list(_split(split)) if split else None, t.params.get("gang"),
                     t.params.get("prefill_tokens"), score=t.value, **attrs)

@@ -192,13 +192,14 @@ def test_ties_on_attainment_go_to_the_plan_with_more_headroom_and_never_outrank_
     n = 200
     assert score(1.0, 0.6, n) > score(1.0, 0.1, n)
     assert score(1.0 - 1 / n, 1.0, n) < score(1.0, -1.0, n)  # one more request within the SLO wins
+    assert score(1.0, 1.0, n, fell_behind=True) < score(0.0, -1.0, n)  # keeping up with the arrivals comes first
 
 
 def test_trials_record_attainment_headroom_and_their_score(first_search):
     _, result, _ = first_search
     trials = result["search"]["trials"]
     assert all(-1 <= t["headroom"] <= 1 and t["score"] == pytest.approx(
-        t["attainment"] + 0.4 / 6 * t["headroom"]) for t in trials)
+        t["attainment"] + 0.4 / 6 * t["headroom"] - 2 * t["fell_behind"]) for t in trials)
     assert result["search"]["best"]["score"] == max(t["score"] for t in trials)
 
 
