@@ -141,6 +141,16 @@ def _open_trace(path: str):
         raise InputFileError(f"trace {path}: cannot be written ({exc.strerror})") from exc
 
 
+def _all_on_time(rows: list[tuple], now: float) -> bool:
+    """Whether prefills (due time, prefill seconds, ...) run one after another from `now` all end by their due times."""
+    done_at = now
+    for due, prefill_s, *_ in rows:
+        done_at += prefill_s
+        if done_at > due:
+            return False
+    return True
+
+
 class PdmuxPlanner:
     def __init__(self, config: EngineConfig, partitions: list[Partition], predictor: StepTimePredictor):
         self.config = config
@@ -323,10 +333,15 @@ class PdmuxPlanner:
         the rest, which for prefills run one after another leaves the fewest TTFT misses. Under a
         burst of long prompts the short ones behind them then meet their TTFT and one long prompt
         misses, where EDF lets the long ones through and many short ones miss. Requests that
-        cannot meet their TTFT even first are deferred too; the deferred keep due order."""
+        cannot meet their TTFT even first are deferred too; the deferred keep due order. Cached
+        multi-turn prompts go first when every placed request still meets its TTFT behind them
+        (their blocks are in the cache now, and may not be later)."""
         part, slo_s = self.mixed[0], self.config.slo_ttft_ms / 1e3  # where prefill runs on most steps
-        rows = sorted(((seq.arrival_time + slo_s, self._prefill_of(scheduler, seq, part)[1] / 1e3, seq)
-                       for seq in scheduler.waiting), key=lambda r: r[0])
+        rows = []
+        for seq in scheduler.waiting:
+            hit, prefill_ms = self._prefill_of(scheduler, seq, part)
+            rows.append((seq.arrival_time + slo_s, prefill_ms / 1e3, hit, seq))
+        rows.sort(key=lambda r: r[0])
         placed, deferred, done_at = [], [], now
         for row in rows:
             if now + row[1] > row[0]:  # late even if it went first
@@ -339,9 +354,12 @@ class PdmuxPlanner:
                 placed.remove(longest)
                 deferred.append(longest)
                 done_at -= longest[1]
+        cached_first = [r for r in placed if r[2]] + [r for r in placed if not r[2]]
+        if _all_on_time(cached_first, now):
+            placed = cached_first
         deferred.sort(key=lambda r: r[0])
         scheduler.waiting.clear()
-        scheduler.waiting.extend(r[2] for r in placed + deferred)
+        scheduler.waiting.extend(r[3] for r in placed + deferred)
 
     def record(self, decision: StepDecision, decode_batch: int, prefill_tokens: int, measured_decode_ms: float | None,
                measured_prefill_ms: float | None, prefill_jobs: int = 0) -> None:

@@ -331,8 +331,9 @@ def test_fewest_misses_dispatch_lets_short_prompts_ahead_of_a_burst_of_long_ones
         EngineConfig(dispatch="sjf")
 
 
-def test_edf_puts_cached_prefixes_first_when_slack_allows():
-    p = planner(slo_ttft_ms=1000.0)
+@pytest.mark.parametrize("dispatch", ["edf", "fewest-misses"])
+def test_cached_prefixes_go_first_when_slack_allows(dispatch):
+    p = planner(slo_ttft_ms=1000.0, dispatch=dispatch)
     s = _scheduler()
     shared = list(range(64))
     warm = Sequence(shared + [1, 2, 3], GREEDY)
