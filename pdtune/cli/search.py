@@ -34,10 +34,10 @@ def search(
     max_num_batched_tokens: o.MaxNumBatchedTokens = None, max_model_len: o.MaxModelLen = None,
     tensor_parallel_size: o.TensorParallelSize = None, data_parallel_size: o.DataParallelSize = None,
     dispatch: Annotated[Optional[str], typer.Option(
-        help="Prefill admission order: edf, fcfs or fewest-misses (pdmux).")] = None,
+        help="Prefill admission order: fewest-misses, edf or fcfs (pdmux).")] = None,
     trace: Annotated[Optional[str], typer.Option(help="Write every pdmux step decision to this JSONL.")] = None,
     perf_model: Annotated[Optional[str], typer.Option(
-        "--perf-model", help="The JSON `pdtune profile` wrote: priors for EDF deadlines and the adaptive run.")] = None,
+        "--perf-model", help="The JSON `pdtune profile` wrote: priors for the predicted prefill times and the adaptive run.")] = None,
     out: Annotated[Optional[str], typer.Option("--out", help="Config file to write (default "
                                                              "results/search-<workload>.json).")] = None,
 ) -> None:

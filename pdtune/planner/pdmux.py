@@ -304,8 +304,9 @@ class PdmuxPlanner:
         return (deadline - now) * 1e3 - self.predictor.layer_ms(self.mixed[-1], prefill) * remaining_layers
 
     def order_waiting(self, scheduler: Scheduler, now: float | None = None) -> None:
-        """EDF on TTFT deadlines (arrival + SLO - predicted prefill). Cached multi-turn prompts go
-        first when the most urgent request keeps enough slack; requests that can no longer meet
+        """The waiting queue in `dispatch` order: fewest-misses (below), fcfs, or EDF on TTFT
+        deadlines (arrival + SLO - predicted prefill), where cached multi-turn prompts go first
+        when the most urgent request keeps enough slack and requests that can no longer meet
         their TTFT are deferred behind those that can (still served, counted as misses)."""
         if self.config.dispatch == "fcfs" or len(scheduler.waiting) < 2:
             return
