@@ -81,7 +81,13 @@ def plot_bench(report: dict, out_dir: str) -> list[str]:
         fig, ax = plt.subplots(figsize=(6, 4))
         for mode, gp in report["goodput"].items():
             points = sorted(gp["points"])
-            ax.plot([p[0] for p in points], [p[1] for p in points], "o-", label=f"{mode} (goodput {goodput_text(gp)} req/s)")
+            line, = ax.plot([p[0] for p in points], [p[1] for p in points], "o-",
+                            label=f"{mode} (goodput {goodput_text(gp)} req/s)")
+            behind = [p for p in points if len(p) > 3 and p[3]]  # failed: fell behind its arrivals
+            if behind:
+                ax.plot([p[0] for p in behind], [p[1] for p in behind], "x", color=line.get_color(), markersize=10)
+        if any(len(p) > 3 and p[3] for gp in report["goodput"].values() for p in gp["points"]):
+            ax.plot([], [], "x", color="black", label="fell behind its arrivals (fails)")
         target = next(iter(report["goodput"].values()))["target"]
         ax.axhline(target, color="grey", linestyle="--", linewidth=1)
         ax.set(xlabel="request rate (req/s)", ylabel="SLO attainment", ylim=(0, 1.05),

@@ -480,3 +480,29 @@ def test_the_goodput_table_marks_a_probe_that_fell_behind():
     table = goodput_table({"config": {"slo": "ttft=2000ms"}, "goodput": {"pdmux": sweep}})
     rows = {row[0]: row[1:] for row in _table_rows(table)}
     assert rows["pdmux"] == ("10.50", "21.00", "10.50: 100%, 21.00: 97%+") and "fell behind" in table.caption
+
+
+def test_the_attainment_plot_marks_a_probe_that_fell_behind(tmp_path):
+    import matplotlib.pyplot as plt
+
+    from pdtune.report import plots
+
+    drawn = []
+    real_plot = plt.Axes.plot
+
+    def spy(ax, *args, **kwargs):
+        drawn.append(args)
+        return real_plot(ax, *args, **kwargs)
+
+    rec = dataclasses.asdict(record("a", 100.0, [100.5, 100.6]))
+    sweep = {"goodput": 10.5, "target": 0.9, "failing_rate": 21.0,
+             "points": [[10.5, 1.0, False, False], [21.0, 0.97, False, True]]}
+    report = {"config": {"slo": "ttft=2000ms"}, "goodput": {"pdmux": sweep},
+              "runs": [{"mode": "pdmux", "records": [rec]}]}
+    plt.Axes.plot = spy
+    try:
+        paths = plots.plot_bench(report, str(tmp_path))
+    finally:
+        plt.Axes.plot = real_plot
+    assert str(tmp_path / "attainment-vs-rate.png") in paths
+    assert ([21.0], [0.97], "x") in drawn  # the failing probe, crossed
