@@ -44,10 +44,15 @@ def backlog_exceeds_ttft(backlog: float | None, slo: SLO) -> bool:
     return backlog is not None and backlog > slo.ttft_s
 
 
+def probe_fell_behind(point: tuple) -> bool:
+    """A goodput probe is (rate, attainment, stopped early, fell behind); points saved before the
+    check have no fourth field."""
+    return len(point) > 3 and bool(point[3])
+
+
 def probe_passes(point: tuple, target: float) -> bool:
-    """A goodput probe (rate, attainment, stopped early[, fell behind]) passes when it reached the
-    target and kept up with its arrivals; points saved before the check have no fourth field."""
-    return point[1] >= target and not (len(point) > 3 and point[3])
+    """A probe passes when it reached the target and kept up with its arrivals."""
+    return point[1] >= target and not probe_fell_behind(point)
 
 
 def slo_misses(records: list[RequestRecord], slo: SLO) -> dict[str, int]:

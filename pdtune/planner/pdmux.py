@@ -280,8 +280,8 @@ class PdmuxPlanner:
         """The least TTFT slack among what a pause of prefill delays: the batch in flight and each
         waiting request that can still meet its TTFT after the prefill queued ahead of it (the
         rest of the batch in flight, then the waiting ones before it, in queue order, on the
-        smallest mixed prefill partition: the slowest prefill a mixed step runs). A request already past hope is not counted: waiting
-        longer does not change that it misses. The scan stops once the queue ahead holds more
+        smallest mixed prefill partition: the slowest prefill a mixed step runs). A request
+        already past hope is not counted: waiting longer does not change that it misses. The scan stops once the queue ahead holds more
         than one TTFT of prefill, beyond which no request can meet its TTFT."""
         pred, part, slo_ms = self.predictor, self.mixed[-1], self.config.slo_ttft_ms
         ahead_ms = pred.layer_ms(part, in_flight) * remaining_layers

@@ -8,7 +8,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from pdtune.bench.summary import goodput_text
+from pdtune.bench.summary import goodput_text, probe_fell_behind
 from pdtune.metrics import percentile
 
 
@@ -98,13 +98,8 @@ def _stopped(point) -> bool:
     return len(point) > 2 and bool(point[2])
 
 
-def _behind(point) -> bool:
-    """Whether a goodput probe fell behind its arrivals; points saved before the check have no fourth field."""
-    return len(point) > 3 and bool(point[3])
-
-
 def _probe_text(point) -> str:
-    return f"{point[0]:.2f}: {point[1]:.0%}{'*' if _stopped(point) else ''}{'+' if _behind(point) else ''}"
+    return f"{point[0]:.2f}: {point[1]:.0%}{'*' if _stopped(point) else ''}{'+' if probe_fell_behind(point) else ''}"
 
 
 def goodput_table(report: dict) -> Table:
@@ -115,7 +110,7 @@ def goodput_table(report: dict) -> Table:
     notes = (["* stopped early: below the target for certain; its unserved requests count as misses"]
              if any(_stopped(p) for p in points) else []) + \
             (["+ fell behind: a first token came over one TTFT after the last arrival, so the probe fails"]
-             if any(_behind(p) for p in points) else [])
+             if any(probe_fell_behind(p) for p in points) else [])
     table = Table(title=f"goodput ({report['config']['slo']}, attainment >= "
                         f"{next(iter(report['goodput'].values()))['target']:.0%}{rescored})",
                   caption="\n".join(notes) or None)

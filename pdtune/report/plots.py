@@ -9,7 +9,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from pdtune.bench.summary import goodput_text  # noqa: E402
+from pdtune.bench.summary import goodput_text, probe_fell_behind  # noqa: E402
 
 
 def _save(fig, out_dir: str, name: str) -> str:
@@ -83,10 +83,10 @@ def plot_bench(report: dict, out_dir: str) -> list[str]:
             points = sorted(gp["points"])
             line, = ax.plot([p[0] for p in points], [p[1] for p in points], "o-",
                             label=f"{mode} (goodput {goodput_text(gp)} req/s)")
-            behind = [p for p in points if len(p) > 3 and p[3]]  # failed: fell behind its arrivals
+            behind = [p for p in points if probe_fell_behind(p)]
             if behind:
                 ax.plot([p[0] for p in behind], [p[1] for p in behind], "x", color=line.get_color(), markersize=10)
-        if any(len(p) > 3 and p[3] for gp in report["goodput"].values() for p in gp["points"]):
+        if any(probe_fell_behind(p) for gp in report["goodput"].values() for p in gp["points"]):
             ax.plot([], [], "x", color="black", label="fell behind its arrivals (fails)")
         target = next(iter(report["goodput"].values()))["target"]
         ax.axhline(target, color="grey", linestyle="--", linewidth=1)
