@@ -254,7 +254,7 @@ def save_bench(report: dict, out_dir: str) -> list[str]:
     paths = [os.path.join(out_dir, n) for n in ("bench.json", "requests.csv", "summary.csv")]
     with open(paths[0], "w") as f:
         json.dump(report, f, indent=1, default=str)
-    rows = [{"mode": run["mode"], "rate": run["rate"], **{k: v for k, v in rec.items() if k not in ("itl_s", "token_times_s")}}
+    rows = [{"mode": run["mode"], "rate": run["rate"], **{k: v for k, v in rec.items() if k != "itl_s"}}
             for run in report["runs"] for rec in run["records"]]
     pd.DataFrame(rows).to_csv(paths[1], index=False)
     pd.json_normalize(report["summaries"]).to_csv(paths[2], index=False)

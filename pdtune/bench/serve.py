@@ -26,16 +26,14 @@ class RequestRecord:
     ttft_s: float | None
     tpot_s: float | None
     e2e_s: float | None
-    itl_s: list[float]
-    token_times_s: list[float]
+    itl_s: list[float]  # with arrival_s and ttft_s, every token's time: results keep no list of those
     error: str | None = None
 
     @classmethod
     def from_output(cls, out: RequestOutput, start: float) -> "RequestRecord":
         m = out.metrics
         return cls(out.request_id, m.arrival_time - start, len(out.prompt_token_ids), len(out.token_ids),
-                   m.num_cached_tokens, m.ttft, out.tpot, m.e2e, out.inter_token_latencies,
-                   [t - start for t in out.token_times])
+                   m.num_cached_tokens, m.ttft, out.tpot, m.e2e, out.inter_token_latencies)
 
 
 @dataclass
@@ -86,7 +84,7 @@ class _Loop:
 
     def fail(self, req: WorkloadRequest, arrival: float, error: str) -> None:
         self.records.append(RequestRecord(req.request_id, arrival - self.start, len(req.prompt_token_ids), 0, 0,
-                                          None, None, None, [], [], error=error))
+                                          None, None, None, [], error=error))
 
     def finished(self, outs: list[RequestOutput]) -> None:
         """Records finished requests; an aborted one was dropped by stop_early, so it was not served."""

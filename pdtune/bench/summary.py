@@ -70,7 +70,9 @@ def slo_misses(records: list[RequestRecord], slo: SLO) -> dict[str, int]:
 
 def saved_records(report: dict) -> list[list[RequestRecord]]:
     """Each saved run's request records, as the summaries were made from."""
-    return [[RequestRecord(**r) for r in run["records"]] for run in report["runs"]]
+    derived = ("token_times_s",)  # results saved before it was dropped (arrival, TTFT and gaps give it) hold it
+    return [[RequestRecord(**{k: v for k, v in r.items() if k not in derived}) for r in run["records"]]
+            for run in report["runs"]]
 
 
 def with_slo_misses(report: dict) -> dict:

@@ -162,8 +162,7 @@ def test_an_itl_bound_holds_each_requests_99th_percentile_gap():
     assert parse_slo("ttft=2s,tpot=30ms").met(0.5, sum(chunked_like) / 150, chunked_like)
     assert not slo.met(0.5, sum(chunked_like) / 150, chunked_like)
     assert slo.met(0.5, None, [])  # one output token: no gap to miss
-    record = RequestRecord("a", 0.0, 10, 151, 0, ttft_s=0.5, tpot_s=0.016, e2e_s=3.0, itl_s=chunked_like,
-                           token_times_s=[])
+    record = RequestRecord("a", 0.0, 10, 151, 0, ttft_s=0.5, tpot_s=0.016, e2e_s=3.0, itl_s=chunked_like)
     run = RunResult("x", 1.0, None, [record], 1, 1, 1, 0, 0)
     assert attainment(run, slo) == 0.0 and attainment(run, parse_slo("ttft=2s,tpot=30ms")) == 1.0
 
@@ -173,7 +172,7 @@ def test_report_rescores_saved_runs_against_another_slo(tmp_path):
 
     def record(i: int, gaps: list[float]) -> dict:
         return dataclasses.asdict(RequestRecord(str(i), 0.0, 10, len(gaps) + 1, 0, ttft_s=0.5, tpot_s=sum(gaps) / len(gaps),
-                                                e2e_s=1.0, itl_s=gaps, token_times_s=[]))
+                                                e2e_s=1.0, itl_s=gaps))
 
     smooth, stalled = [0.02] * 40, [0.02] * 36 + [0.08] * 4  # both a mean TPOT under 30 ms (26 ms)
     runs = [{"mode": "chunked", "rate": 1.0, "extra": {}, "records": [record(0, smooth), record(1, smooth)]},
@@ -218,7 +217,7 @@ def test_open_loop_arrivals_follow_the_clock():
     for i in range(4):
         rec = by_id[str(i)]
         assert rec.arrival_s == pytest.approx(0.15 * i, abs=1e-6)
-        assert rec.token_times_s[0] >= 0.15 * i  # no token before the request arrived
+        assert rec.arrival_s + rec.ttft_s >= 0.15 * i  # no token before the request arrived
         assert rec.output_tokens == 4 and rec.ttft_s > 0
     assert run.wall_s >= 0.45
 
@@ -252,7 +251,7 @@ def test_repeat_spread_of_hand_made_summaries():
     assert spread["chunked"]["tpot_s"]["spread"] is None  # a run without a TPOT figure: no spread
 
     def record(rid, tpot, error=None):
-        return RequestRecord(rid, 0.0, 8, 9, 0, ttft_s=0.1, tpot_s=tpot, e2e_s=1.0, itl_s=[], token_times_s=[],
+        return RequestRecord(rid, 0.0, 8, 9, 0, ttft_s=0.1, tpot_s=tpot, e2e_s=1.0, itl_s=[],
                              error=error)
 
     first = [record("a", 0.020), record("b", 0.010), record("c", 0.030), record("d", 0.010, error="x")]
