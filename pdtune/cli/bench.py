@@ -81,7 +81,7 @@ def bench(
         from pdtune.errors import PdtuneError
         from pdtune.report.bench_report import (
             LiveBenchProgress,
-            bench_table,
+            bench_tables,
             goodput_table,
             repeat_lines,
         )
@@ -112,7 +112,7 @@ def bench(
                           bracket, save_workload=save_workload, repeat=repeat)
         folder = out or os.path.join("results", f"bench-{os.path.basename(workload)}-{time.strftime('%Y%m%d-%H%M%S')}")
         report = run_bench(cfg, lambda m: LiveBenchProgress(console, m), out_dir=folder)
-        console.print(goodput_table(report) if goodput else bench_table(report))
+        console.print(*([goodput_table(report)] if goodput else bench_tables(report, console.width)))
         for line in repeat_lines(report):
             console.print(line)
         console.print(f"saved {', '.join(sorted(os.listdir(folder)))} in {folder}")

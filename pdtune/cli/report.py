@@ -24,7 +24,7 @@ def report(
         import os
 
         from pdtune.bench.summary import rescore, saved_repeat_spread, with_slo_misses
-        from pdtune.report.bench_report import bench_table, goodput_table, repeat_lines
+        from pdtune.report.bench_report import bench_tables, goodput_table, repeat_lines
         from pdtune.report.plots import plot_bench
         from pdtune.report.profile_report import profile_table
         from pdtune.report.saved import combine_benches, load_saved
@@ -43,7 +43,7 @@ def report(
             elif kind == "search":
                 console.print(search_table(data))
             else:
-                console.print(bench_table(data, title=file))
+                console.print(*bench_tables(data, console.width, title=file))
                 if data.get("goodput"):
                     console.print(goodput_table(data))
                 if data.get("repeatability"):
@@ -54,7 +54,7 @@ def report(
             return
         combined = combine_benches(benches)
         if len(benches) > 1:
-            console.print(bench_table(combined, title="all runs side by side"))
+            console.print(*bench_tables(combined, console.width, title="all runs side by side"))
         if out:
             os.makedirs(out, exist_ok=True)
             console.print(f"plots: {', '.join(plot_bench(combined, out))}")

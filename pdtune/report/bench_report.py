@@ -78,6 +78,22 @@ def bench_table(report: dict, title: str | None = None) -> Table:
     return table
 
 
+LABEL_WIDTH, RUN_WIDTH = 42, 13  # the row labels' column and one run's, as rich draws them
+
+
+def bench_tables(report: dict, width: int, title: str | None = None) -> list[Table]:
+    """`bench_table` cut into tables of as many runs as fit `width` columns: a goodput sweep
+    saves 8-16 runs, whose columns rich would otherwise squeeze to one character each."""
+    runs = report["summaries"]
+    per_table = max(1, (width - LABEL_WIDTH) // RUN_WIDTH)
+    if len(runs) <= per_table:
+        return [bench_table(report, title)]
+    title = title or f"bench: {report['workload']['name']} ({report['workload']['requests']} requests)"
+    return [bench_table(dict(report, summaries=runs[i:i + per_table]),
+                        f"{title}, runs {i + 1}-{min(i + per_table, len(runs))} of {len(runs)}")
+            for i in range(0, len(runs), per_table)]
+
+
 def repeat_lines(report: dict) -> list[str]:
     """One line per mode served several times at one load: the p90s of each run and their spread."""
     lines = []

@@ -505,3 +505,21 @@ def test_the_attainment_plot_marks_a_probe_that_fell_behind(tmp_path):
         plt.Axes.plot = real_plot
     assert str(tmp_path / "attainment-vs-rate.png") in paths
     assert ([21.0], [0.97], "x") in drawn  # the failing probe, crossed
+
+
+def test_a_sweep_of_many_runs_is_cut_into_tables_that_fit_the_terminal():
+    from rich.console import Console
+
+    from pdtune.report.bench_report import bench_tables
+
+    def summary(rate):
+        run = RunResult("chunked", rate, None, [record("a", 100.0, [100.5, 100.6])], 1.0, 2, 0.5, 0.01, 0.0)
+        return summarize_run(run, SLO(2.0, 1.0))
+
+    report = {"workload": {"name": "mixed", "requests": 1}, "summaries": [summary(2.0 ** i) for i in range(9)]}
+    tables = bench_tables(report, width=100)
+    assert [len(t.columns) - 1 for t in tables] == [4, 4, 1] and tables[2].title.endswith("runs 9-9 of 9")
+    console = Console(width=100, record=True)
+    console.print(*tables)
+    assert "256.00 req/s" in console.export_text()  # every run's column wide enough to read
+    assert len(bench_tables(report, width=400)) == 1
