@@ -107,6 +107,14 @@ def bench(
         if repeat > 1 and goodput:
             raise PdtuneError("--repeat does not combine with --goodput (it serves one load several times)")
         modes = tuple(m.strip() for m in mode.split(",") if m.strip())
+        pdmux_only = {"--pdmux-policy": pdmux_policy, "--dispatch": dispatch, "--pdmux-admission": pdmux_admission,
+                      "--pdmux-prefill-jump": pdmux_prefill_jump, "--pdmux-decode-target": pdmux_decode_target,
+                      "--pdmux-decode-budget": pdmux_decode_budget, "--pdmux-prefill-alone": pdmux_prefill_alone,
+                      "--trace": trace}
+        given = [flag for flag, value in pdmux_only.items() if value is not None]
+        if given and not any(m.partition(":")[0] == "pdmux" for m in modes):
+            verb = "applies" if len(given) == 1 else "apply"
+            raise PdtuneError(f"{', '.join(given)} {verb} only to pdmux modes; --mode {mode} has none")
         cfg = BenchConfig(engine, modes, workload, num_requests, rate, burstiness, concurrency, time_scale, seed,
                           max_prompt_len, max_output_len, parsed_slo, goodput, attainment, goodput_iterations,
                           bracket, save_workload=save_workload, repeat=repeat)

@@ -30,6 +30,7 @@ def run_batch(
         from pdtune.api import LLM
         from pdtune.batch.runner import run_batch as run
         from pdtune.config import build_engine_config
+        from pdtune.errors import PdtuneError
         from pdtune.report.batch_report import RichBatchProgress, summary_table
 
         engine_config = build_engine_config(
@@ -39,6 +40,8 @@ def run_batch(
             max_num_batched_tokens=max_num_batched_tokens, max_model_len=max_model_len, tensor_parallel_size=tensor_parallel_size,
             data_parallel_size=data_parallel_size, trace_path=trace, seed=seed,
         )
+        if trace and engine_config.mode != "pdmux":
+            raise PdtuneError(f"--trace records pdmux steps; this run's mode is {engine_config.mode}")
 
         def make_llm() -> LLM:
             with console.status(f"loading {engine_config.model} ..."):

@@ -289,6 +289,8 @@ def test_bench_repeat_serves_the_same_arrivals_again_and_reports_the_spread(tmp_
     (["--repeat", "2", "--goodput", "--slo", "ttft=1s,tpot=50ms"], "--repeat does not combine"),
     (["--workload", "no-such-thing"], "neither a generator"),
     (["--workload", "BADFILE"], ":2:"),
+    (["--mode", "chunked,sequential", "--dispatch", "edf"], "--dispatch applies only to pdmux modes"),
+    (["--mode", "chunked", "--pdmux-prefill-jump", "--trace", "t.jsonl"], "--pdmux-prefill-jump, --trace apply only"),
 ])
 def test_bench_user_errors(tmp_path, args, message):
     bad = tmp_path / "bad.jsonl"

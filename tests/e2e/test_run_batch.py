@@ -169,6 +169,7 @@ def test_duplicate_custom_ids_are_rejected_up_front(tmp_path):
     (["IN", "-o", "o.jsonl", "--model", "no-such-preset"], "neither a folder"),
     (["IN", "-o", "o.jsonl", "--model", "/nonexistent/folder/"], "neither a folder"),
     (["IN", "-o", "o.jsonl", "--mode", "bogus"], "mode must be one of"),
+    (["IN", "-o", "o.jsonl", "--mode", "chunked", "--trace", "t.jsonl"], "--trace records pdmux steps"),
 ])
 def test_user_errors_end_with_one_line_and_a_non_zero_exit(tmp_path, monkeypatch, args, message):
     monkeypatch.chdir(tmp_path)
