@@ -182,11 +182,30 @@ class GoodputResult:
 
 
 def goodput_text(goodput: dict) -> str:
-    """A saved goodput as shown: "< R" when no rate passed (R the lowest that failed), since
-    "0.00" would read as a measured zero rather than a bound."""
-    if not goodput["goodput"] and goodput.get("failing_rate") is not None:
-        return f"< {goodput['failing_rate']:.2f}"
-    return f"{goodput['goodput']:.2f}"
+    """A saved goodput as shown, as far as the rates this sweep served establish it: "< R" when no
+    rate passed (R the lowest that failed; "0.00" would read as a measured zero), ">= G" when none
+    failed (the doubling never failed, or the failing end is a `--goodput-bracket` rate taken on
+    trust), and "G" only when a served pass lies below a served failure. A sweep with no probes
+    shows its figure as is."""
+    served = {p[0] for p in goodput.get("points", [])}
+    good, failing = goodput["goodput"], goodput.get("failing_rate")
+    if not served:
+        return f"{good:.2f}"
+    if good not in served:
+        return f"< {failing:.2f}"
+    if failing is None or failing not in served:
+        return f">= {good:.2f}"
+    return f"{good:.2f}"
+
+
+def failing_text(goodput: dict) -> str:
+    """The goodput table's "fails at": the lowest failing rate, marked when the sweep never served
+    it (a bracket's end, assumed to fail)."""
+    failing = goodput.get("failing_rate")
+    if failing is None:
+        return "-"
+    served = {p[0] for p in goodput.get("points", [])}
+    return f"{failing:.2f}" if failing in served or not served else f"{failing:.2f} (bracket)"
 
 
 def partial_goodput(points: list[tuple], target: float,

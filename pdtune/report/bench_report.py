@@ -8,7 +8,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from pdtune.bench.summary import goodput_text, probe_fell_behind
+from pdtune.bench.summary import failing_text, goodput_text, probe_fell_behind
 from pdtune.metrics import percentile
 
 
@@ -126,7 +126,9 @@ def goodput_table(report: dict) -> Table:
     notes = (["* stopped early: below the target for certain; its unserved requests count as misses"]
              if any(_stopped(p) for p in points) else []) + \
             (["+ fell behind: a first token came over one TTFT after the last arrival, so the probe fails"]
-             if any(probe_fell_behind(p) for p in points) else [])
+             if any(probe_fell_behind(p) for p in points) else []) + \
+            (["(bracket): a --goodput-bracket rate this sweep did not serve, taken as failing"]
+             if any(failing_text(g).endswith("(bracket)") for g in report["goodput"].values()) else [])
     table = Table(title=f"goodput ({report['config']['slo']}, attainment >= "
                         f"{next(iter(report['goodput'].values()))['target']:.0%}{rescored})",
                   caption="\n".join(notes) or None)
@@ -135,8 +137,7 @@ def goodput_table(report: dict) -> Table:
     table.add_column("fails at", justify="right")
     table.add_column("rate: attainment")
     for mode, g in report["goodput"].items():
-        failing = g.get("failing_rate")
         cut = "" if g.get("complete", True) or served else " (search cut short)"
-        table.add_row(mode, f"{goodput_text(g)}{cut}", "-" if failing is None else f"{failing:.2f}",
+        table.add_row(mode, f"{goodput_text(g)}{cut}", failing_text(g),
                       ", ".join(_probe_text(p) for p in sorted(g["points"])))
     return table

@@ -413,6 +413,26 @@ def test_a_sweep_with_no_passing_rate_shows_a_bound_not_a_zero():
     assert rows["chunked"][:2] == ("< 1.31", "1.31")
 
 
+def test_a_goodput_resting_on_an_unserved_bracket_end_shows_as_a_bound():
+    from pdtune.bench.summary import failing_text, goodput_text
+
+    # --goodput-bracket 32,64 and both probes passed: 64 was never served, so 56 is a lower bound
+    all_passed = {"goodput": 56.0, "target": 0.9, "points": [[48.0, 1.0, False, False], [56.0, 0.998, False, False]],
+                  "failing_rate": 64.0, "bracket": [32.0, 64.0]}
+    assert goodput_text(all_passed) == ">= 56.00"
+    assert failing_text(all_passed) == "64.00 (bracket)"
+    # the doubling never found a failing rate
+    assert goodput_text({"goodput": 8.0, "target": 0.9, "points": [[4.0, 1.0], [8.0, 0.95]]}) == ">= 8.00"
+    # both ends served
+    both = {"goodput": 15.75, "target": 0.9, "points": [[15.75, 0.9, False, False], [18.375, 0.77, False, False]],
+            "failing_rate": 18.375, "bracket": [10.5, 21.0]}
+    assert (goodput_text(both), failing_text(both)) == ("15.75", "18.38")
+    # every probe failed: the bracket's lower end was not served either
+    none = {"goodput": 0.125, "target": 0.9, "points": [[0.3125, 0.425, True, False]], "failing_rate": 0.3125,
+            "bracket": [0.125, 0.5]}
+    assert (goodput_text(none), failing_text(none)) == ("< 0.31", "0.31")
+
+
 def test_mode_labels_pick_a_pdmux_policy_eager_prefill_or_a_chunk_size_and_bad_ones_stop_before_any_model_loads(tmp_path):
     from pdtune.bench.runner import _engine_config
     from pdtune.errors import PdtuneError
