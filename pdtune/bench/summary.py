@@ -203,12 +203,17 @@ class GoodputResult:
     bracket: tuple[float, float] | None = None  # (passing, failing) rates taken from an earlier run, not re-served
 
 
-def goodput_text(goodput: dict) -> str:
-    """A saved goodput as shown: "< R" when no rate passed (R the lowest that failed), since
-    "0.00" would read as a measured zero rather than a bound."""
+def goodput_bound(goodput: dict) -> tuple[str, float]:
+    """A saved goodput as shown: ("< ", R) when no rate passed (R the lowest that failed), since
+    "0.00" would read as a measured zero rather than a bound; ("", goodput) otherwise."""
     if not goodput["goodput"] and goodput.get("failing_rate") is not None:
-        return f"< {goodput['failing_rate']:.2f}"
-    return f"{goodput['goodput']:.2f}"
+        return "< ", goodput["failing_rate"]
+    return "", goodput["goodput"]
+
+
+def goodput_text(goodput: dict) -> str:
+    bound, rate = goodput_bound(goodput)
+    return f"{bound}{rate:.2f}"
 
 
 def partial_goodput(points: list[tuple], target: float,

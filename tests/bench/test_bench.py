@@ -571,3 +571,27 @@ def test_a_run_records_its_prefill_flops_and_has_a_ceiling_only_with_a_measured_
     assert summarize_run(measured, None)["prefill_ceiling_rate"] == pytest.approx(
         3 / (measured.extra["prefill_flops"] / 2e9))
 
+
+def test_the_tables_show_the_prefill_ceiling_and_results_saved_before_it_still_render():
+    from pdtune.report.bench_report import bench_table, goodput_table
+
+    def summary(mode: str, rate: float, ceiling: float | None) -> dict:
+        run = RunResult(mode, rate, None, [record("a", 100.0, [100.5, 100.6])], 1.0, 2, 0.5, 0.01, 0.0,
+                        extra={} if ceiling is None else {"prefill_flops": 1e6, "matmul_flops_per_s": ceiling * 1e6})
+        return summarize_run(run, SLO(2.0, 1.0))
+
+    goodput = {"chunked": {"goodput": 15.75, "target": 0.9, "failing_rate": 18.375, "points": [[15.75, 0.9, False]]},
+               "pdmux": {"goodput": 0.0, "target": 0.9, "failing_rate": 10.5, "points": [[10.5, 0.5, False]]},
+               "sequential": {"goodput": 2.0, "target": 0.9, "failing_rate": 4.0, "points": [[2.0, 1.0, False]]}}
+    summaries = [summary("chunked", 15.75, 22.0), summary("chunked", 18.375, 23.0), summary("chunked", 21.0, 24.0),
+                 summary("pdmux", 10.5, 21.0), summary("sequential", 2.0, None)]
+    report = {"workload": {"name": "mixed", "requests": 1}, "config": {"slo": "ttft=2000ms,tpot=1000ms"},
+              "summaries": summaries, "goodput": goodput}
+    assert _table_rows(bench_table(report))[2] == ("prefill ceiling req/s", "22.00", "23.00", "24.00", "21.00", "-")
+    table = goodput_table(report)
+    assert [c.header for c in table.columns][:3] == ["mode", "goodput req/s", "of ceiling"]
+    rows = {row[0]: row[1:3] for row in _table_rows(table)}
+    assert rows == {"chunked": ("15.75", "68%"), "pdmux": ("< 10.50", "< 50%"), "sequential": ("2.00", "-")}
+    old = dict(report, summaries=[{k: v for k, v in s.items() if k != "prefill_ceiling_rate"} for s in summaries])
+    assert "prefill ceiling req/s" not in [row[0] for row in _table_rows(bench_table(old))]
+    assert "of ceiling" not in [c.header for c in goodput_table(old).columns]
