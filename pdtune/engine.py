@@ -13,6 +13,7 @@ from pdtune.errors import InvalidRequestError, PdtuneError
 from pdtune.executor.model_runner import ModelRunner, kv_bytes_per_block
 from pdtune.executor.pdmux import make_pdmux_executor, pdmux_piece_rows
 from pdtune.executor.tensor_parallel import TPWorkers
+from pdtune.model.arch import ModelArch
 from pdtune.model.loader import LoadedModel, load_model
 from pdtune.perf.perf_model import read_perf_model
 from pdtune.perf.timing import measure_ceilings
@@ -153,6 +154,16 @@ class Engine:
     @property
     def model_name(self) -> str:
         return self.loaded.name
+
+    @property
+    def arch(self) -> ModelArch:
+        return self.loaded.arch
+
+    @property
+    def matmul_flops_per_s(self) -> float | None:
+        """The matmul rate of all the engine's GPUs: the one measured, times the tensor-parallel
+        ranks that split every matmul; None off CUDA, where nothing is measured."""
+        return None if self.ceilings is None else self.ceilings.matmul_flops_per_s * self.config.tensor_parallel_size
 
     @property
     def vocab_size(self) -> int:

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 import torch
 
 from pdtune.bench.serve import Progress, RunResult, serve_closed_loop, serve_open_loop
-from pdtune.bench.summary import GoodputResult, attainment, fell_behind, find_goodput, partial_goodput, repeat_spread, summarize_run
+from pdtune.bench.summary import (GoodputResult, attainment, fell_behind, find_goodput, partial_goodput,
+                                  records_prefill_flops, repeat_spread, summarize_run)
 from pdtune.config import EngineConfig
 from pdtune.engine import Engine, make_engine
 from pdtune.errors import InputFileError, InvalidRequestError, PdtuneError
@@ -107,7 +108,8 @@ def serve_workload(engine: Engine, label: str, workload: Workload, cfg: BenchCon
                    progress: Progress | None, stop_below: tuple[SLO, float] | None = None) -> RunResult:
     """One timed run from a clean prefix cache and zeroed counters, labelled for the report, with
     the kernel variants JIT-compiled and the allocator's segments and retries inside it (each a
-    stall the warm-up or the memory plan should have spared it)."""
+    stall the warm-up or the memory plan should have spared it), and its prefill FLOPs and the
+    GPUs' matmul rate, from which the summary finds the run's prefill ceiling."""
     engine.reset_counters()
     compiled_before, allocs_before = compiled_variants(), allocator_counts()
     if cfg.concurrency:
@@ -117,6 +119,9 @@ def serve_workload(engine: Engine, label: str, workload: Workload, cfg: BenchCon
     result.mode = label
     result.extra["preemptions"] = engine.num_preemptions
     result.extra["engine_startup_s"] = engine.startup_s
+    result.extra["prefill_flops"] = records_prefill_flops(engine.arch, result.records)
+    if engine.matmul_flops_per_s is not None:
+        result.extra["matmul_flops_per_s"] = engine.matmul_flops_per_s
     compiled_after = compiled_variants()
     result.extra["kernel_compiles"] = None if compiled_before is None else compiled_after - compiled_before
     if allocs_before is not None:

@@ -8,6 +8,8 @@ from typing import Callable
 
 from pdtune.bench.serve import RequestRecord, RunResult
 from pdtune.metrics import latency_summary
+from pdtune.model.arch import ModelArch
+from pdtune.perf.model_costs import PrefillShape, batch_prefill_flops
 from pdtune.slo import SLO, parse_slo
 
 
@@ -105,6 +107,25 @@ def rescore(report: dict, slo: SLO) -> dict:
     return dict(report, config=config, summaries=summaries, goodput=goodput)
 
 
+def records_prefill_flops(arch: ModelArch, records: list[RequestRecord]) -> float:
+    """The prefill FLOPs of every request: its prompt's tokens after those it found cached. A
+    request that failed or went unserved counts its whole prompt too, since the ceiling is about
+    the workload's work, not the part this run got to."""
+    shape = sum((PrefillShape.single(r.prompt_tokens - r.cached_tokens, r.cached_tokens) for r in records),
+                PrefillShape())
+    return batch_prefill_flops(arch, shape)
+
+
+def prefill_ceiling_rate(result: RunResult) -> float | None:
+    """The request rate (req/s) at which the run's prefill alone would keep the GPUs' matmuls
+    busy at their measured rate: no mode sustains more, so it says how far from what the GPU can
+    do a goodput is. None without a measured rate (a CPU) or prefill FLOPs."""
+    matmul_flops_per_s, flops = result.extra.get("matmul_flops_per_s"), result.extra.get("prefill_flops")
+    if not matmul_flops_per_s or not flops:
+        return None
+    return len(result.records) / (flops / matmul_flops_per_s)
+
+
 def summarize_run(result: RunResult, slo: SLO | None) -> dict:
     ok = [r for r in result.records if r.error is None]
     out_tokens = sum(r.output_tokens for r in ok)
@@ -120,6 +141,7 @@ def summarize_run(result: RunResult, slo: SLO | None) -> dict:
         "cuda_alloc_retries": result.extra.get("cuda_alloc_retries"),
         "stopped_early": result.extra.get("stopped_early", False),
         "backlog_s": backlog_s(result.records),
+        "prefill_ceiling_rate": prefill_ceiling_rate(result),
         "ttft_s": latency_summary([r.ttft_s for r in ok]),
         "tpot_s": latency_summary([r.tpot_s for r in ok if r.tpot_s is not None]),
         "itl_s": latency_summary([x for r in ok for x in r.itl_s]),
@@ -181,21 +203,26 @@ class GoodputResult:
     bracket: tuple[float, float] | None = None  # (passing, failing) rates taken from an earlier run, not re-served
 
 
-def goodput_text(goodput: dict) -> str:
-    """A saved goodput as shown, as far as the rates this sweep served establish it: "< R" when no
-    rate passed (R the lowest that failed; "0.00" would read as a measured zero), ">= G" when none
+def goodput_bound(goodput: dict) -> tuple[str, float]:
+    """A saved goodput as far as the rates its sweep served establish it: ("< ", R) when no rate
+    passed (R the lowest that failed; "0.00" would read as a measured zero), (">= ", G) when none
     failed (the doubling never failed, or the failing end is a `--goodput-bracket` rate taken on
-    trust), and "G" only when a served pass lies below a served failure. A sweep with no probes
-    shows its figure as is."""
+    trust), and ("", G) only when a served pass lies below a served failure. A sweep with no
+    probes gives its figure as is."""
     served = {p[0] for p in goodput.get("points", [])}
     good, failing = goodput["goodput"], goodput.get("failing_rate")
     if not served:
-        return f"{good:.2f}"
+        return "", good
     if good not in served:
-        return f"< {failing:.2f}"
+        return "< ", failing
     if failing is None or failing not in served:
-        return f">= {good:.2f}"
-    return f"{good:.2f}"
+        return ">= ", good
+    return "", good
+
+
+def goodput_text(goodput: dict) -> str:
+    bound, rate = goodput_bound(goodput)
+    return f"{bound}{rate:.2f}"
 
 
 def failing_text(goodput: dict) -> str:

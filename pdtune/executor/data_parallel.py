@@ -6,6 +6,7 @@ from __future__ import annotations
 import atexit
 import dataclasses
 import queue
+import statistics
 import time
 
 import torch
@@ -77,7 +78,7 @@ class DataParallelEngine:
         self.model_name, arch, self.tokenizer = load_tokenizer(config)
         perf_model = None if config.perf_model is None else read_perf_model(  # before any replica starts
             config.perf_model, tensor_parallel_size=config.tensor_parallel_size)
-        self.vocab_size = arch.vocab_size
+        self.arch, self.vocab_size = arch, arch.vocab_size
         replica_config = dataclasses.replace(config, data_parallel_size=1)
         ctx = mp.get_context("spawn")
         size = config.data_parallel_size
@@ -99,6 +100,7 @@ class DataParallelEngine:
             raise PdtuneError(failed[0][2])
         self.num_kv_blocks = min(m[2] for m in ready)
         self.max_model_len = min(m[3] for m in ready)
+        self.matmul_flops_per_s = self._matmul_flops_per_s([m[4] for m in ready], size * config.tensor_parallel_size)
         itemsize = resolve_dtype(config.dtype, arch.torch_dtype, resolve_device(config.device)).itemsize
         self.dispatcher = SLODispatcher(size, config.block_size, self._step_cost(arch, itemsize, perf_model, ready),
                                         config.slo_ttft_ms / 1e3, config.slo_tpot_ms / 1e3, self.num_kv_blocks)
@@ -116,6 +118,14 @@ class DataParallelEngine:
         kw = {} if not rates else dict(copy_bytes_per_s=min(r.copy_bytes_per_s for r in rates),
                                        matmul_flops_per_s=min(r.matmul_flops_per_s for r in rates))
         return StepCost(arch, itemsize, perf_model=perf_model, **kw)
+
+    @staticmethod
+    def _matmul_flops_per_s(ceilings: list, ranks: int) -> float | None:
+        """The matmul rate of all the GPUs the replicas' ranks run on (each replica measured its
+        first; ranks beyond the GPUs wrap around and share them); None when a replica measured none."""
+        if None in ceilings:
+            return None
+        return statistics.fmean(c.matmul_flops_per_s for c in ceilings) * min(ranks, torch.cuda.device_count())
 
     def add_request(self, prompt_token_ids: list[int], params: SamplingParams, request_id: str | None = None,
                     arrival_time: float | None = None) -> str:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import statistics
 import time
 
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from pdtune.bench.summary import failing_text, goodput_text, probe_fell_behind
+from pdtune.bench.summary import failing_text, goodput_bound, goodput_text, probe_fell_behind
 from pdtune.metrics import percentile
 
 
@@ -41,6 +42,10 @@ def _ms(d: dict, key: str) -> str:
     return "-" if v != v else f"{v * 1e3:,.1f}"
 
 
+def _rate(rate: float | None) -> str:
+    return "-" if rate is None else f"{rate:.2f}"
+
+
 def bench_table(report: dict, title: str | None = None) -> Table:
     table = Table(title=title or f"bench: {report['workload']['name']} ({report['workload']['requests']} requests)")
     table.add_column("")
@@ -51,6 +56,10 @@ def bench_table(report: dict, title: str | None = None) -> Table:
     rows = [
         ("requests (failed)", lambda s: f"{s['requests']} ({s['failed']})"),
         ("throughput req/s", lambda s: f"{s['request_throughput']:.2f}"),
+    ]
+    if any(s.get("prefill_ceiling_rate") is not None for s in runs):  # measured on a GPU only; .get: saved before it
+        rows.append(("prefill ceiling req/s", lambda s: _rate(s.get("prefill_ceiling_rate"))))
+    rows += [
         ("output tok/s", lambda s: f"{s['output_tokens_per_s']:,.0f}"),
         ("prefix-cache hit rate", lambda s: f"{s['prefix_cache_hit_rate']:.1%}"),
     ]
@@ -118,8 +127,24 @@ def _probe_text(point) -> str:
     return f"{point[0]:.2f}: {point[1]:.0%}{'*' if _stopped(point) else ''}{'+' if probe_fell_behind(point) else ''}"
 
 
+def _mode_prefill_ceiling(report: dict, mode: str) -> float | None:
+    """The median prefill ceiling of a mode's runs (probes at different rates hit the prefix
+    cache differently); None when none was measured (a CPU, a result saved before it)."""
+    ceilings = [s["prefill_ceiling_rate"] for s in report.get("summaries", [])
+                if s["mode"] == mode and s.get("prefill_ceiling_rate") is not None]
+    return statistics.median(ceilings) if ceilings else None
+
+
+def _of_ceiling(goodput: dict, ceiling: float | None) -> str:
+    if ceiling is None:
+        return "-"
+    bound, rate = goodput_bound(goodput)
+    return f"{bound}{rate / ceiling:.0%}"
+
+
 def goodput_table(report: dict) -> Table:
-    """One row per mode: the goodput and the attainment at every rate the sweep tried."""
+    """One row per mode: the goodput (and its share of the runs' prefill ceiling, where measured)
+    and the attainment at every rate the sweep tried."""
     points = [p for g in report["goodput"].values() for p in g["points"]]
     served = report["config"].get("slo_served")  # set when `rescore` scored the runs against another SLO
     rescored = f"; rescored, served at {served}" if served else ""
@@ -134,10 +159,14 @@ def goodput_table(report: dict) -> Table:
                   caption="\n".join(notes) or None)
     table.add_column("mode")
     table.add_column("goodput req/s", justify="right")
+    ceilings = {mode: _mode_prefill_ceiling(report, mode) for mode in report["goodput"]}
+    measured = any(c is not None for c in ceilings.values())
+    if measured:
+        table.add_column("of ceiling", justify="right")
     table.add_column("fails at", justify="right")
     table.add_column("rate: attainment")
     for mode, g in report["goodput"].items():
         cut = "" if g.get("complete", True) or served else " (search cut short)"
-        table.add_row(mode, f"{goodput_text(g)}{cut}", failing_text(g),
-                      ", ".join(_probe_text(p) for p in sorted(g["points"])))
+        table.add_row(mode, f"{goodput_text(g)}{cut}", *([_of_ceiling(g, ceilings[mode])] if measured else []),
+                      failing_text(g), ", ".join(_probe_text(p) for p in sorted(g["points"])))
     return table

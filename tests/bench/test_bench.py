@@ -545,3 +545,75 @@ def test_a_sweep_of_many_runs_is_cut_into_tables_that_fit_the_terminal():
     console.print(*tables)
     assert "256.00 req/s" in console.export_text()  # every run's column wide enough to read
     assert len(bench_tables(report, width=400)) == 1
+
+
+def _tiny_arch():
+    from pdtune.model.arch import ModelArch
+    from pdtune.model.loader import PRESET_DIR, read_json
+
+    return ModelArch.from_hf_config(read_json(f"{PRESET_DIR}/tiny.json"))
+
+
+def test_the_prefill_ceiling_is_the_requests_over_their_prefill_time_at_the_matmul_rate():
+    from pdtune.bench.summary import records_prefill_flops
+    from pdtune.perf.model_costs import prefill_flops
+
+    arch = _tiny_arch()  # hidden 64, MLP 128, 2 layers, 4 heads (2 KV) of 16, vocabulary 512, untied
+    # 2 FLOPs per token per parameter of the layers and final norm: q,k,v,o 64x(64+32+32)+64x64, MLP 3x64x128,
+    # 2 norms of 64, per layer; one LM-head row (512x64) per sequence; attention 2x2 x 2 layers x 4 heads x 16
+    # per (new^2 / 2 + new x cached)
+    per_token, lm_head, attention = 2 * (2 * (64 * 128 + 64 * 64 + 3 * 64 * 128 + 2 * 64) + 64), 2 * 512 * 64, 2 * 2 * 2 * 4 * 16
+    fresh = RequestRecord("a", 0.0, 10, 4, 0, 0.1, 0.01, 0.2, [0.01] * 3)
+    reused = RequestRecord("b", 0.5, 20, 4, 16, 0.1, 0.01, 0.2, [0.01] * 3)  # 4 new tokens after 16 cached
+    by_hand = (10 * per_token + lm_head + attention * 10 * 10 / 2) + (4 * per_token + lm_head + attention * (4 * 4 / 2 + 4 * 16))
+    assert records_prefill_flops(arch, [fresh, reused]) == pytest.approx(by_hand)
+    run = RunResult("chunked", 1.0, None, [fresh, reused], 1.0, 4, 0.5, 0.01, 0.0,
+                    extra={"prefill_flops": by_hand, "matmul_flops_per_s": 1e6})
+    assert summarize_run(run, None)["prefill_ceiling_rate"] == pytest.approx(2 / (by_hand / 1e6))
+    unserved = RequestRecord("c", 0.0, 10, 0, 0, None, None, None, [], error="not served")
+    assert records_prefill_flops(arch, [unserved]) == pytest.approx(prefill_flops(arch, 10))  # the workload's work
+
+
+def test_a_run_records_its_prefill_flops_and_has_a_ceiling_only_with_a_measured_matmul_rate():
+    from pdtune.bench import runner as bench_runner
+    from pdtune.bench.summary import records_prefill_flops
+    from pdtune.perf.timing import Ceilings
+
+    engine = Engine(EngineConfig(model="tiny", load_format="dummy", num_kv_blocks=64))
+    cfg = bench_runner.BenchConfig(engine.config, ("chunked",), "random", 3, 50.0, max_prompt_len=16, max_output_len=2)
+    workload = bench_runner.timed(bench_runner.build_workload(cfg, engine.vocab_size, engine.tokenizer), cfg, 50.0)
+    on_cpu = bench_runner.serve_workload(engine, "chunked", workload, cfg, 50.0, None)
+    assert on_cpu.extra["prefill_flops"] == records_prefill_flops(engine.arch, on_cpu.records) > 0
+    assert "matmul_flops_per_s" not in on_cpu.extra and summarize_run(on_cpu, None)["prefill_ceiling_rate"] is None
+    engine.ceilings = Ceilings(copy_bytes_per_s=1e12, matmul_flops_per_s=2e9)  # as a GPU measures at start-up
+    measured = bench_runner.serve_workload(engine, "chunked", workload, cfg, 50.0, None)
+    assert measured.extra["matmul_flops_per_s"] == 2e9
+    assert summarize_run(measured, None)["prefill_ceiling_rate"] == pytest.approx(
+        3 / (measured.extra["prefill_flops"] / 2e9))
+
+
+def test_the_tables_show_the_prefill_ceiling_and_results_saved_before_it_still_render():
+    from pdtune.report.bench_report import bench_table, goodput_table
+
+    def summary(mode: str, rate: float, ceiling: float | None) -> dict:
+        run = RunResult(mode, rate, None, [record("a", 100.0, [100.5, 100.6])], 1.0, 2, 0.5, 0.01, 0.0,
+                        extra={} if ceiling is None else {"prefill_flops": 1e6, "matmul_flops_per_s": ceiling * 1e6})
+        return summarize_run(run, SLO(2.0, 1.0))
+
+    goodput = {"chunked": {"goodput": 15.75, "target": 0.9, "failing_rate": 18.375,
+                           "points": [[15.75, 0.9, False], [18.375, 0.77, True]]},
+               "pdmux": {"goodput": 0.0, "target": 0.9, "failing_rate": 10.5, "points": [[10.5, 0.5, False]]},
+               "sequential": {"goodput": 2.0, "target": 0.9, "failing_rate": 4.0,
+                              "points": [[2.0, 1.0, False], [4.0, 0.5, True]]}}
+    summaries = [summary("chunked", 15.75, 22.0), summary("chunked", 18.375, 23.0), summary("chunked", 21.0, 24.0),
+                 summary("pdmux", 10.5, 21.0), summary("sequential", 2.0, None)]
+    report = {"workload": {"name": "mixed", "requests": 1}, "config": {"slo": "ttft=2000ms,tpot=1000ms"},
+              "summaries": summaries, "goodput": goodput}
+    assert _table_rows(bench_table(report))[2] == ("prefill ceiling req/s", "22.00", "23.00", "24.00", "21.00", "-")
+    table = goodput_table(report)
+    assert [c.header for c in table.columns][:3] == ["mode", "goodput req/s", "of ceiling"]
+    rows = {row[0]: row[1:3] for row in _table_rows(table)}
+    assert rows == {"chunked": ("15.75", "68%"), "pdmux": ("< 10.50", "< 50%"), "sequential": ("2.00", "-")}
+    old = dict(report, summaries=[{k: v for k, v in s.items() if k != "prefill_ceiling_rate"} for s in summaries])
+    assert "prefill ceiling req/s" not in [row[0] for row in _table_rows(bench_table(old))]
+    assert "of ceiling" not in [c.header for c in goodput_table(old).columns]

@@ -104,3 +104,17 @@ def test_with_a_perf_model_the_dispatcher_predicts_from_its_whole_gpu_fits(tmp_p
     ttft, tpot = d.predict(0, 100, 0)
     assert tpot == pytest.approx(cost.decode_s(11, 20_100))
     assert ttft == pytest.approx(cost.prefill_s(PrefillShape.single(100)) + cost.decode_s(10, 20_000))
+
+
+def test_the_replicas_matmul_rate_counts_each_gpu_their_ranks_run_on_once(monkeypatch):
+    import torch
+
+    from pdtune.executor.data_parallel import DataParallelEngine
+    from pdtune.perf.timing import Ceilings
+
+    measured = [Ceilings(1e12, 700e12), Ceilings(1e12, 800e12)]  # each replica's first GPU
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 8)
+    assert DataParallelEngine._matmul_flops_per_s(measured, ranks=4) == pytest.approx(4 * 750e12)  # 2 replicas x TP 2
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert DataParallelEngine._matmul_flops_per_s(measured, ranks=4) == pytest.approx(2 * 750e12)  # ranks share GPUs
+    assert DataParallelEngine._matmul_flops_per_s([measured[0], None], ranks=2) is None
