@@ -2,7 +2,9 @@
 gate and up in one) against split as transformers runs them (q, k, v; gate, up), bf16, each timed
 alone by CUDA events; with pdtune's engine weights and with fresh random ones of the same shape.
 kernel_profile.py found pdtune's prefill GEMMs 14.5 ms slower than transformers' (165.8 against
-151.2 ms at 8192 tokens) with the same cuBLAS kernels for most calls. Usage: python gemm_shapes.py OUT_DIR"""
+151.2 ms at 8192 tokens) with the same cuBLAS kernels for most calls. "gate,up split into one
+buffer" writes the two halves of the fused layout (torch.mm out= a column slice, leading dimension
+2 x intermediate), so SiLU-mul could read them as it reads the fused output. Usage: python gemm_shapes.py OUT_DIR"""
 import csv
 import json
 import os
@@ -36,6 +38,12 @@ def main(out: str) -> None:
             "gate_up fused": [(x, gate_up)], "gate,up split": [(x, gate_w), (x, up_w)],
             "down": [(h, down)],
         }
+        halves = torch.empty(m, 2 * a.intermediate_size, device=dev, dtype=qkv.dtype)
+        into_halves = [(gate_w, halves[:, :a.intermediate_size]), (up_w, halves[:, a.intermediate_size:])]
+        ms = time_ms(lambda: [torch.mm(x, w.t(), out=dst) for w, dst in into_halves], dev, iters=20, warmup=3)
+        flops = 2 * m * gate_up.shape[0] * gate_up.shape[1]
+        rows.append(dict(rows=m, case="gate,up split into one buffer", weights="engine", ms=ms, tflops=flops / ms / 1e9))
+        print(f"{m:5d} {'gate,up -> buf':<14} {'engine':<6} {ms:7.3f} ms {flops / ms / 1e9:6.0f} TFLOP/s")
         for name, calls in cases.items():
             for weights in ("engine", "fresh"):
                 pairs = calls if weights == "engine" else [(inp, torch.randn_like(w) * 0.02) for inp, w in calls]
