@@ -37,7 +37,7 @@ class EngineConfig:
     pdmux_splits: tuple[tuple[int, int], ...] = DEFAULT_SPLITS
     pdmux_static_split: tuple[int, int] | None = None  # policy "static": (prefill SMs, decode SMs)
     pdmux_gang: int | None = None  # policy "static": prefill layers launched beside each decode step
-    pdmux_prefill_tokens: int = 16384  # most prompt tokens in one layer-split prefill batch (a longer prompt runs alone)
+    pdmux_prefill_tokens: int = 16384  # most prompt tokens in one layer-split prefill batch; a longer prompt is cut to it
     slo_ttft_ms: float = 2000.0
     slo_tpot_ms: float = 50.0
     slo_itl_ms: float | None = None  # an SLO's per-token gap bound: pdmux adaptive plans no decode step longer

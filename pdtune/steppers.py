@@ -98,6 +98,20 @@ class PdmuxStepper:
         self.scheduler.protected -= {id(c.seq) for c in job.plan.chunks}
         return self.runner.sample(job.inputs, job.logits)
 
+    def _continue_prefill(self) -> None:
+        """The next batch of a prompt longer than `pdmux_prefill_tokens`, before any new prompt:
+        a prefill batch never holds more tokens than the memory plan and the prefill streams'
+        warmed pools allow (a 34k-token prompt in one batch grew them mid-run, with allocator
+        retries: a device-wide synchronize)."""
+        plan = StepPlan()
+        self.scheduler.schedule_running(plan, self.config.pdmux_prefill_tokens, prefill_only=True)
+        self._launch_prefill_job(plan)
+
+    def _launch_prefill_job(self, plan: StepPlan) -> None:
+        if plan:
+            self.jobs.insert(0, self.executor.start_prefill(plan))
+            self.scheduler.protected |= {id(c.seq) for c in plan.chunks}
+
     def _start_prefill(self, now: float) -> None:
         """A new prefill batch when none is in flight; with `pdmux_prefill_jump`, the waiting
         head alone ahead of one in flight when the planner says it should go first."""
@@ -119,10 +133,9 @@ class PdmuxStepper:
         if self.config.pdmux_admission == "tpot":
             admits = self.planner.tpot_admission([s for s in self.scheduler.running if s.status == Status.RUNNING])
         plan = StepPlan()
-        self.scheduler.schedule_waiting(plan, budget, allow_chunking=False, admits=admits)
-        if plan:
-            self.jobs.insert(0, self.executor.start_prefill(plan))
-            self.scheduler.protected |= {id(c.seq) for c in plan.chunks}
+        self.scheduler.schedule_waiting(plan, budget, allow_chunking=False, admits=admits,
+                                        max_chunk=self.config.pdmux_prefill_tokens)
+        self._launch_prefill_job(plan)
 
     def _observe_prefill_block(self) -> float | None:
         if self.pending_block is None:
@@ -144,7 +157,9 @@ class PdmuxStepper:
         measured_prefill = self._observe_prefill_block()
         if self.job is not None and self.job.finished:
             results += self._finish_prefill()
-        if self.scheduler.waiting and (not self.jobs or self.config.pdmux_prefill_jump):
+        if not self.jobs and self.scheduler.has_unfinished_prefill():
+            self._continue_prefill()
+        elif self.scheduler.waiting and (not self.jobs or self.config.pdmux_prefill_jump):
             self._start_prefill(now)
         decode_plan = StepPlan()
         self.scheduler.schedule_running(decode_plan, self.scheduler.max_num_seqs, decode_only=True)

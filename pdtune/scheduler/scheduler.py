@@ -79,9 +79,11 @@ class Scheduler:
         self.waiting.appendleft(seq)
         plan.preempted.append(seq)
 
-    def schedule_running(self, plan: StepPlan, budget: int, decode_only: bool = False) -> int:
-        """Schedules the admitted sequences (decodes, then unfinished prefill chunks) oldest first,
-        preempting the youngest when KV blocks run out. Returns the budget left."""
+    def schedule_running(self, plan: StepPlan, budget: int, decode_only: bool = False,
+                         prefill_only: bool = False) -> int:
+        """Schedules the admitted sequences (decodes, then unfinished prefill chunks; or only the
+        one or the other) oldest first, preempting the youngest when KV blocks run out. Returns the
+        budget left."""
         scheduled = {id(c.seq) for c in plan.chunks}
         for seq in list(self.running):
             if seq.status != Status.RUNNING or id(seq) in scheduled or id(seq) in self.protected or budget <= 0:
@@ -89,7 +91,7 @@ class Scheduler:
             if seq.awaits_last_token(self.max_model_len):
                 continue
             remaining = seq.num_uncomputed_tokens
-            if decode_only and remaining != 1:
+            if (decode_only and remaining != 1) or (prefill_only and remaining == 1):
                 continue
             num_new = min(remaining, budget)
             while not self.blocks.can_append(seq, num_new):
@@ -106,9 +108,11 @@ class Scheduler:
         return budget
 
     def schedule_waiting(self, plan: StepPlan, budget: int, allow_chunking: bool,
-                         admits: Callable[[Sequence], bool] | None = None) -> int:
+                         admits: Callable[[Sequence], bool] | None = None, max_chunk: int | None = None) -> int:
         """Admits waiting sequences in queue order while KV blocks, seats, the token budget and
-        `admits` (a planner's own limit) last."""
+        `admits` (a planner's own limit) last. Without chunking a prompt over the budget goes
+        alone, whole, or with `max_chunk` cut to that many tokens (its rest follows as prefill
+        chunks of `schedule_running`)."""
         while self.waiting and budget > 0 and len(self.running) < self.max_num_seqs:
             seq = self.waiting[0]
             if admits is not None and not admits(seq):
@@ -117,7 +121,7 @@ class Scheduler:
             remaining = len(seq) - len(hit) * self.blocks.block_size
             if remaining > budget and not allow_chunking and plan.chunks:
                 break
-            num_new = min(remaining, budget) if allow_chunking else remaining
+            num_new = min(remaining, budget) if allow_chunking else min(remaining, max_chunk or remaining)
             if not self.blocks.can_allocate(seq, num_new, hit):
                 break
             self.waiting.popleft()
@@ -128,6 +132,12 @@ class Scheduler:
             plan.chunks.append(ScheduledChunk(seq, num_new))
             budget -= num_new
         return budget
+
+    def has_unfinished_prefill(self) -> bool:
+        """Whether an admitted prompt still has tokens to prefill beyond its last one (which a
+        decode step computes) and no step holds it."""
+        return any(s.status == Status.RUNNING and s.num_uncomputed_tokens > 1 and id(s) not in self.protected
+                   for s in self.running)
 
     def commit(self, plan: StepPlan) -> None:
         """Records the KV the step wrote; called once the step has run (or, overlapped, once the

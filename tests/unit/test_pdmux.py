@@ -585,3 +585,33 @@ def test_the_prefill_pool_pass_runs_on_every_prefill_partition_and_writes_no_kv(
     assert len(prefill_partitions) == len(DEFAULT_SPLITS) + 1  # each mixed split and prefill alone
     assert calls == [(96, 0, 2)] * len(prefill_partitions)
     assert torch.equal(executor.runner.kv_cache, kv_before)
+
+
+def test_a_prompt_over_the_prefill_budget_is_cut_into_batches_of_the_budget(reference_tokens):
+    llm = tiny(mode="pdmux", pdmux_prefill_tokens=12, **STATIC)
+    executor = llm.engine.stepper.executor
+    batches = []
+    original = executor.start_prefill
+
+    def spy(plan):
+        batches.append([(c.seq.request_id, c.seq.num_computed_tokens, c.num_new_tokens) for c in plan.chunks])
+        return original(plan)
+
+    executor.start_prefill = spy
+    outs = llm.generate(PROMPTS, GREEDY)
+    assert [o.token_ids for o in outs] == reference_tokens
+    assert all(sum(n for _, _, n in batch) <= 12 for batch in batches)
+    def cuts(i: int) -> list[tuple[int, int]]:
+        return [(start, n) for batch in batches for rid, start, n in batch if rid == outs[i].request_id]
+
+    assert cuts(5) == [(0, 12), (12, 12), (24, 9)]  # 33 tokens, no prefix shared
+    forty = cuts(4)  # its first 16 tokens may be cached by the 17-token prompt, whichever went first
+    assert forty[0][0] in (0, 16) and all(a + n == b for (a, n), (b, _) in zip(forty, forty[1:]))
+    assert forty[-1][0] + forty[-1][1] == 40
+
+
+def test_a_cut_that_leaves_one_prompt_token_hands_it_to_a_decode_step():
+    prompts = [list(range(3, 16)), [7] * 13]  # 13 tokens against a budget of 12
+    reference = [o.token_ids for o in tiny(mode="sequential").generate(prompts, GREEDY)]
+    outs = tiny(mode="pdmux", pdmux_prefill_tokens=12, pdmux_prefill_jump=True).generate(prompts, GREEDY)
+    assert [o.token_ids for o in outs] == reference
