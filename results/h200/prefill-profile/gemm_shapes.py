@@ -4,7 +4,11 @@ alone by CUDA events; with pdtune's engine weights and with fresh random ones of
 kernel_profile.py found pdtune's prefill GEMMs 14.5 ms slower than transformers' (165.8 against
 151.2 ms at 8192 tokens) with the same cuBLAS kernels for most calls. "gate,up split into one
 buffer" writes the two halves of the fused layout (torch.mm out= a column slice, leading dimension
-2 x intermediate), so SiLU-mul could read them as it reads the fused output. Usage: python gemm_shapes.py OUT_DIR"""
+2 x intermediate), so SiLU-mul could read them as it reads the fused output. Rows 1 and 64 are
+decode steps (issue 5's 1 x 1k and 64 x 1k), where cuBLAS ran qkv and o at 3.1 TB/s against 4.0-4.1
+for gate_up and down (kernel_profile.py); each case runs under torch's cuBLAS and cuBLASLt
+backends (`torch.backends.cuda.preferred_blas_library`), whose heuristics pick kernels apart.
+Usage: python gemm_shapes.py OUT_DIR [MODEL] (MODEL: a preset, llama-3.1-8b by default)"""
 import csv
 import json
 import os
@@ -19,38 +23,19 @@ from pdtune.perf.environment import environment
 from pdtune.perf.timing import time_ms
 
 
-def main(out: str) -> None:
+@torch.inference_mode()
+def main(out: str, model: str = "llama-3.1-8b") -> None:
     os.makedirs(out, exist_ok=True)
-    engine = Engine(EngineConfig(model="llama-3.1-8b", load_format="dummy", max_model_len=4096,
+    engine = Engine(EngineConfig(model=model, load_format="dummy", max_model_len=2048,
                                  max_num_batched_tokens=8192, max_num_seqs=16, gpu_memory_utilization=0.5))
-    a = engine.loaded.arch
-    qkv, o, gate_up, down = (p.weight for p in engine.runner.model.projections())
-    q_w, k_w, v_w = (w.contiguous() for w in qkv.split([a.q_size, a.kv_size, a.kv_size]))
-    gate_w, up_w = (w.contiguous() for w in gate_up.split(a.intermediate_size))
-    dev = qkv.device
+    weights = dict(zip(("qkv", "o", "gate_up", "down"), (p.weight for p in engine.runner.model.projections())))
+    dev = weights["qkv"].device
     rows = []
-    for m in (512, 2048, 8192):
-        x = torch.randn(m, a.hidden_size, device=dev, dtype=qkv.dtype)
-        h = torch.randn(m, a.intermediate_size, device=dev, dtype=qkv.dtype)
-        cases = {
-            "qkv fused": [(x, qkv)], "q,k,v split": [(x, q_w), (x, k_w), (x, v_w)],
-            "o": [(x, o)],
-            "gate_up fused": [(x, gate_up)], "gate,up split": [(x, gate_w), (x, up_w)],
-            "down": [(h, down)],
-        }
-        halves = torch.empty(m, 2 * a.intermediate_size, device=dev, dtype=qkv.dtype)
-        into_halves = [(gate_w, halves[:, :a.intermediate_size]), (up_w, halves[:, a.intermediate_size:])]
-        ms = time_ms(lambda: [torch.mm(x, w.t(), out=dst) for w, dst in into_halves], dev, iters=20, warmup=3)
-        flops = 2 * m * gate_up.shape[0] * gate_up.shape[1]
-        rows.append(dict(rows=m, case="gate,up split into one buffer", weights="engine", ms=ms, tflops=flops / ms / 1e9))
-        print(f"{m:5d} {'gate,up -> buf':<14} {'engine':<6} {ms:7.3f} ms {flops / ms / 1e9:6.0f} TFLOP/s")
-        for name, calls in cases.items():
-            for weights in ("engine", "fresh"):
-                pairs = calls if weights == "engine" else [(inp, torch.randn_like(w) * 0.02) for inp, w in calls]
-                ms = time_ms(lambda: [F.linear(inp, w) for inp, w in pairs], dev, iters=20, warmup=3)
-                flops = sum(2 * inp.shape[0] * w.shape[0] * w.shape[1] for inp, w in pairs)
-                rows.append(dict(rows=m, case=name, weights=weights, ms=ms, tflops=flops / ms / 1e9))
-                print(f"{m:5d} {name:<14} {weights:<6} {ms:7.3f} ms {flops / ms / 1e9:6.0f} TFLOP/s")
+    for backend in ("cublas", "cublaslt") if dev.type == "cuda" else ("cpu",):
+        if dev.type == "cuda":
+            torch.backends.cuda.preferred_blas_library(backend)
+        for m in (1, 64, 512, 2048, 8192):
+            rows += time_cases(engine.loaded.arch, weights, m, backend)
     with open(os.path.join(out, "gemm-shapes.csv"), "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()
@@ -59,5 +44,42 @@ def main(out: str) -> None:
         json.dump({"environment": environment(" ".join(sys.argv)), "rows": rows}, f, indent=1)
 
 
+def time_cases(a, weights: dict[str, torch.Tensor], m: int, backend: str) -> list[dict]:
+    """Each projection at `m` rows, fused and split, with the engine's weights and fresh ones,
+    and gate and up apart into the halves of one buffer."""
+    qkv, gate_up = weights["qkv"], weights["gate_up"]
+    dev, dtype = qkv.device, qkv.dtype
+    q_w, k_w, v_w = (w.contiguous() for w in qkv.split([a.q_size, a.kv_size, a.kv_size]))
+    gate_w, up_w = (w.contiguous() for w in gate_up.split(a.intermediate_size))
+    x = torch.randn(m, a.hidden_size, device=dev, dtype=dtype)
+    h = torch.randn(m, a.intermediate_size, device=dev, dtype=dtype)
+    cases = {
+        "qkv fused": [(x, qkv)], "q,k,v split": [(x, q_w), (x, k_w), (x, v_w)],
+        "o": [(x, weights["o"])],
+        "gate_up fused": [(x, gate_up)], "gate,up split": [(x, gate_w), (x, up_w)],
+        "down": [(h, weights["down"])],
+    }
+    rows = []
+
+    def add(case: str, kind: str, fn, pairs) -> None:
+        ms = time_ms(fn, dev, iters=20, warmup=3)
+        flops = sum(2 * inp.shape[0] * w.shape[0] * w.shape[1] for inp, w in pairs)
+        weight_bytes = sum(w.numel() * w.element_size() for _, w in pairs)
+        rows.append(dict(backend=backend, rows=m, case=case, weights=kind, ms=ms, tflops=flops / ms / 1e9,
+                         weight_tb_s=weight_bytes / ms / 1e9))
+        print(f"{backend:<8} {m:5d} {case:<30} {kind:<6} {ms:7.3f} ms {flops / ms / 1e9:6.0f} TFLOP/s "
+              f"{weight_bytes / ms / 1e9:5.2f} TB/s of weights")
+
+    for name, calls in cases.items():
+        for kind in ("engine", "fresh"):
+            pairs = calls if kind == "engine" else [(inp, torch.randn_like(w) * 0.02) for inp, w in calls]
+            add(name, kind, lambda pairs=pairs: [F.linear(inp, w) for inp, w in pairs], pairs)
+    halves = torch.empty(m, 2 * a.intermediate_size, device=dev, dtype=dtype)
+    into = [(gate_w, halves[:, :a.intermediate_size]), (up_w, halves[:, a.intermediate_size:])]
+    add("gate,up split into one buffer", "engine", lambda: [torch.mm(x, w.t(), out=dst) for w, dst in into],
+        [(x, gate_w), (x, up_w)])
+    return rows
+
+
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(*sys.argv[1:3])
