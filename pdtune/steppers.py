@@ -81,6 +81,7 @@ class PdmuxStepper:
         self.jump_checked: tuple | None = None  # the waiting queue last asked whether its head jumps ahead
         self.last_step_start: float | None = None
         self.last_decode_ms: float | None = None
+        self.cut_prompts = False  # a finished batch held a prompt cut at `pdmux_prefill_tokens` (more may follow)
 
     def forget_online_state(self) -> None:
         """Drops the planner's online corrections (a window of recent samples per partition and
@@ -96,6 +97,7 @@ class PdmuxStepper:
         job = self.jobs.pop(0)
         self.scheduler.commit(job.plan)
         self.scheduler.protected -= {id(c.seq) for c in job.plan.chunks}
+        self.cut_prompts = self.cut_prompts or any(c.seq.num_uncomputed_tokens > 1 for c in job.plan.chunks)
         return self.runner.sample(job.inputs, job.logits)
 
     def _continue_prefill(self) -> None:
@@ -157,9 +159,11 @@ class PdmuxStepper:
         measured_prefill = self._observe_prefill_block()
         if self.job is not None and self.job.finished:
             results += self._finish_prefill()
-        if not self.jobs and self.scheduler.has_unfinished_prefill():
-            self._continue_prefill()
-        elif self.scheduler.waiting and (not self.jobs or self.config.pdmux_prefill_jump):
+        if not self.jobs and self.cut_prompts:  # a scan of the running batch only between prefill batches
+            self.cut_prompts = self.scheduler.has_unfinished_prefill()
+            if self.cut_prompts:
+                self._continue_prefill()
+        if self.scheduler.waiting and (not self.jobs or self.config.pdmux_prefill_jump):
             self._start_prefill(now)
         decode_plan = StepPlan()
         self.scheduler.schedule_running(decode_plan, self.scheduler.max_num_seqs, decode_only=True)
