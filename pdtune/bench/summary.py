@@ -213,7 +213,7 @@ def goodput_bound(goodput: dict) -> tuple[str, float]:
     good, failing = goodput["goodput"], goodput.get("failing_rate")
     if not served:
         return "", good
-    if good not in served:
+    if good not in served and failing is not None:
         return "< ", failing
     if failing is None or failing not in served:
         return ">= ", good
