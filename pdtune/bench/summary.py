@@ -119,7 +119,8 @@ def records_prefill_flops(arch: ModelArch, records: list[RequestRecord]) -> floa
 def prefill_ceiling_rate(result: RunResult) -> float | None:
     """The request rate (req/s) at which the run's prefill alone would keep the GPUs' matmuls
     busy at their measured rate: no mode sustains more, so it says how far from what the GPU can
-    do a goodput is. None without a measured rate (a CPU) or prefill FLOPs."""
+    do a goodput is (a short run can pass it by draining its backlog within one TTFT; the goodput
+    table marks that). None without a measured rate (a CPU) or prefill FLOPs."""
     matmul_flops_per_s, flops = result.extra.get("matmul_flops_per_s"), result.extra.get("prefill_flops")
     if not matmul_flops_per_s or not flops:
         return None

@@ -604,16 +604,22 @@ def test_the_tables_show_the_prefill_ceiling_and_results_saved_before_it_still_r
                            "points": [[15.75, 0.9, False], [18.375, 0.77, True]]},
                "pdmux": {"goodput": 0.0, "target": 0.9, "failing_rate": 10.5, "points": [[10.5, 0.5, False]]},
                "sequential": {"goodput": 2.0, "target": 0.9, "failing_rate": 4.0,
-                              "points": [[2.0, 1.0, False], [4.0, 0.5, True]]}}
+                              "points": [[2.0, 1.0, False], [4.0, 0.5, True]]},
+               "short": {"goodput": 2.25, "target": 0.9, "failing_rate": 2.5, "points": [[2.25, 1.0, False]]}}
     summaries = [summary("chunked", 15.75, 22.0), summary("chunked", 18.375, 23.0), summary("chunked", 21.0, 24.0),
-                 summary("pdmux", 10.5, 21.0), summary("sequential", 2.0, None)]
+                 summary("pdmux", 10.5, 21.0), summary("sequential", 2.0, None), summary("short", 2.25, 2.0)]
     report = {"workload": {"name": "mixed", "requests": 1}, "config": {"slo": "ttft=2000ms,tpot=1000ms"},
               "summaries": summaries, "goodput": goodput}
-    assert _table_rows(bench_table(report))[2] == ("prefill ceiling req/s", "22.00", "23.00", "24.00", "21.00", "-")
+    assert _table_rows(bench_table(report))[2] == ("prefill ceiling req/s", "22.00", "23.00", "24.00", "21.00", "-",
+                                                   "2.00")
     table = goodput_table(report)
     assert [c.header for c in table.columns][:3] == ["mode", "goodput req/s", "of ceiling"]
     rows = {row[0]: row[1:3] for row in _table_rows(table)}
-    assert rows == {"chunked": ("15.75", "68%"), "pdmux": ("< 10.50", "< 50%"), "sequential": ("2.00", "-")}
+    assert rows == {"chunked": ("15.75", "68%"), "pdmux": ("< 10.50", "< 50%"), "sequential": ("2.00", "-"),
+                    "short": (">= 2.25", ">= 112%!")}
+    assert "! above the prefill ceiling" in table.caption
+    assert "above the prefill ceiling" not in (goodput_table(dict(report, goodput={
+        m: g for m, g in goodput.items() if m != "short"})).caption or "")
     old = dict(report, summaries=[{k: v for k, v in s.items() if k != "prefill_ceiling_rate"} for s in summaries])
     assert "prefill ceiling req/s" not in [row[0] for row in _table_rows(bench_table(old))]
     assert "of ceiling" not in [c.header for c in goodput_table(old).columns]
