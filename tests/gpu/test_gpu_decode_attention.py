@@ -1,0 +1,71 @@
+"""On the GPU: decode attention's in-launch merge (the last chunk of a sequence to finish merges
+its chunks) against the torch reference, at the 8B shape's heads, where hundreds of programs race
+for each sequence's counter; replayed from a CUDA graph as the engine does, layer after layer."""
+
+import pytest
+import torch
+
+from pdtune.kernels import paged_decode_attention, paged_decode_attention_ref, plan_decode_work
+
+pytestmark = pytest.mark.gpu
+
+N_Q_HEADS, N_KV_HEADS, HEAD_DIM, BLOCK_SIZE = 32, 8, 128, 16
+
+
+def paged_cache(seq_lens: list[int], dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
+    """A KV cache holding every sequence in shuffled blocks, and their block tables."""
+    blocks_per_seq = [-(-n // BLOCK_SIZE) for n in seq_lens]
+    num_blocks = sum(blocks_per_seq)
+    shape = (num_blocks, BLOCK_SIZE, N_KV_HEADS, HEAD_DIM)
+    k_cache = torch.randn(shape, device="cuda", dtype=dtype)
+    v_cache = torch.randn(shape, device="cuda", dtype=dtype)
+    order = torch.randperm(num_blocks, device="cuda", dtype=torch.int32)
+    tables = torch.zeros(len(seq_lens), max(blocks_per_seq), dtype=torch.int32, device="cuda")
+    start = 0
+    for b, n in enumerate(blocks_per_seq):
+        tables[b, :n] = order[start:start + n]
+        start += n
+    return k_cache, v_cache, tables, torch.tensor(seq_lens, dtype=torch.int32, device="cuda")
+
+
+@pytest.mark.parametrize("seq_lens", [[1024], [16384], [16000] + [300] * 63, [1, 17, 4096, 33, 9000]])
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+def test_decode_attention_merges_in_launch_like_the_reference(seq_lens: list[int], dtype: torch.dtype) -> None:
+    k_cache, v_cache, tables, lens = paged_cache(seq_lens, dtype)
+    plan = plan_decode_work(lens, N_KV_HEADS)
+    batch = len(seq_lens)
+    assert max(plan.table[batch:2 * batch].tolist()) > 1  # some sequence is merged
+    for layer in range(4):  # one plan, several layers: each must find its counters at zero
+        q = torch.randn(batch, N_Q_HEADS, HEAD_DIM, device="cuda", dtype=dtype)
+        out = paged_decode_attention(q, k_cache, v_cache, tables, lens, HEAD_DIM**-0.5, plan)
+        ref = paged_decode_attention_ref(q, k_cache, v_cache, tables, lens, HEAD_DIM**-0.5)
+        tol = 2e-2 if dtype == torch.bfloat16 else 1e-4
+        torch.testing.assert_close(out, ref, atol=tol, rtol=tol)
+    assert not plan.table[2 * batch + 2 + plan.num_work:].any()
+
+
+def test_decode_attention_graph_replays_stay_exact() -> None:
+    """The engine captures the plan and every layer's attention in one graph; 50 replays with
+    new queries each match the reference, so no replay sees a counter a previous one left."""
+    seq_lens = [2048, 700, 5000, 64]
+    k_cache, v_cache, tables, lens = paged_cache(seq_lens, torch.bfloat16)
+    q = torch.randn(len(seq_lens), N_Q_HEADS, HEAD_DIM, device="cuda", dtype=torch.bfloat16)
+    outs = []
+
+    def step() -> None:
+        plan = plan_decode_work(lens, N_KV_HEADS)
+        outs.clear()
+        for layer in range(3):
+            outs.append(paged_decode_attention(q * (layer + 1), k_cache, v_cache, tables, lens, 0.09, plan))
+
+    step()  # compile outside the capture
+    torch.cuda.synchronize()
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        step()
+    for _ in range(50):
+        q.copy_(torch.randn_like(q))
+        graph.replay()
+        for layer, out in enumerate(outs):
+            ref = paged_decode_attention_ref(q * (layer + 1), k_cache, v_cache, tables, lens, 0.09)
+            torch.testing.assert_close(out, ref, atol=2e-2, rtol=2e-2)
