@@ -623,3 +623,28 @@ def test_the_tables_show_the_prefill_ceiling_and_results_saved_before_it_still_r
     old = dict(report, summaries=[{k: v for k, v in s.items() if k != "prefill_ceiling_rate"} for s in summaries])
     assert "prefill ceiling req/s" not in [row[0] for row in _table_rows(bench_table(old))]
     assert "of ceiling" not in [c.header for c in goodput_table(old).columns]
+
+
+def test_the_live_progress_recomputes_at_most_at_its_refresh_rate_and_always_at_the_end(monkeypatch):
+    """Recomputing the running p90s on every step that finished a request cost the harness
+    about 2% of the engine's time on ShareGPT-like runs; the line redraws 4 times a second."""
+    import io
+
+    from rich.console import Console
+
+    from pdtune.report import bench_report
+
+    now = [100.0]
+    monkeypatch.setattr(bench_report.time, "perf_counter", lambda: now[0])
+    progress = bench_report.LiveBenchProgress(Console(file=io.StringIO()), "chunked")
+    shown = []
+    monkeypatch.setattr(progress.live, "update", lambda text: shown.append(text))
+    records = [record("a", 100.0, [100.5, 100.6])]
+    for t in (100.0, 100.1, 100.2, 100.3, 100.4):
+        now[0] = t
+        progress.update(1, 3, records)
+    assert len(shown) == 2  # the first call, then the one 0.3 s later
+    now[0] = 100.45
+    progress.update(3, 3, records * 3)
+    assert len(shown) == 3 and shown[-1].startswith("[bold]chunked[/]: 3/3 requests")
+    assert not progress.live.is_started
