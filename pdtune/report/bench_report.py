@@ -17,7 +17,8 @@ class LiveBenchProgress:
     """Requests done, current request and token rates, running p90 TTFT and TPOT."""
 
     # The line is redrawn 4 times a second; recomputing it on every step that finished a request
-    # was most of the harness's time per step on ShareGPT-like runs (about 2% of the engine's).
+    # was about half the harness's time per step (results/cpu/harness), whose whole reached 2% of
+    # the engine's time on ShareGPT-like runs on the H200.
     REFRESH_S = 0.25
 
     def __init__(self, console: Console, mode: str):
