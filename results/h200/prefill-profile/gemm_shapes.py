@@ -8,6 +8,10 @@ buffer" writes the two halves of the fused layout (torch.mm out= a column slice,
 decode steps (issue 5's 1 x 1k and 64 x 1k), where cuBLAS ran qkv and o at 3.1 TB/s against 4.0-4.1
 for gate_up and down (kernel_profile.py); each case runs under torch's cuBLAS and cuBLASLt
 backends (`torch.backends.cuda.preferred_blas_library`), whose heuristics pick kernels apart.
+Session 14 found the fused gate_up faster than gate and up apart (2.69 against 2.83 ms at 8192
+rows), yet kernel_profile.py saw transformers' gate and up take 1.27 ms each with another kernel
+(320x128 tiles) than pdtune's fused 2.78 ms (192x192): so each case now lists the kernels it
+launched, and gate and up also run on a [1, rows, hidden] input, as transformers calls them.
 Usage: python gemm_shapes.py OUT_DIR [MODEL] (MODEL: a preset, llama-3.1-8b by default)"""
 import csv
 import json
@@ -21,6 +25,8 @@ from pdtune.config import EngineConfig
 from pdtune.engine import Engine
 from pdtune.perf.environment import environment
 from pdtune.perf.timing import time_ms
+
+from kernel_profile import kernels_ms  # this folder's script: the script's folder is on sys.path
 
 
 @torch.inference_mode()
@@ -57,16 +63,18 @@ def time_cases(a, weights: dict[str, torch.Tensor], m: int, backend: str) -> lis
         "qkv fused": [(x, qkv)], "q,k,v split": [(x, q_w), (x, k_w), (x, v_w)],
         "o": [(x, weights["o"])],
         "gate_up fused": [(x, gate_up)], "gate,up split": [(x, gate_w), (x, up_w)],
+        "gate,up split, 3D input": [(x[None], gate_w), (x[None], up_w)],
         "down": [(h, weights["down"])],
     }
     rows = []
 
     def add(case: str, kind: str, fn, pairs) -> None:
         ms = time_ms(fn, dev, iters=20, warmup=3)
-        flops = sum(2 * inp.shape[0] * w.shape[0] * w.shape[1] for inp, w in pairs)
+        flops = sum(2 * inp.numel() // inp.shape[-1] * w.shape[0] * w.shape[1] for inp, w in pairs)
         weight_bytes = sum(w.numel() * w.element_size() for _, w in pairs)
+        kernels = " | ".join(name for name, _, _ in kernels_ms(fn, 3)[1]) if dev.type == "cuda" else ""
         rows.append(dict(backend=backend, rows=m, case=case, weights=kind, ms=ms, tflops=flops / ms / 1e9,
-                         weight_tb_s=weight_bytes / ms / 1e9))
+                         weight_tb_s=weight_bytes / ms / 1e9, kernels=kernels))
         print(f"{backend:<8} {m:5d} {case:<30} {kind:<6} {ms:7.3f} ms {flops / ms / 1e9:6.0f} TFLOP/s "
               f"{weight_bytes / ms / 1e9:5.2f} TB/s of weights")
 
