@@ -1,8 +1,8 @@
 """Where the caching allocator takes new segments (cudaMalloc) inside a timed bench run, by the
 code that asked: pdmux runs grew 93-134 segments on ShareGPT-like runs and 2-121 on the mixed
-workload in session 14, chunked 0-3. torch's memory history records every allocation of the timed
-runs (Python stacks, segment events only where torch can skip the rest); each segment the pool took is listed with
-its size, stream and the innermost pdtune frames of the allocation that took it.
+workload in session 14, chunked 0-3. torch's memory history records the timed runs (Python
+stacks; segment events only, where torch can skip the rest), and each segment the pool took is
+listed with its size, stream and the innermost pdtune frames of the allocation that took it.
 Usage: python segments_in_run.py OUT_DIR [WORKLOAD RATE [MODE ...]]
 (defaults: sharegpt at 92 req/s, modes pdmux and chunked, 600 requests, the 8B shape as in M/P)"""
 import collections
