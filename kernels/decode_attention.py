@@ -4,7 +4,7 @@ Each step a plan cuts every sequence into chunks of one shared length, sized so 
 a fixed number of work slots (graph-capturable); a long sequence beside short ones thus never
 leaves one program reading its whole context while the other SMs idle. The last chunk of a
 sequence to finish merges its chunks in the same launch: a separate merge kernel cost each layer a
-launch and its gap (about 2 us each, 32 a step; results/h200/prefill-profile).
+launch and its gap (0.8-2 us each, 32 a step; results/h200/prefill-profile).
 """
 
 from __future__ import annotations
