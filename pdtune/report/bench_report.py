@@ -9,8 +9,9 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from pdtune.bench.summary import failing_text, goodput_bound, goodput_text, probe_fell_behind
+from pdtune.bench.summary import failing_text, goodput_bound, goodput_text, probe_fell_behind, sustained_text
 from pdtune.metrics import percentile
+from pdtune.slo import parse_slo
 
 
 class LiveBenchProgress:
@@ -171,22 +172,27 @@ def goodput_table(report: dict) -> Table:
              if any(probe_fell_behind(p) for p in points) else []) + \
             (["(bracket): a --goodput-bracket rate this sweep did not serve, taken as failing"]
              if any(failing_text(g).endswith("(bracket)") for g in report["goodput"].values()) else [])
+    notes.append("sustains >=: what the passing probe shows the engine sustains; its requests were all prefilled "
+                 "within requests / rate + one TTFT")
     ceilings = {mode: _mode_prefill_ceiling(report, mode) for mode in report["goodput"]}
     notes += (["! above the prefill ceiling: the run ended before its backlog outgrew one TTFT, so the rate is "
                "not sustained; serve more requests to measure one"]
               if any(_above_ceiling(g, ceilings[mode]) for mode, g in report["goodput"].items()) else [])
     table = Table(title=f"goodput ({report['config']['slo']}, attainment >= "
                         f"{next(iter(report['goodput'].values()))['target']:.0%}{rescored})",
-                  caption="\n".join(notes) or None)
-    table.add_column("mode")
+                  caption="\n".join(notes))
+    table.add_column("mode", no_wrap=True)
     table.add_column("goodput req/s", justify="right")
     measured = any(c is not None for c in ceilings.values())
     if measured:
         table.add_column("of ceiling", justify="right")
+    table.add_column("sustains >=", justify="right")
     table.add_column("fails at", justify="right")
     table.add_column("rate: attainment")
+    num_requests, ttft_s = report["workload"]["requests"], parse_slo(report["config"]["slo"]).ttft_s
     for mode, g in report["goodput"].items():
         cut = "" if g.get("complete", True) or served else " (search cut short)"
         table.add_row(mode, f"{goodput_text(g)}{cut}", *([_of_ceiling(g, ceilings[mode])] if measured else []),
-                      failing_text(g), ", ".join(_probe_text(p) for p in sorted(g["points"])))
+                      sustained_text(g, num_requests, ttft_s), failing_text(g),
+                      ", ".join(_probe_text(p) for p in sorted(g["points"])))
     return table

@@ -408,9 +408,10 @@ def test_a_sweep_with_no_passing_rate_shows_a_bound_not_a_zero():
     assert goodput_text(none_passed) == "< 1.31"
     assert goodput_text({"goodput": 9.1875, "target": 0.9, "points": [], "failing_rate": 10.5}) == "9.19"
     assert goodput_text({"goodput": 0.0, "target": 0.9, "points": []}) == "0.00"
-    report = {"config": {"slo": "ttft=2000ms"}, "goodput": {"chunked": none_passed}}
+    report = {"workload": {"requests": 100}, "config": {"slo": "ttft=2000ms,tpot=30ms"},
+              "goodput": {"chunked": none_passed}}
     rows = {row[0]: row[1:] for row in _table_rows(goodput_table(report))}
-    assert rows["chunked"][:2] == ("< 1.31", "1.31")
+    assert rows["chunked"][:3] == ("< 1.31", "-", "1.31")
 
 
 def test_a_goodput_resting_on_an_unserved_bracket_end_shows_as_a_bound():
@@ -498,9 +499,11 @@ def test_the_goodput_table_marks_a_probe_that_fell_behind():
 
     sweep = {"goodput": 10.5, "target": 0.9, "failing_rate": 21.0,
              "points": [[10.5, 1.0, False, False], [21.0, 0.97, False, True]]}
-    table = goodput_table({"config": {"slo": "ttft=2000ms"}, "goodput": {"pdmux": sweep}})
+    table = goodput_table({"workload": {"requests": 100}, "config": {"slo": "ttft=2000ms,tpot=30ms"},
+                           "goodput": {"pdmux": sweep}})
     rows = {row[0]: row[1:] for row in _table_rows(table)}
-    assert rows["pdmux"] == ("10.50", "21.00", "10.50: 100%, 21.00: 97%+") and "fell behind" in table.caption
+    # sustains >= 10.5 / (1 + 10.5 x 2 s / 100 requests)
+    assert rows["pdmux"] == ("10.50", "8.68", "21.00", "10.50: 100%, 21.00: 97%+") and "fell behind" in table.caption
 
 
 def test_the_attainment_plot_marks_a_probe_that_fell_behind(tmp_path):
@@ -590,6 +593,20 @@ def test_a_run_records_its_prefill_flops_and_has_a_ceiling_only_with_a_measured_
     assert measured.extra["matmul_flops_per_s"] == 2e9
     assert summarize_run(measured, None)["prefill_ceiling_rate"] == pytest.approx(
         3 / (measured.extra["prefill_flops"] / 2e9))
+
+
+def test_a_passing_probe_shows_the_rate_it_proves_sustained():
+    """A probe that passed at r with N requests prefilled them all within about N / r + TTFT
+    seconds, so the engine sustains at least r / (1 + r x TTFT / N); and an engine that sustains
+    exactly that passes at r, whose backlog at the end is then one TTFT."""
+    from pdtune.bench.summary import sustained_at_least, sustained_text
+
+    c = sustained_at_least(18.375, 100, 2.0)
+    assert c == pytest.approx(18.375 / 1.3675)
+    n, r = 100, 18.375
+    assert n * (r - c) / (r * c) == pytest.approx(2.0)  # the backlog of an engine sustaining c, served at r
+    assert sustained_text({"goodput": 0.0, "failing_rate": 1.3, "points": [[1.3, 0.5, False]]}, 100, 2.0) == "-"
+    assert sustained_text({"goodput": 2.25, "failing_rate": 2.5, "points": [[2.25, 1.0, False]]}, 40, 10.0) == "1.44"
 
 
 def test_the_tables_show_the_prefill_ceiling_and_results_saved_before_it_still_render():
