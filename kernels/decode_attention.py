@@ -2,9 +2,7 @@
 
 Each step a plan cuts every sequence into chunks of one shared length, sized so the chunks fill
 a fixed number of work slots (graph-capturable); a long sequence beside short ones thus never
-leaves one program reading its whole context while the other SMs idle. The last chunk of a
-sequence to finish merges its chunks in the same launch: a separate merge kernel cost each layer a
-launch and its gap (0.8-2 us each, 32 a step; results/h200/prefill-profile).
+leaves one program reading its whole context while the other SMs idle.
 """
 
 from __future__ import annotations
@@ -21,12 +19,11 @@ from .attention_tiles import LOG2E, attend_kv_tiles, check_paged_operands, dot_p
 
 
 @triton.jit(do_not_specialize=["batch", "num_work"])
-def _plan_kernel(seq_lens_ptr, plan_ptr, batch, num_work, n_kv_heads, MIN_CHUNK: tl.constexpr,
-                 BLOCK_N: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_W: tl.constexpr):
+def _plan_kernel(seq_lens_ptr, plan_ptr, batch, num_work, MIN_CHUNK: tl.constexpr, BLOCK_N: tl.constexpr,
+                 BLOCK_B: tl.constexpr, BLOCK_W: tl.constexpr):
     """One program: a chunk length shared by the batch such that every sequence's chunks fit
-    the work slots, each sequence's first slot and chunk count (an exclusive prefix sum), each
-    slot's sequence (so a split program loads one index, not the whole batch's), and zeroed
-    arrival counters per (sequence, kv head) for the merge."""
+    the work slots, each sequence's first slot and chunk count (an exclusive prefix sum), and
+    each slot's sequence (so a split program loads one index, not the whole batch's)."""
     seqs = tl.arange(0, BLOCK_B)
     ok = seqs < batch
     lens = tl.load(seq_lens_ptr + seqs, mask=ok, other=0)
@@ -43,25 +40,19 @@ def _plan_kernel(seq_lens_ptr, plan_ptr, batch, num_work, n_kv_heads, MIN_CHUNK:
         slots = w0 + tl.arange(0, BLOCK_W)
         owner = tl.sum(((first[None, :] <= slots[:, None]) & ok[None, :]).to(tl.int32), axis=1) - 1
         tl.store(plan_ptr + 2 * batch + 2 + slots, owner, mask=slots < num_work)
-    arrivals = plan_ptr + 2 * batch + 2 + num_work
-    for a0 in range(0, batch * n_kv_heads, BLOCK_W):
-        slots = a0 + tl.arange(0, BLOCK_W)
-        tl.store(arrivals + slots, tl.zeros([BLOCK_W], tl.int32), mask=slots < batch * n_kv_heads)
 
 
-@triton.jit(do_not_specialize=["batch", "num_work"])
+@triton.jit(do_not_specialize=["batch"])
 def _decode_split_kernel(
     q_ptr, k_cache_ptr, v_cache_ptr, block_tables_ptr, seq_lens_ptr, plan_ptr, part_out_ptr, part_lse_ptr,
-    out_ptr, scale_log2e, batch, num_work, n_q_heads, n_kv_heads, group, block_size,
+    out_ptr, scale_log2e, batch, n_q_heads, group, block_size,
     stride_qb, stride_qh, stride_cb, stride_cs, stride_ch, stride_bt, stride_ob, stride_oh,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, HEAD_DIM: tl.constexpr, DOT_PRECISION: tl.constexpr,
-    GROUP_P: tl.constexpr, BLOCK_S: tl.constexpr,
 ):
     """One program per (work slot, kv head): one chunk of one sequence, so a long sequence is
     spread over many SMs however large the batch; the group's query heads share the M dimension
     so each K/V tile is loaded once for all of them. Slots past the plan's chunks exit. A
-    sequence of one chunk is written out here; the others leave partials, and the program that
-    finishes a sequence's last chunk (counted per kv head by an atomic) merges them."""
+    sequence of one chunk is written out here; the others leave partials for the merge."""
     w = tl.program_id(0)
     kv_head = tl.program_id(1)
     if w >= tl.load(plan_ptr + 2 * batch + 1):
@@ -100,28 +91,22 @@ def _decode_split_kernel(
         tl.store(part_lse_ptr + part, m_i + tl.log2(l_i), mask=row_ok)
         tl.store(part_out_ptr + part.to(tl.int64)[:, None] * HEAD_DIM + dims[None, :], out,
                  mask=row_ok[:, None])
-        # Every thread's partials are stored before the one thread's release (the atomic); the
-        # last arrival's acquire then sees every chunk's, and the counter goes back to zero for
-        # the next layer.
-        tl.debug_barrier()
-        arrivals = plan_ptr + 2 * batch + 2 + num_work + b * n_kv_heads + kv_head
-        count = tl.load(plan_ptr + batch + b)
-        if tl.atomic_add(arrivals, 1, sem="acq_rel", scope="gpu") == count - 1:
-            first = tl.load(plan_ptr + b)
-            for g in tl.static_range(GROUP_P):
-                if g < group:
-                    _merge_chunks(part_lse_ptr, part_out_ptr, out_ptr + b.to(tl.int64) * stride_ob,
-                                  first, count, kv_head * group + g, n_q_heads, stride_oh,
-                                  BLOCK_S=BLOCK_S, HEAD_DIM=HEAD_DIM)
-            tl.atomic_xchg(arrivals, 0, sem="relaxed", scope="gpu")
 
 
-@triton.jit
-def _merge_chunks(part_lse_ptr, part_out_ptr, seq_out_ptr, first, count, head, n_q_heads, stride_oh,
-                  BLOCK_S: tl.constexpr, HEAD_DIM: tl.constexpr):
-    """One query head's chunks merged by their log-sum-exp, BLOCK_S a load: a wide load keeps a
-    long sequence's merge to a few dependent loads. The partials bypass L1 (`.cg`): other SMs
-    wrote them during this launch."""
+@triton.jit(do_not_specialize=["batch"])
+def _decode_reduce_kernel(
+    plan_ptr, part_out_ptr, part_lse_ptr, out_ptr, batch, n_q_heads, stride_ob, stride_oh,
+    BLOCK_S: tl.constexpr, HEAD_DIM: tl.constexpr,
+):
+    """One program per (sequence, query head): merge its chunks by their log-sum-exp, BLOCK_S
+    chunks at a time (a one-chunk sequence is already written). A wide BLOCK_S keeps a long
+    sequence's merge to one or two dependent loads."""
+    b = tl.program_id(0)
+    h = tl.program_id(1)
+    count = tl.load(plan_ptr + batch + b)
+    if count == 1:
+        return
+    first = tl.load(plan_ptr + b)
     dims = tl.arange(0, HEAD_DIM)
     m = float("-inf")
     total = 0.0
@@ -129,17 +114,17 @@ def _merge_chunks(part_lse_ptr, part_out_ptr, seq_out_ptr, first, count, head, n
     for s0 in range(0, count, BLOCK_S):
         splits = s0 + tl.arange(0, BLOCK_S)
         s_ok = splits < count
-        part = (first + splits) * n_q_heads + head
-        lse = tl.load(part_lse_ptr + part, mask=s_ok, other=float("-inf"), cache_modifier=".cg")
+        part = (first + splits) * n_q_heads + h
+        lse = tl.load(part_lse_ptr + part, mask=s_ok, other=float("-inf"))
         o = tl.load(part_out_ptr + part.to(tl.int64)[:, None] * HEAD_DIM + dims[None, :],
-                    mask=s_ok[:, None], other=0.0, cache_modifier=".cg")
+                    mask=s_ok[:, None], other=0.0)
         m_new = tl.maximum(m, tl.max(lse, axis=0))
         alpha = tl.exp2(m - m_new)
         w = tl.exp2(lse - m_new)
         total = total * alpha + tl.sum(w, axis=0)
         acc = acc * alpha + tl.sum(o * w[:, None], axis=0)
         m = m_new
-    tl.store(seq_out_ptr + head * stride_oh + dims, (acc / total).to(seq_out_ptr.dtype.element_ty))
+    tl.store(out_ptr + b.to(tl.int64) * stride_ob + h * stride_oh + dims, (acc / total).to(out_ptr.dtype.element_ty))
 
 
 def paged_decode_attention_ref(
@@ -176,8 +161,8 @@ def _sm_count(device: torch.device) -> int:
 @dataclass(frozen=True)
 class DecodePlan:
     """How one step's decode attention is cut into work: [first slot per sequence | chunk count
-    per sequence | chunk length | chunks in all | sequence of each slot | arrivals per (sequence,
-    kv head), zero between launches] (int32, on the device) over `num_work` slots."""
+    per sequence | chunk length | chunks in all | sequence of each slot] (int32, on the device)
+    over `num_work` slots."""
 
     table: Tensor
     num_work: int
@@ -201,13 +186,13 @@ def plan_decode_work(seq_lens: Tensor, n_kv_heads: int, *, block_n: int = 64,
     assert seq_lens.dtype == torch.int32 and seq_lens.is_contiguous() and batch >= 1
     num_work = num_work or num_work_slots(batch, n_kv_heads, seq_lens.device)
     assert num_work > batch
-    table = torch.empty(2 * batch + 2 + num_work + batch * n_kv_heads, dtype=torch.int32, device=seq_lens.device)
+    table = torch.empty(2 * batch + 2 + num_work, dtype=torch.int32, device=seq_lens.device)
     # Batches up to 128 share one compiled plan (and no kernel here specializes on the batch size):
     # an eager decode (chunked prefill's mixed steps) would otherwise JIT-compile new variants as
     # its batch grows, mid-run.
     block_b = triton.next_power_of_2(max(batch, 128))
-    _plan_kernel[(1,)](seq_lens, table, batch, num_work, n_kv_heads, MIN_CHUNK=_min_chunk(block_n),
-                       BLOCK_N=block_n, BLOCK_B=block_b, BLOCK_W=max(1, 16384 // block_b))
+    _plan_kernel[(1,)](seq_lens, table, batch, num_work, MIN_CHUNK=_min_chunk(block_n), BLOCK_N=block_n,
+                       BLOCK_B=block_b, BLOCK_W=max(1, 16384 // block_b))
     return DecodePlan(table, num_work)
 
 
@@ -224,8 +209,7 @@ def plan_decode_work_ref(seq_lens: Tensor, n_kv_heads: int, *, block_n: int = 64
     first = torch.cumsum(count, 0) - count
     owner = torch.repeat_interleave(torch.arange(batch, device=lens.device), count)
     owner = torch.cat([owner, owner.new_full((num_work - len(owner),), batch - 1)])
-    table = torch.cat([first, count, torch.tensor([chunk, int(count.sum())], device=lens.device), owner,
-                       owner.new_zeros(batch * n_kv_heads)])
+    table = torch.cat([first, count, torch.tensor([chunk, int(count.sum())], device=lens.device), owner])
     table = table.to(torch.int32)
     return DecodePlan(table, num_work)
 
@@ -249,21 +233,23 @@ def paged_decode_attention(
         return out
     if plan is None:
         plan = plan_decode_work(seq_lens, n_kv_heads, block_n=block_n)
-    assert plan.table.numel() == 2 * batch + 2 + plan.num_work + batch * n_kv_heads, "plan made for other heads"
     part_out = torch.empty((plan.num_work, n_q_heads, head_dim), dtype=torch.float32, device=q.device)
     part_lse = torch.empty((plan.num_work, n_q_heads), dtype=torch.float32, device=q.device)
     _decode_split_kernel[(plan.num_work, n_kv_heads)](
         q, k_cache, v_cache, block_tables, seq_lens, plan.table, part_out, part_lse,
-        out, scale * LOG2E, batch, plan.num_work, n_q_heads, n_kv_heads, group, block_size,
+        out, scale * LOG2E, batch, n_q_heads, group, block_size,
         q.stride(0), q.stride(1), k_cache.stride(0), k_cache.stride(1), k_cache.stride(2),
         block_tables.stride(0), out.stride(0), out.stride(1),
         BLOCK_M=max(16, triton.next_power_of_2(group)), BLOCK_N=block_n,
-        HEAD_DIM=head_dim, DOT_PRECISION=dot_precision(q.dtype), GROUP_P=triton.next_power_of_2(group),
-        # One merge width for every step: sized by the step's longest context, it took a new
-        # compile (a stall mid-run) each time an eager decode's contexts crossed a power of two.
-        BLOCK_S=16,
+        HEAD_DIM=head_dim, DOT_PRECISION=dot_precision(q.dtype),
         # Two stages, not Triton's three: 96 registers instead of 157 on the H200 (Triton 3.6), so
         # 64 x 1k runs in one wave (results/h200/decode-launch: 94.1 -> 75.8 us a layer).
         num_stages=2,
+    )
+    _decode_reduce_kernel[(batch, n_q_heads)](
+        plan.table, part_out, part_lse, out, batch, n_q_heads, out.stride(0), out.stride(1),
+        # One width for every step: sized by the step's longest context, it took a new compile
+        # (a stall mid-run) each time an eager decode's contexts crossed a power of two.
+        BLOCK_S=64, HEAD_DIM=head_dim,
     )
     return out

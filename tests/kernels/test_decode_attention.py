@@ -56,9 +56,8 @@ def test_plan_matches_ref_and_bounds_chunks(num_work: int | None) -> None:
     first, count = plan.table[:batch].tolist(), plan.table[batch:2 * batch].tolist()
     chunk, total = plan.table[2 * batch:2 * batch + 2].tolist()
     assert chunk % 16 == 0 and total == sum(count) <= plan.num_work
-    owner = plan.table[2 * batch + 2:2 * batch + 2 + plan.num_work].tolist()
-    assert owner[:total] == [b for b in range(batch) for _ in range(count[b])]
-    assert plan.table[2 * batch + 2 + plan.num_work:].tolist() == [0] * (batch * 2)  # arrivals per (sequence, kv head)
+    owner = plan.table[2 * batch + 2:].tolist()
+    assert len(owner) == plan.num_work and owner[:total] == [b for b in range(batch) for _ in range(count[b])]
     assert all(c == -(-n // chunk) for n, c in zip(SEQ_LENS, count))
     assert first == [sum(count[:b]) for b in range(batch)]
 
@@ -76,9 +75,9 @@ def test_long_sequence_beside_short_ones_is_split(paged_kv) -> None:
                                atol=1e-4, rtol=1e-5)
 
 
-def test_one_plan_serves_every_layer_and_leaves_its_arrival_counters_at_zero(paged_kv) -> None:
-    """A model makes one plan a step and its layers launch on it in turn: each launch's last
-    chunk of a sequence merges it and resets the count, so the next layer merges right too."""
+def test_one_plan_serves_every_layer(paged_kv) -> None:
+    """A model makes one plan a step and its layers launch on it in turn, each merging its own
+    partials: no layer may leave state in the plan that the next one reads."""
     q, _, _, k_cache, v_cache, bt, lens = _setup(paged_kv, SEQ_LENS, 6, 2, 32, 16)
     plan = plan_decode_work(lens, 2, block_n=16)
     batch = len(SEQ_LENS)
@@ -88,7 +87,6 @@ def test_one_plan_serves_every_layer_and_leaves_its_arrival_counters_at_zero(pag
         out = paged_decode_attention(q_layer, k_cache, v_cache, bt, lens, 0.2, plan, block_n=16)
         torch.testing.assert_close(out, paged_decode_attention_ref(q_layer, k_cache, v_cache, bt, lens, 0.2),
                                    atol=1e-4, rtol=1e-5)
-        assert plan.table[2 * batch + 2 + plan.num_work:].tolist() == [0] * (batch * 2)
 
 
 def test_decode_fp16(paged_kv) -> None:
