@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import time
+from collections import deque
 
 import torch
 
@@ -77,7 +78,8 @@ class PdmuxStepper:
         self.config, self.scheduler, self.runner = config, scheduler, runner
         self.executor, self.planner = executor, planner
         self.jobs: list[PrefillJob] = []  # the first runs its layers; one behind it waits (at most two)
-        self.pending_block: tuple | None = None  # (partition, shape, layers, job) of a block not yet measured
+        # (partition, shape, layers, block) of each launched block not yet measured, in launch order
+        self.pending_blocks: deque[tuple] = deque()
         self.jump_checked: tuple | None = None  # the waiting queue last asked whether its head jumps ahead
         self.last_step_start: float | None = None
         self.last_decode_ms: float | None = None
@@ -87,6 +89,7 @@ class PdmuxStepper:
         """Drops the planner's online corrections (a window of recent samples per partition and
         prefill size: a pair that a run rarely meets keeps an earlier run's)."""
         self.planner.predictor.forget()
+        self.pending_blocks.clear()
 
     @property
     def job(self) -> PrefillJob | None:
@@ -139,14 +142,20 @@ class PdmuxStepper:
                                         max_chunk=self.config.pdmux_prefill_tokens)
         self._launch_prefill_job(plan)
 
-    def _observe_prefill_block(self) -> float | None:
-        if self.pending_block is None:
-            return None
-        part, shape, layers, job = self.pending_block
-        measured = self.executor.block_ms(job)
-        if measured is not None:
-            self.planner.predictor.observe_layers(part, shape, layers, measured)
-            self.pending_block = None
+    def _observe_prefill_blocks(self) -> list[float]:
+        """Every block that has finished since the last step, oldest first (blocks finish in
+        launch order: one stream, or a wait on the previous block's event). Each is learned
+        from: measuring only the latest block of a step would sample the blocks that finish
+        within one step, the short ones, and skew the layer factors low."""
+        measured = []
+        while self.pending_blocks:
+            part, shape, layers, block = self.pending_blocks[0]
+            ms = block.ms()
+            if ms is None:
+                break
+            self.planner.predictor.observe_layers(part, shape, layers, ms)
+            measured.append(ms)
+            self.pending_blocks.popleft()
         return measured
 
     @torch.inference_mode()
@@ -156,7 +165,7 @@ class PdmuxStepper:
             self.planner.predictor.observe_step_wall((now - self.last_step_start) * 1e3, self.last_decode_ms)
         self.last_step_start, self.last_decode_ms = now, None
         results: StepResults = []
-        measured_prefill = self._observe_prefill_block()
+        measured_prefill = self._observe_prefill_blocks()
         if self.job is not None and self.job.finished:
             results += self._finish_prefill()
         if not self.jobs and self.cut_prompts:  # a scan of the running batch only between prefill batches
@@ -186,7 +195,7 @@ class PdmuxStepper:
         launch = self.executor.launch_step((decision.partition, inputs) if inputs else None, job,
                                            decision.partition, gang)
         if gang:
-            self.pending_block = (decision.partition, prefill, gang, job)
+            self.pending_blocks.append((decision.partition, prefill, gang, job.last_block))
         if launch is not None:
             logits, self.last_decode_ms = self.executor.finish_decode(launch)
             results += self.runner.sample(inputs, logits)

@@ -51,6 +51,25 @@ def _on(stream: torch.cuda.Stream | None):
 
 
 @dataclass
+class PrefillBlock:
+    """One launched block of prefill layers, timed by its own events: several can be in flight
+    on the prefill stream, and the planner learns from each."""
+
+    start: object
+    done: object
+    started_at: float  # host clock at launch
+    ended_at: float  # host clock after the launch: the block's end when it ran on no stream (CPU)
+
+    def ms(self) -> float | None:
+        """The block's measured time once it has finished (polled, never waited on)."""
+        if not self.done.query():
+            return None
+        if isinstance(self.done, DoneEvent):
+            return (self.ended_at - self.started_at) * 1e3
+        return self.start.elapsed_time(self.done)
+
+
+@dataclass
 class PrefillJob:
     """A prefill batch moving through the layers over several steps; hidden state and residual
     are carried between steps."""
@@ -70,9 +89,7 @@ class PrefillJob:
     in_pieces: bool = False  # its layers replay the executor's graph pieces; its state lives in their buffers
     done: object = None  # event after the last launched block
     prev_done: object = None  # event after the block launched before it
-    block_start: object = None
-    block_layers: int = 0
-    block_started_at: float = 0.0
+    last_block: PrefillBlock | None = None
 
     @property
     def remaining_layers(self) -> int:
@@ -186,7 +203,7 @@ class PdmuxExecutor:
         return True
 
     @torch.inference_mode()
-    def launch_prefill(self, job: PrefillJob, partition: Partition, num_layers: int) -> None:
+    def launch_prefill(self, job: PrefillJob, partition: Partition, num_layers: int) -> PrefillBlock:
         """Launches the next `num_layers` layers (embedding before the first, logits after the last)."""
         stream = partition.prefill_stream
         with _on(stream), self._phase("prefill"):
@@ -202,7 +219,7 @@ class PdmuxExecutor:
                 for t in (job.hidden, job.residual, job.positions, *vars(job.meta).values()):
                     if isinstance(t, torch.Tensor):
                         t.record_stream(stream)
-            job.block_start, job.block_started_at = _record(stream), time.perf_counter()
+            start, started_at = _record(stream), time.perf_counter()
             end = min(job.next_layer + num_layers, job.num_layers)
             if job.in_pieces:
                 self.pieces.layers(job.meta, job.next_layer, end, stream)
@@ -214,19 +231,12 @@ class PdmuxExecutor:
                 if end == job.num_layers:
                     job.logits = self.runner.logits_at(self.model.norm(job.hidden, job.residual)[0], job.inputs)
                     job.hidden = job.residual = None
-            job.block_layers = end - job.next_layer
             job.next_layer, job.stream = end, stream
             job.prev_done, job.done = job.done, _record(stream)
+            job.last_block = PrefillBlock(start, job.done, started_at, time.perf_counter())
             if job.in_pieces:
                 self._pieces_done = job.done
-
-    def block_ms(self, job: PrefillJob) -> float | None:
-        """Measured time of the job's last block, once it has finished."""
-        if not job.done.query():
-            return None
-        if isinstance(job.done, DoneEvent):
-            return (time.perf_counter() - job.block_started_at) * 1e3
-        return job.block_start.elapsed_time(job.done)
+        return job.last_block
 
     @torch.inference_mode()
     def launch_decode(self, partition: Partition, inputs: StepInputs) -> DecodeLaunch:

@@ -363,14 +363,16 @@ class PdmuxPlanner:
         scheduler.waiting.extend(r[3] for r in placed + deferred)
 
     def record(self, decision: StepDecision, decode_batch: int, prefill_tokens: int, measured_decode_ms: float | None,
-               measured_prefill_ms: float | None, prefill_jobs: int = 0) -> None:
+               measured_prefill_ms: list[float] | None = None, prefill_jobs: int = 0) -> None:
+        """Counts the step and, with `--trace`, writes its decision, its inputs and what was
+        measured: this step's decode and each prefill block that finished since the last step."""
         self.num_steps += 1
         if self.trace is None:
             return
         row = {"step": self.num_steps, "t": time.time(), "split": decision.partition.name, "gang": decision.gang,
                "decode_batch": decode_batch, "prefill_tokens": prefill_tokens, "prefill_jobs": prefill_jobs,
                "predicted_decode_ms": decision.predicted_decode_ms, "measured_decode_ms": measured_decode_ms,
-               "predicted_prefill_ms": decision.predicted_prefill_ms, "measured_prefill_block_ms": measured_prefill_ms,
+               "predicted_prefill_ms": decision.predicted_prefill_ms, "measured_prefill_blocks_ms": measured_prefill_ms or [],
                "decode_budget_ms": decision.decode_budget_ms,
                "host_ms": self.predictor.host_ms}
         self.trace.write(json.dumps(row) + "\n")

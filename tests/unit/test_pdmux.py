@@ -81,8 +81,49 @@ def test_every_step_decision_goes_to_the_trace(tmp_path):
     tiny(mode="pdmux", trace_path=str(trace), pdmux_prefill_tokens=20, **STATIC).generate(PROMPTS[:4], GREEDY)
     rows = [json.loads(line) for line in trace.read_text().splitlines()]
     assert rows and {"step", "split", "gang", "decode_batch", "prefill_tokens", "predicted_decode_ms",
-                     "measured_decode_ms", "predicted_prefill_ms", "measured_prefill_block_ms", "host_ms"} <= set(rows[0])
+                     "measured_decode_ms", "predicted_prefill_ms", "measured_prefill_blocks_ms", "host_ms"} <= set(rows[0])
     assert any(r["split"] == "96/36" and r["gang"] == 1 and r["decode_batch"] for r in rows)
+
+
+class HeldEvent:
+    """A CUDA event stand-in that finishes when the test says so, `ms` after its start."""
+
+    def __init__(self, ms: float):
+        self.ms, self.finished = ms, False
+
+    def query(self) -> bool:
+        return self.finished
+
+    def elapsed_time(self, end: "HeldEvent") -> float:
+        return end.ms
+
+
+def test_every_prefill_block_is_learned_from_in_launch_order_even_when_one_outlasts_a_step():
+    from pdtune.executor.pdmux import PrefillBlock
+
+    stepper = tiny(mode="pdmux", **STATIC).engine.stepper
+    learned = []
+    stepper.planner.predictor.observe_layers = lambda part, shape, layers, ms: learned.append((layers, ms))
+    events = [HeldEvent(ms) for ms in (4.0, 9.0, 2.0)]
+    for layers, event in enumerate(events, start=1):
+        stepper.pending_blocks.append(("part", P128, layers, PrefillBlock(HeldEvent(0.0), event, 0.0, 0.0)))
+    events[0].finished = events[2].finished = True  # the middle block still runs: the last waits behind it
+    assert stepper._observe_prefill_blocks() == [4.0] and learned == [(1, 4.0)]
+    events[1].finished = True
+    assert stepper._observe_prefill_blocks() == [9.0, 2.0] and learned == [(1, 4.0), (2, 9.0), (3, 2.0)]
+    assert not stepper.pending_blocks
+
+
+def test_a_served_run_learns_from_every_block_it_launched(tmp_path):
+    trace = tmp_path / "trace.jsonl"
+    llm = tiny(mode="pdmux", trace_path=str(trace), pdmux_prefill_tokens=20, **STATIC)
+    learned = []
+    observe = llm.engine.stepper.planner.predictor.observe_layers
+    llm.engine.stepper.planner.predictor.observe_layers = lambda *a: (learned.append(a), observe(*a))
+    llm.generate(PROMPTS[:4], GREEDY)
+    rows = [json.loads(line) for line in trace.read_text().splitlines()]
+    launched = sum(1 for r in rows if r["gang"])
+    assert launched and len(learned) == launched == sum(len(r["measured_prefill_blocks_ms"]) for r in rows)
 
 
 P128, P4096 = PrefillShape.single(128), PrefillShape.single(4096)
