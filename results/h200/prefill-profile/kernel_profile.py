@@ -81,19 +81,25 @@ def profile_pdtune(report: dict) -> dict:
     return engine.loaded.hf_config
 
 
-def main(out: str) -> None:
-    os.makedirs(out, exist_ok=True)
-    report: dict = {"environment": environment(" ".join(sys.argv))}
-    hf_cfg = profile_pdtune(report)
+def transformers_prefill(hf_cfg: dict, tokens: int = 8192):
+    """transformers' (sdpa) model of `hf_cfg` on the GPU, once pdtune's engine is freed, and a
+    call that prefills `tokens` random ids with it."""
     gc.collect()
     torch.cuda.empty_cache()
     hf = hf_baseline.build_hf_model(hf_cfg, torch.bfloat16, torch.device("cuda"))
-    hf_ids = torch.randint(0, hf.config.vocab_size, (1, 8192), device="cuda")
+    hf_ids = torch.randint(0, hf.config.vocab_size, (1, tokens), device="cuda")
 
     @torch.inference_mode()
     def theirs():
         return hf(input_ids=hf_ids, logits_to_keep=1, use_cache=False)
 
+    return theirs
+
+
+def main(out: str) -> None:
+    os.makedirs(out, exist_ok=True)
+    report: dict = {"environment": environment(" ".join(sys.argv))}
+    theirs = transformers_prefill(profile_pdtune(report))
     report["transformers_prefill_ms"] = time_ms(theirs, torch.device("cuda"), iters=5, warmup=2)
     report["transformers_prefill_classes"], rows = kernels_ms(theirs, 2)
     report["transformers_prefill_top"] = rows[:25]

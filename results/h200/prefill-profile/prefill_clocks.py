@@ -5,8 +5,8 @@ them back to back, while transformers leaves 42 ms of small elementwise kernels 
 power cap could hold pdtune's clock lower. Each side runs its prefill for about 4 s while a thread
 samples NVML every 2 ms (SM clock, power, clock-event reasons); the same sdpa call is also timed
 alone in pdtune's layout (q and k strided views, 8 kv heads with enable_gqa) and in transformers'
-with k and v repeated to 32 heads. Usage: python prefill_clocks.py OUT_DIR"""
-import gc
+with k and v repeated to 32 heads. Session 15 ran it before its transformers half moved into
+kernel_profile.py's `transformers_prefill` (the same calls). Usage: python prefill_clocks.py OUT_DIR"""
 import json
 import os
 import statistics
@@ -20,9 +20,11 @@ import torch.nn.functional as F
 
 from pdtune.config import EngineConfig
 from pdtune.engine import Engine
-from pdtune.perf import hf_baseline, step_bench
+from pdtune.perf import step_bench
 from pdtune.perf.environment import environment
 from pdtune.perf.timing import time_ms
+
+from kernel_profile import transformers_prefill  # this folder's script: the script's folder is on sys.path
 
 REASONS = {0x1: "gpu_idle", 0x2: "app_clocks", 0x4: "sw_power_cap", 0x8: "hw_slowdown", 0x20: "sw_thermal",
            0x40: "hw_thermal", 0x80: "hw_power_brake"}
@@ -113,16 +115,7 @@ def main(out: str) -> None:
                     "max_sm_clock_mhz": pynvml.nvmlDeviceGetMaxClockInfo(handle, pynvml.NVML_CLOCK_SM)}
     report["sdpa_one_layer_ms"] = sdpa_layouts()
     report["pdtune"], hf_cfg = sampled_pdtune(handle)
-    gc.collect()
-    torch.cuda.empty_cache()
-    hf = hf_baseline.build_hf_model(hf_cfg, torch.bfloat16, torch.device("cuda"))
-    hf_ids = torch.randint(0, hf.config.vocab_size, (1, 8192), device="cuda")
-
-    @torch.inference_mode()
-    def theirs():
-        return hf(input_ids=hf_ids, logits_to_keep=1, use_cache=False)
-
-    report["transformers"] = sampled(theirs, handle)
+    report["transformers"] = sampled(transformers_prefill(hf_cfg), handle)
     with open(os.path.join(out, "prefill-clocks.json"), "w") as f:
         json.dump(report, f, indent=1)
     print(json.dumps({k: v for k, v in report.items() if k != "environment"}, indent=1))
