@@ -103,3 +103,21 @@ def test_decode_bf16(paged_kv) -> None:
     out = paged_decode_attention(q, k_cache, v_cache, bt, lens, 0.125, block_n=16)
     ref = paged_decode_attention_ref(q, k_cache, v_cache, bt, lens, 0.125)
     torch.testing.assert_close(out, ref, atol=2e-2, rtol=2e-2)
+
+
+@pytest.mark.parametrize(("seq_lens", "block_n", "chunk"), [
+    ([1024], 32, 32),  # one sequence: 32-token tiles, chunks of one tile
+    ([200, 1024, 7, 64], 32, 32),  # four: still the small tiling
+    ([1024] * 8, 64, 128),  # eight: 64-token tiles, chunks of at least two
+])
+def test_the_default_tiling_follows_the_batch_size(paged_kv, seq_lens: list[int], block_n: int, chunk: int) -> None:
+    q, _, _, k_cache, v_cache, bt, lens = _setup(paged_kv, seq_lens, 8, 2, 32, 16)
+    plan = plan_decode_work(lens, 2)
+    batch = len(seq_lens)
+    assert plan.block_n == block_n and plan.table[2 * batch].item() == chunk
+    assert plan.table.tolist() == plan_decode_work_ref(lens, 2).table.tolist()
+    out = paged_decode_attention(q, k_cache, v_cache, bt, lens, 0.2, plan)
+    torch.testing.assert_close(out, paged_decode_attention_ref(q, k_cache, v_cache, bt, lens, 0.2),
+                               atol=1e-4, rtol=1e-5)
+    with pytest.raises(AssertionError, match="against the plan's"):
+        paged_decode_attention(q, k_cache, v_cache, bt, lens, 0.2, plan, block_n=2 * block_n)

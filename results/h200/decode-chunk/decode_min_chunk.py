@@ -5,6 +5,9 @@ the engine runs it. Session 10's profile put 1 x 1k's attention at 9 us a layer 
 (64 programs of two 64-token tiles each, latency-bound) plus 2 us of merge; the smallest chunk
 only changes the plans of small batches (a 64 x 1k step's chunk is 1,024 tokens either way).
 
+Run in session 16 at 38cf1ee, before the engine took its tiling from the batch size
+(`decode_tiling`: 32/32 up to 4 sequences, 64/128 above); it patches the `_min_chunk` of then.
+
 python decode_min_chunk.py OUT_DIR"""
 
 import json
