@@ -1,8 +1,10 @@
 """Decode attention on the pdmux decode partitions: per layer of the Llama-3.1-8B shape, timed as
 CUDA graphs of a 32-layer step captured on each partition's decode stream (a graph keeps the SMs
-of the stream it was captured on), for a few launch options of the split kernel. The question:
-on 24-40 SMs, is the kernel limited by its bytes in flight per SM (deeper pipelining or wider
-tiles help) rather than by the partition's bandwidth share?
+of the stream it was captured on), for launch options of the split kernel, with each compiled
+variant's registers and shared memory. The question: the profile's cost per context token on 24
+SMs is 3.9x the whole GPU's (0.93 TB/s of KV, where the same partition's GEMMs read 2.1 TB/s and
+a copy kernel ~70 GB/s per SM): is the kernel limited by its bytes in flight per SM (more stages,
+more warps, other tiles help) rather than by the partition's bandwidth share?
 
 python decode_partition.py OUT_DIR"""
 
@@ -21,42 +23,77 @@ from pdtune import kernels as k  # noqa: E402
 from pdtune.executor.partitions import make_partitions  # noqa: E402
 from pdtune.kernels import decode_attention as da  # noqa: E402
 from pdtune.perf.environment import environment  # noqa: E402
+from pdtune.perf.timing import measure_ceilings, time_ms  # noqa: E402
 
-CASES = [("64 x 1k", [1024] * 64), ("11 x 8k", [8192] * 11), ("20: 2 x 16k + 7.9k + 17 x 300", [16384, 16384, 7920] + [300] * 17)]
-OPTIONS = [(4, 2, 64), (4, 3, 64), (4, 4, 64), (4, 2, 128), (4, 3, 128), (8, 3, 128)]
-SPLITS = ((112, 20), (96, 36), (72, 60))
+CASES = [("64 x 1k", [1024] * 64), ("64 x 4k", [4096] * 64), ("128 x 2k", [2048] * 128),
+         ("20: 2 x 16k + 7.9k + 17 x 300", [16384, 16384, 7920] + [300] * 17)]
+# (num_warps, num_stages, BLOCK_N); the engine's is (4, 2, 64) above 4 sequences.
+OPTIONS = [(4, 2, 64), (4, 3, 64), (4, 4, 64), (8, 2, 64), (8, 3, 64), (8, 4, 64), (4, 2, 32), (4, 4, 32),
+           (8, 4, 32), (4, 2, 128), (8, 2, 128), (8, 3, 128)]
+SPLITS = ((112, 20), (84, 48))
+
+
+def graph_us_per_layer(step, stream: torch.cuda.Stream, iters: int) -> float:
+    """Microseconds a layer of one step's layers, captured as a graph on `stream` and replayed."""
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        step()  # compiles outside the capture
+    stream.synchronize()
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph, stream=stream):
+        step()
+    return 1e3 * time_ms(graph.replay, torch.device("cuda"), iters=iters) / ds.LAYERS
 
 
 def main(out_dir: str) -> None:
     dev, dtype = torch.device("cuda"), torch.bfloat16
+    copy = measure_ceilings(dev, dtype).copy_bytes_per_s
     parts = [p for p in make_partitions(SPLITS) if p.decode_stream is not None]
     need = max(sum(-(-n // ds.BLOCK) for n in lens) for _, lens in CASES)
     k_cache = torch.randn(need, ds.BLOCK, ds.KV_HEADS, ds.DIM, device=dev, dtype=dtype)
     v_cache = torch.randn_like(k_cache)
+    scale = ds.DIM ** -0.5
     split_kernel = da._decode_split_kernel
-    rows = []
+    rows, regs = [], {}
     for name, lens in CASES:
         table, seq_lens, q = ds.paged_batch(lens, need, dev, dtype)
+        ref = k.paged_decode_attention_ref(q, k_cache, v_cache, table, seq_lens, scale).float()
         kv_bytes = sum(lens) * 2 * ds.KV_HEADS * ds.DIM * dtype.itemsize
         for part in parts:
             row = {"case": name, "decode_sms": part.decode_sms, "kv_bytes": kv_bytes}
             for warps, stages, block_n in OPTIONS:
+                label = f"w{warps}s{stages}n{block_n}"
+                known = dl.compiled_variants(split_kernel)
                 da._decode_split_kernel = dl.WithOptions(split_kernel, num_warps=warps, num_stages=stages)
                 try:
-                    def step():
+                    with torch.cuda.stream(part.decode_stream):
+                        out = k.paged_decode_attention(q, k_cache, v_cache, table, seq_lens, scale, block_n=block_n)
+                    part.decode_stream.synchronize()
+                    err = (out.float() - ref).abs().max().item()
+
+                    def step(block_n=block_n):
                         plan = k.plan_decode_work(seq_lens, ds.KV_HEADS, block_n=block_n)
                         for _ in range(ds.LAYERS):
-                            k.paged_decode_attention(q, k_cache, v_cache, table, seq_lens, 0.088, plan, block_n=block_n)
+                            k.paged_decode_attention(q, k_cache, v_cache, table, seq_lens, scale, plan, block_n=block_n)
 
-                    row[f"w{warps}s{stages}n{block_n}_us"] = 1e3 * ds.graph_layer_ms(step, dev, part.decode_stream)
+                    us = graph_us_per_layer(step, part.decode_stream, iters=10 if kv_bytes > 5e8 else 30)
+                    new = [(c.n_regs, c.n_spills, getattr(c.metadata, "shared", None)) for key, c in
+                           dl.compiled_variants(split_kernel).items() if key not in known]
+                    regs[label] = new or regs.get(label, [])
+                    row[label] = dict(us=us, tb_per_s=kv_bytes / us / 1e6, err=err)
+                except Exception as exc:  # an option the compiler refuses (shared memory) is reported, not fatal
+                    row[label] = dict(error=repr(exc)[:200])
                 finally:
                     da._decode_split_kernel = split_kernel
             rows.append(row)
-            times = {key: round(v, 1) for key, v in row.items() if key.endswith("_us")}
-            print(f"{name:32s} {part.decode_sms:3d} SMs  KV {kv_bytes / 1e6:6.0f} MB/layer ", times, flush=True)
+            print(f"{name:30s} {part.decode_sms:3d} SMs KV {kv_bytes / 1e6:5.0f} MB/layer  " + " ".join(
+                f"{key} {v['us']:.1f}us/{v['tb_per_s']:.2f}" if "us" in v else f"{key} ERR"
+                for key, v in row.items() if isinstance(v, dict)), flush=True)
+    print("variants (regs, spills, shared bytes):", regs, flush=True)
     os.makedirs(out_dir, exist_ok=True)
     with open(os.path.join(out_dir, "decode-partition.json"), "w") as f:
-        json.dump({"environment": environment(" ".join(sys.argv)), "options": OPTIONS, "rows": rows}, f, indent=1)
+        json.dump({"environment": environment(" ".join(sys.argv)), "copy_bytes_per_s": copy, "options": OPTIONS,
+                   "variants": regs, "rows": rows}, f, indent=1)
 
 
 if __name__ == "__main__":
