@@ -6,6 +6,9 @@ launch options; per layer of the Llama-3.1-8B shape, CUDA graphs of a 32-layer s
 the pdmux decode partitions (24, 48 SMs) and the whole GPU. Session 17's sweep
 (decode-partition/) put the kernel at 1.1-1.3 TB/s on 24 SMs, where cuBLAS reads 2.9-3.0 TB/s.
 
+Run in session 17 at fc8ecec, whose split kernel had the PIPELINE and HEAD_FAST switches; the
+kernel after it keeps HEAD_FAST's launch order only (the loads reordered ran slower everywhere).
+
 python decode_prefetch.py OUT_DIR        (on a GPU)
 TRITON_INTERPRET=1 python decode_prefetch.py --check   (every variant against the reference, CPU)"""
 
