@@ -31,6 +31,9 @@ class EngineConfig:
     max_model_len: int | None = None  # defaults to the model's context length
     enable_prefix_caching: bool = True
     enforce_eager: bool = False  # GPU: run every step eagerly instead of replaying CUDA graphs (decode, piecewise)
+    # GPU, 16-bit weights: each decode graph's projections use cuBLAS or cuBLASLt, whichever its
+    # capture timed faster on its stream at its batch (False: torch's default library throughout)
+    tune_decode_gemms: bool = True
     overlap_scheduling: bool = True  # sequential/chunked: plan and launch step n+1 before reading step n's tokens
     # PD-multiplexing (mode "pdmux")
     pdmux_policy: str = "adaptive"

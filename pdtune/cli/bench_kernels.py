@@ -22,6 +22,7 @@ def bench_kernels(
     load_format: o.LoadFormat = "dummy", dtype: o.Dtype = None, device: o.Device = None,
     attention_backend: o.AttentionBackend = None, gpu_memory_utilization: o.GpuMemoryUtilization = None,
     max_num_seqs: o.MaxNumSeqs = 256, max_model_len: o.MaxModelLen = 32768,
+    tune_decode_gemms: o.TuneDecodeGemms = None,
     batches: Annotated[str, typer.Option(help="Decode batch sizes.")] = "1,8,16,32,64,128,256",
     contexts: Annotated[str, typer.Option(help="Decode context lengths.")] = "1024,4096,16384",
     long_context: Annotated[int | None, typer.Option(
@@ -40,6 +41,7 @@ def bench_kernels(
             None, model=model, load_format=load_format, dtype=dtype, device=device,
             attention_backend=attention_backend, gpu_memory_utilization=gpu_memory_utilization,
             max_num_seqs=max_num_seqs, max_model_len=max_model_len, max_num_batched_tokens=max(int_list(prefill_tokens, "prefill-tokens")),
+            tune_decode_gemms=tune_decode_gemms,
         )
         cfg = KernelBenchConfig(engine, int_list(batches, "batches"), int_list(contexts, "contexts"),
                                 int_list(prefill_tokens, "prefill-tokens"), compare_transformers=transformers, out_dir=out,

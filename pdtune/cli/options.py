@@ -50,6 +50,9 @@ MaxNumSeqs = Annotated[Optional[int], typer.Option("--max-num-seqs", help="Most 
 MaxNumBatchedTokens = Annotated[Optional[int], typer.Option(
     "--max-num-batched-tokens", help="Token budget of one step.")]
 MaxModelLen = Annotated[Optional[int], typer.Option("--max-model-len", help="Context length (prompt + output).")]
+TuneDecodeGemms = Annotated[Optional[bool], typer.Option(
+    "--tune-decode-gemms/--no-tune-decode-gemms",
+    help="GPU: capture each decode graph's projections with cuBLAS or cuBLASLt, whichever runs faster there (default on).")]
 Seed = Annotated[Optional[int], typer.Option("--seed", help="Seed for dummy weights and unseeded sampling.")]
 
 TensorParallelSize = Annotated[Optional[int], typer.Option(

@@ -11,6 +11,7 @@ from contextlib import contextmanager
 
 import torch
 
+from pdtune.executor.gemm_libraries import pick_libraries, pinned_libraries, tunable
 from pdtune.model.attention import AttentionMetadata, table_width
 from pdtune.model.llama import LlamaForCausalLM
 
@@ -40,12 +41,16 @@ class DecodeGraphs:
     """Static input buffers + one graph per bucket; a step pads its batch to the next bucket.
 
     Padded rows write no KV (slot -1) and attend to one token of block 0, so they stay finite.
+    With `tune_gemms`, each bucket's projections are captured with the BLAS library that runs
+    them faster on this stream at that batch (`gemm_libraries`, the picks kept per bucket).
     """
 
     def __init__(self, model: LlamaForCausalLM, max_batch: int, max_blocks_per_seq: int,
-                 stream: torch.cuda.Stream | None = None, pool=None):
+                 stream: torch.cuda.Stream | None = None, pool=None, tune_gemms: bool = True):
         self.model = model
         device = model.embed_tokens.weight.device
+        self.tune_gemms = tune_gemms and tunable(model.embed_tokens.weight)
+        self.gemm_libraries: dict[int, dict[str, str]] = {}
         self.stream = stream or torch.cuda.Stream(device)
         self.pool = pool if pool is not None else torch.cuda.graph_pool_handle()
         self.buckets = batch_buckets(max_batch)
@@ -70,12 +75,15 @@ class DecodeGraphs:
     @torch.inference_mode()
     def _capture(self, size: int) -> None:
         self.stream.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(self.stream):
-            self._forward(size)  # warm-up: Triton compiles and autotunes outside the capture
-        self.stream.synchronize()
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph, pool=self.pool, stream=self.stream):
-            self.logits[size] = self._forward(size)
+        groups = self.model.projection_groups() if self.tune_gemms else {}
+        picks = self.gemm_libraries[size] = pick_libraries(groups, size, self.stream) if groups else {}
+        with pinned_libraries(groups, picks):
+            with torch.cuda.stream(self.stream):
+                self._forward(size)  # warm-up: Triton compiles and autotunes outside the capture
+            self.stream.synchronize()
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph, pool=self.pool, stream=self.stream):
+                self.logits[size] = self._forward(size)
         self.graphs[size] = graph
         with torch.cuda.stream(self.stream):
             graph.replay()  # a graph's first launch uploads it to the device: here, not inside a served step

@@ -75,6 +75,7 @@ class ModelRunner:
         self.block_size = config.block_size
         self.sampler = Sampler(self.device, config.seed)
         self.tp = tp
+        self.tune_decode_gemms = config.tune_decode_gemms
         a = loaded.model.local_arch
         self.kv_cache = torch.zeros(2, a.num_layers, num_kv_blocks, config.block_size, a.num_kv_heads, a.head_dim,
                                     dtype=loaded.dtype, device=self.device)
@@ -92,7 +93,8 @@ class ModelRunner:
         self.graphs: DecodeGraphs | None = None  # pdmux captures its own, one set per partition
         self.piecewise: PiecewiseGraphs | None = None  # pdmux's executor keeps its own, per prefill stream
         if self.device.type == "cuda" and not config.enforce_eager and config.mode != "pdmux":
-            self.graphs = DecodeGraphs(self.model, config.max_num_seqs, -(-max_model_len // config.block_size))
+            self.graphs = DecodeGraphs(self.model, config.max_num_seqs, -(-max_model_len // config.block_size),
+                                       tune_gemms=config.tune_decode_gemms)
             if tp is None:  # collectives are not captured
                 self.piecewise = PiecewiseGraphs(self.model, self.row_buckets(self.padded_rows_max), self.graphs.pool)
 

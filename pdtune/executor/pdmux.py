@@ -143,7 +143,8 @@ class PdmuxExecutor:
             pool = torch.cuda.graph_pool_handle()
             for p in partitions:
                 if p.decode_stream is not None:  # one set per decode partition: a graph keeps its SMs
-                    self.graphs[p.name] = DecodeGraphs(self.model, graph_batch, max_blocks_per_seq, p.decode_stream, pool)
+                    self.graphs[p.name] = DecodeGraphs(self.model, graph_batch, max_blocks_per_seq, p.decode_stream, pool,
+                                                       tune_gemms=runner.tune_decode_gemms)
         # Prefill blocks of up to `piece_rows` rows replay graph pieces captured on each prefill
         # stream, in a pool of their own: they run while a decode graph does.
         self.pieces: PiecewiseGraphs | None = None

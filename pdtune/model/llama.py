@@ -11,6 +11,7 @@ from torch import nn
 from pdtune.model.arch import ModelArch
 from pdtune.model.attention import AttentionMetadata, PagedAttention
 from pdtune.model.ops import Ops
+from pdtune.model.projection import Projection
 
 if TYPE_CHECKING:
     from pdtune.executor.tensor_parallel import TPGroup
@@ -30,8 +31,8 @@ class Attention(nn.Module):
     def __init__(self, arch: ModelArch, ops: Ops, tp: TPGroup | None):
         super().__init__()
         self.arch, self.ops, self.tp = arch, ops, tp
-        self.qkv_proj = nn.Linear(arch.hidden_size, arch.q_size + 2 * arch.kv_size, bias=arch.qkv_bias)
-        self.o_proj = nn.Linear(arch.q_size, arch.hidden_size, bias=False)
+        self.qkv_proj = Projection(arch.hidden_size, arch.q_size + 2 * arch.kv_size, bias=arch.qkv_bias)
+        self.o_proj = Projection(arch.q_size, arch.hidden_size, bias=False)
         if arch.qk_norm:
             self.q_norm = RMSNorm(arch.head_dim, arch.rms_norm_eps, ops)
             self.k_norm = RMSNorm(arch.head_dim, arch.rms_norm_eps, ops)
@@ -64,8 +65,8 @@ class MLP(nn.Module):
     def __init__(self, arch: ModelArch, ops: Ops, tp: TPGroup | None):
         super().__init__()
         self.ops, self.tp = ops, tp
-        self.gate_up_proj = nn.Linear(arch.hidden_size, 2 * arch.intermediate_size, bias=False)
-        self.down_proj = nn.Linear(arch.intermediate_size, arch.hidden_size, bias=False)
+        self.gate_up_proj = Projection(arch.hidden_size, 2 * arch.intermediate_size, bias=False)
+        self.down_proj = Projection(arch.intermediate_size, arch.hidden_size, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.down_proj(self.ops.silu_and_mul(self.gate_up_proj(x)))
@@ -141,10 +142,16 @@ class LlamaForCausalLM(nn.Module):
     def lm_head_weight(self) -> torch.Tensor:
         return self.embed_tokens.weight if self.lm_head is None else self.lm_head.weight
 
-    def projections(self) -> list[nn.Linear]:
+    def projections(self) -> list[Projection]:
         """One layer's linear layers; every layer has the same shapes."""
-        layer = self.layers[0]
-        return [layer.self_attn.qkv_proj, layer.self_attn.o_proj, layer.mlp.gate_up_proj, layer.mlp.down_proj]
+        return [group[0] for group in self.projection_groups().values()]
+
+    def projection_groups(self) -> dict[str, list[Projection]]:
+        """Each of a layer's linear layers, across the layers."""
+        return {"qkv": [layer.self_attn.qkv_proj for layer in self.layers],
+                "o": [layer.self_attn.o_proj for layer in self.layers],
+                "gate_up": [layer.mlp.gate_up_proj for layer in self.layers],
+                "down": [layer.mlp.down_proj for layer in self.layers]}
 
     def compute_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         logits = F.linear(hidden, self.lm_head_weight).float()

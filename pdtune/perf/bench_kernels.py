@@ -54,11 +54,14 @@ def _decode_row(engine: Engine, batch: int, context: int, ceil, itemsize: int,
     if eager_ms is None:
         return None
     steady_ms = step_bench.decode_step_ms(engine, batch, context, graph_ms is not None, long_context, back_to_back=True)
+    graphs = engine.runner.graphs
+    libraries = graphs.gemm_libraries.get(graphs.bucket(batch), {}) if graph_ms is not None else {}
     kv_tokens = batch * context if long_context is None else (batch - 1) * context + long_context
     floor_ms = decode_bytes(engine.loaded.arch, itemsize, 1, kv_tokens) / ceil.copy_bytes_per_s * 1e3
     return dict(batch=batch, context=context, long_context=long_context, graph_ms=graph_ms, eager_ms=eager_ms,
                 roofline_ms=floor_ms, graph_over_roofline=(graph_ms or eager_ms) / floor_ms,
-                back_to_back_ms=steady_ms, back_to_back_over_roofline=steady_ms / floor_ms)
+                back_to_back_ms=steady_ms, back_to_back_over_roofline=steady_ms / floor_ms,
+                gemm_libraries=",".join(f"{name}:{lib}" for name, lib in libraries.items()) or None)
 
 
 def _decode_rows(engine: Engine, cfg: KernelBenchConfig, ceil, itemsize: int) -> list[dict]:
