@@ -23,7 +23,7 @@ from pdtune import kernels as k  # noqa: E402
 from pdtune.executor.partitions import make_partitions  # noqa: E402
 from pdtune.kernels import decode_attention as da  # noqa: E402
 from pdtune.perf.environment import environment  # noqa: E402
-from pdtune.perf.timing import measure_ceilings, time_ms  # noqa: E402
+from pdtune.perf.timing import measure_ceilings  # noqa: E402
 
 CASES = [("64 x 1k", [1024] * 64), ("64 x 4k", [4096] * 64), ("128 x 2k", [2048] * 128),
          ("20: 2 x 16k + 7.9k + 17 x 300", [16384, 16384, 7920] + [300] * 17)]
@@ -33,25 +33,39 @@ OPTIONS = [(4, 2, 64), (4, 3, 64), (4, 4, 64), (8, 2, 64), (8, 3, 64), (8, 4, 64
 SPLITS = ((112, 20), (84, 48))
 
 
-def graph_us_per_layer(step, stream: torch.cuda.Stream, iters: int) -> float:
-    """Microseconds a layer of one step's layers, captured as a graph on `stream` and replayed."""
-    stream.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(stream):
-        step()  # compiles outside the capture
-    stream.synchronize()
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph, stream=stream):
-        step()
-    return 1e3 * time_ms(graph.replay, torch.device("cuda"), iters=iters) / ds.LAYERS
+def measure(step, part, kernel, kv_bytes: int, ref: torch.Tensor, known: dict) -> tuple[dict, list]:
+    """One variant's step (32 layers, returning the last one's output) on `part`'s decode stream:
+    its error against `ref`, its time a layer as a graph replay, and the kernel variants it
+    compiled (registers, spills, shared bytes) that were not in `known`."""
+    with torch.cuda.stream(part.decode_stream):
+        err = (step().float() - ref).abs().max().item()
+    part.decode_stream.synchronize()
+    us = 1e3 * ds.graph_layer_ms(step, torch.device("cuda"), part.decode_stream, iters=10 if kv_bytes > 5e8 else 30)
+    new = [(c.n_regs, c.n_spills, getattr(c.metadata, "shared", None))
+           for key, c in dl.compiled_variants(kernel).items() if key not in known]
+    return dict(us=us, tb_per_s=kv_bytes / us / 1e6, err=err), new
+
+
+def setup(cases, splits, dtype: torch.dtype):
+    """The copy bandwidth, the decode partitions of `splits` (and the whole GPU), and a paged KV
+    pool (its block count, K, V) that holds the largest case."""
+    dev = torch.device("cuda")
+    copy = measure_ceilings(dev, dtype).copy_bytes_per_s
+    parts = [p for p in make_partitions(splits) if p.decode_stream is not None]
+    need = max(sum(-(-n // ds.BLOCK) for n in lens) for _, lens in cases)
+    k_cache = torch.randn(need, ds.BLOCK, ds.KV_HEADS, ds.DIM, device=dev, dtype=dtype)
+    return copy, parts, need, k_cache, torch.randn_like(k_cache)
+
+
+def row_line(row: dict) -> str:
+    return f"{row['case']:30s} {row['decode_sms']:3d} SMs KV {row['kv_bytes'] / 1e6:5.0f} MB/layer  " + " ".join(
+        f"{key} {v['us']:.1f}us/{v['tb_per_s']:.2f}" if "us" in v else f"{key} ERR {v['error'][:80]}"
+        for key, v in row.items() if isinstance(v, dict))
 
 
 def main(out_dir: str) -> None:
     dev, dtype = torch.device("cuda"), torch.bfloat16
-    copy = measure_ceilings(dev, dtype).copy_bytes_per_s
-    parts = [p for p in make_partitions(SPLITS) if p.decode_stream is not None]
-    need = max(sum(-(-n // ds.BLOCK) for n in lens) for _, lens in CASES)
-    k_cache = torch.randn(need, ds.BLOCK, ds.KV_HEADS, ds.DIM, device=dev, dtype=dtype)
-    v_cache = torch.randn_like(k_cache)
+    copy, parts, need, k_cache, v_cache = setup(CASES, SPLITS, dtype)
     scale = ds.DIM ** -0.5
     split_kernel = da._decode_split_kernel
     rows, regs = [], {}
@@ -66,29 +80,19 @@ def main(out_dir: str) -> None:
                 known = dl.compiled_variants(split_kernel)
                 da._decode_split_kernel = dl.WithOptions(split_kernel, num_warps=warps, num_stages=stages)
                 try:
-                    with torch.cuda.stream(part.decode_stream):
-                        out = k.paged_decode_attention(q, k_cache, v_cache, table, seq_lens, scale, block_n=block_n)
-                    part.decode_stream.synchronize()
-                    err = (out.float() - ref).abs().max().item()
-
                     def step(block_n=block_n):
                         plan = k.plan_decode_work(seq_lens, ds.KV_HEADS, block_n=block_n)
-                        for _ in range(ds.LAYERS):
-                            k.paged_decode_attention(q, k_cache, v_cache, table, seq_lens, scale, plan, block_n=block_n)
+                        return [k.paged_decode_attention(q, k_cache, v_cache, table, seq_lens, scale, plan,
+                                                         block_n=block_n) for _ in range(ds.LAYERS)][-1]
 
-                    us = graph_us_per_layer(step, part.decode_stream, iters=10 if kv_bytes > 5e8 else 30)
-                    new = [(c.n_regs, c.n_spills, getattr(c.metadata, "shared", None)) for key, c in
-                           dl.compiled_variants(split_kernel).items() if key not in known]
+                    row[label], new = measure(step, part, split_kernel, kv_bytes, ref, known)
                     regs[label] = new or regs.get(label, [])
-                    row[label] = dict(us=us, tb_per_s=kv_bytes / us / 1e6, err=err)
                 except Exception as exc:  # an option the compiler refuses (shared memory) is reported, not fatal
                     row[label] = dict(error=repr(exc)[:200])
                 finally:
                     da._decode_split_kernel = split_kernel
             rows.append(row)
-            print(f"{name:30s} {part.decode_sms:3d} SMs KV {kv_bytes / 1e6:5.0f} MB/layer  " + " ".join(
-                f"{key} {v['us']:.1f}us/{v['tb_per_s']:.2f}" if "us" in v else f"{key} ERR"
-                for key, v in row.items() if isinstance(v, dict)), flush=True)
+            print(row_line(row), flush=True)
     print("variants (regs, spills, shared bytes):", regs, flush=True)
     os.makedirs(out_dir, exist_ok=True)
     with open(os.path.join(out_dir, "decode-partition.json"), "w") as f:

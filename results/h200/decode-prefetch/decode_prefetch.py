@@ -71,19 +71,13 @@ def check() -> None:
 
 
 def main(out_dir: str) -> None:
-    from decode_partition import graph_us_per_layer
     import decode_launch as dl
+    from decode_partition import measure, row_line, setup
 
-    from pdtune.executor.partitions import make_partitions
     from pdtune.perf.environment import environment
-    from pdtune.perf.timing import measure_ceilings
 
     dev, dtype = torch.device("cuda"), torch.bfloat16
-    copy = measure_ceilings(dev, dtype).copy_bytes_per_s
-    parts = [p for p in make_partitions(SPLITS) if p.decode_stream is not None]
-    need = max(sum(-(-n // ds.BLOCK) for n in lens) for _, lens in CASES)
-    k_cache = torch.randn(need, ds.BLOCK, ds.KV_HEADS, ds.DIM, device=dev, dtype=dtype)
-    v_cache = torch.randn_like(k_cache)
+    copy, parts, need, k_cache, v_cache = setup(CASES, SPLITS, dtype)
     scale = ds.DIM ** -0.5
     rows, regs = [], {}
     for name, lens in CASES:
@@ -101,20 +95,12 @@ def main(out_dir: str) -> None:
                         return [attention(variant, q, k_cache, v_cache, table, seq_lens, scale, plan)
                                 for _ in range(ds.LAYERS)][-1]
 
-                    with torch.cuda.stream(part.decode_stream):
-                        err = (step().float() - ref).abs().max().item()
-                    part.decode_stream.synchronize()
-                    us = graph_us_per_layer(step, part.decode_stream, iters=10 if kv_bytes > 5e8 else 30)
-                    new = [(c.n_regs, c.n_spills, getattr(c.metadata, "shared", None)) for key, c in
-                           dl.compiled_variants(da._decode_split_kernel).items() if key not in known]
+                    row[label], new = measure(step, part, da._decode_split_kernel, kv_bytes, ref, known)
                     regs[label] = new or regs.get(label, [])
-                    row[label] = dict(us=us, tb_per_s=kv_bytes / us / 1e6, err=err)
                 except Exception as exc:  # a variant the compiler refuses is reported, not fatal
                     row[label] = dict(error=repr(exc)[:300])
             rows.append(row)
-            print(f"{name:30s} {part.decode_sms:3d} SMs KV {kv_bytes / 1e6:5.0f} MB/layer  " + " ".join(
-                f"{key} {v['us']:.1f}us/{v['tb_per_s']:.2f}" if "us" in v else f"{key} ERR {v['error'][:80]}"
-                for key, v in row.items() if isinstance(v, dict)), flush=True)
+            print(row_line(row), flush=True)
     print("variants (regs, spills, shared bytes):", regs, flush=True)
     os.makedirs(out_dir, exist_ok=True)
     with open(os.path.join(out_dir, "decode-prefetch.json"), "w") as f:

@@ -45,7 +45,7 @@ def load_before(path: str):
 LAYERS = 32
 
 
-def graph_layer_ms(step, dev: torch.device, stream: torch.cuda.Stream | None = None) -> float:
+def graph_layer_ms(step, dev: torch.device, stream: torch.cuda.Stream | None = None, iters: int = 50) -> float:
     """One step's layers as a CUDA graph captured on `stream` (a graph keeps its stream's SMs), replayed."""
     stream = stream or torch.cuda.Stream(dev)
     stream.wait_stream(torch.cuda.current_stream(dev))
@@ -55,7 +55,7 @@ def graph_layer_ms(step, dev: torch.device, stream: torch.cuda.Stream | None = N
     graph = torch.cuda.CUDAGraph()
     with torch.cuda.graph(graph, stream=stream):
         step()
-    return time_ms(graph.replay, dev, iters=50) / LAYERS
+    return time_ms(graph.replay, dev, iters=iters) / LAYERS
 
 
 def paged_batch(lens: list[int], num_blocks: int, dev: torch.device, dtype: torch.dtype):
