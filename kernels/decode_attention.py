@@ -8,12 +8,14 @@ leaves one program reading its whole context while the other SMs idle.
 from __future__ import annotations
 
 import functools
+import os
 from dataclasses import dataclass
 
 import torch
 import triton
 import triton.language as tl
 from torch import Tensor
+from triton.tools.tensor_descriptor import TensorDescriptor
 
 from .attention_tiles import LOG2E, attend_kv_tiles, check_paged_operands, dot_precision
 
@@ -42,12 +44,37 @@ def _plan_kernel(seq_lens_ptr, plan_ptr, batch, num_work, MIN_CHUNK: tl.constexp
         tl.store(plan_ptr + 2 * batch + 2 + slots, owner, mask=slots < num_work)
 
 
+@triton.jit
+def _fold_page_tile(acc, l_i, m_i, q, k_desc, v_desc, block_table_ptr, n0, end, kv_col, scale_log2e,
+                    PAGE: tl.constexpr, MASKED: tl.constexpr, BLOCK_N: tl.constexpr, DOT_PRECISION: tl.constexpr):
+    """Fold the tile of keys at [n0, n0 + BLOCK_N), which lies inside one cache page, into
+    (acc, l_i, m_i): one bulk copy (TMA) each for K and V, straight into shared memory where the
+    dots read them. With MASKED, keys from `end` on are dropped and their values zeroed (a free
+    slot may hold anything, NaN included)."""
+    row = tl.load(block_table_ptr + n0 // PAGE) * PAGE + n0 % PAGE
+    k = k_desc.load([row, kv_col])
+    s = tl.dot(q, k.T, input_precision=DOT_PRECISION) * scale_log2e
+    if MASKED:
+        key_ok = n0 + tl.arange(0, BLOCK_N) < end
+        s = tl.where(key_ok[None, :], s, float("-inf"))
+    m_new = tl.maximum(m_i, tl.max(s, axis=1))
+    alpha = tl.exp2(m_i - m_new)
+    p = tl.exp2(s - m_new[:, None])
+    l_i = l_i * alpha + tl.sum(p, axis=1)
+    v = v_desc.load([row, kv_col])
+    if MASKED:
+        v = tl.where(key_ok[:, None], v, 0.0)
+    acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=DOT_PRECISION)
+    return acc, l_i, m_new
+
+
 @triton.jit(do_not_specialize=["batch"])
 def _decode_split_kernel(
-    q_ptr, k_cache_ptr, v_cache_ptr, block_tables_ptr, seq_lens_ptr, plan_ptr, part_out_ptr, part_lse_ptr,
+    q_ptr, k_src, v_src, block_tables_ptr, seq_lens_ptr, plan_ptr, part_out_ptr, part_lse_ptr,
     out_ptr, scale_log2e, batch, n_q_heads, group, block_size,
     stride_qb, stride_qh, stride_cb, stride_cs, stride_ch, stride_bt, stride_ob, stride_oh,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, HEAD_DIM: tl.constexpr, DOT_PRECISION: tl.constexpr,
+    PAGE_TMA: tl.constexpr,
 ):
     """One program per (kv head, work slot): one chunk of one sequence, so a long sequence is
     spread over many SMs however large the batch; the group's query heads share the M dimension
@@ -74,16 +101,28 @@ def _decode_split_kernel(
     dims = tl.arange(0, HEAD_DIM)
     q = tl.load(q_ptr + b.to(tl.int64) * stride_qb + heads[:, None] * stride_qh + dims[None, :],
                 mask=row_ok[:, None], other=0.0)
-    q_pos = tl.full([BLOCK_M], 0, tl.int32) + (seq_len - 1)
     acc = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
     l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
     m_i = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
-    acc, l_i, m_i = attend_kv_tiles(
-        acc, l_i, m_i, q, q_pos, k_cache_ptr, v_cache_ptr,
-        block_tables_ptr + b.to(tl.int64) * stride_bt, kv_head * stride_ch,
-        block_size, stride_cb, stride_cs, start, end, scale_log2e,
-        MASKED=True, BLOCK_N=BLOCK_N, HEAD_DIM=HEAD_DIM, DOT_PRECISION=DOT_PRECISION,
-    )
+    table_row = block_tables_ptr + b.to(tl.int64) * stride_bt
+    if PAGE_TMA > 0:
+        # Whole tiles unmasked, then the chunk's ragged tail (if any) masked.
+        full_end = start + (end - start) // BLOCK_N * BLOCK_N
+        for n0 in range(start, full_end, BLOCK_N):
+            acc, l_i, m_i = _fold_page_tile(acc, l_i, m_i, q, k_src, v_src, table_row, n0, end, kv_head * HEAD_DIM,
+                                            scale_log2e, PAGE=PAGE_TMA, MASKED=False, BLOCK_N=BLOCK_N,
+                                            DOT_PRECISION=DOT_PRECISION)
+        if full_end < end:
+            acc, l_i, m_i = _fold_page_tile(acc, l_i, m_i, q, k_src, v_src, table_row, full_end, end,
+                                            kv_head * HEAD_DIM, scale_log2e, PAGE=PAGE_TMA, MASKED=True,
+                                            BLOCK_N=BLOCK_N, DOT_PRECISION=DOT_PRECISION)
+    else:
+        q_pos = tl.full([BLOCK_M], 0, tl.int32) + (seq_len - 1)
+        acc, l_i, m_i = attend_kv_tiles(
+            acc, l_i, m_i, q, q_pos, k_src, v_src, table_row, kv_head * stride_ch,
+            block_size, stride_cb, stride_cs, start, end, scale_log2e,
+            MASKED=True, BLOCK_N=BLOCK_N, HEAD_DIM=HEAD_DIM, DOT_PRECISION=DOT_PRECISION,
+        )
     # Every chunk holds at least one key, so l_i >= 1 (the max contributes exp2(0)).
     out = acc / l_i[:, None]
     if tl.load(plan_ptr + batch + b) == 1:
@@ -231,14 +270,36 @@ def plan_decode_work_ref(seq_lens: Tensor, n_kv_heads: int, *, block_n: int | No
     return DecodePlan(table, num_work, block_n)
 
 
+def page_tma_fits(k_cache: Tensor, block_n: int) -> bool:
+    """Whether tiles of `block_n` keys can be bulk-copied (TMA) from this cache: every tile lies
+    inside one page (so one copy of a 2D box is one tile), the pages are contiguous [NB * BS,
+    Hk * D] rows, and the device has the copy engine (Hopper on), or Triton's interpreter runs."""
+    num_blocks, block_size, n_kv_heads, head_dim = k_cache.shape
+    if block_size % block_n or not k_cache.is_contiguous() or k_cache.data_ptr() % 16:
+        return False
+    if k_cache.device.type == "cuda":
+        return torch.cuda.get_device_capability(k_cache.device)[0] >= 9
+    return os.environ.get("TRITON_INTERPRET") == "1"
+
+
+def _page_tiles(cache: Tensor, block_n: int) -> TensorDescriptor:
+    """The cache as [NB * BS, Hk * D] rows, read in [block_n, D] boxes."""
+    num_blocks, block_size, n_kv_heads, head_dim = cache.shape
+    return TensorDescriptor.from_tensor(cache.view(num_blocks * block_size, n_kv_heads * head_dim),
+                                        [block_n, head_dim])
+
+
 def paged_decode_attention(
     q: Tensor, k_cache: Tensor, v_cache: Tensor, block_tables: Tensor, seq_lens: Tensor,
     scale: float, plan: DecodePlan | None = None, *, block_n: int | None = None,
+    page_tma: bool | None = None,
 ) -> Tensor:
     """q [B, Hq, D] attends to the first seq_lens[b] (>= 1) cached tokens of sequence b.
 
     `plan` (from `plan_decode_work`, whose KV tile the kernel takes) is made here, with
-    `block_n`, when not given; a model makes it once per step for all its layers."""
+    `block_n`, when not given; a model makes it once per step for all its layers. Tiles are
+    bulk-copied page by page where `page_tma_fits` (or `page_tma` says so), else gathered token
+    by token."""
     batch, n_q_heads, head_dim = q.shape
     block_size, n_kv_heads, group = check_paged_operands(q, k_cache, v_cache)
     assert block_tables.dim() == 2 and block_tables.shape[0] == batch and block_tables.stride(1) == 1
@@ -252,16 +313,23 @@ def paged_decode_attention(
     assert block_n in (None, plan.block_n), f"block_n {block_n} against the plan's {plan.block_n}"
     block_n = plan.block_n
     assert block_n >= 16 and triton.next_power_of_2(block_n) == block_n
+    if page_tma is None:
+        page_tma = page_tma_fits(k_cache, block_n)
+    if page_tma:
+        assert page_tma_fits(k_cache, block_n), "bulk-copied tiles need tiles inside contiguous pages"
+        k_src, v_src = _page_tiles(k_cache, block_n), _page_tiles(v_cache, block_n)
+    else:
+        k_src, v_src = k_cache, v_cache
     part_out = torch.empty((plan.num_work, n_q_heads, head_dim), dtype=torch.float32, device=q.device)
     part_lse = torch.empty((plan.num_work, n_q_heads), dtype=torch.float32, device=q.device)
     assert plan.num_work < 1 << 16, "a grid's second dimension holds at most 65535 slots"
     _decode_split_kernel[(n_kv_heads, plan.num_work)](
-        q, k_cache, v_cache, block_tables, seq_lens, plan.table, part_out, part_lse,
+        q, k_src, v_src, block_tables, seq_lens, plan.table, part_out, part_lse,
         out, scale * LOG2E, batch, n_q_heads, group, block_size,
         q.stride(0), q.stride(1), k_cache.stride(0), k_cache.stride(1), k_cache.stride(2),
         block_tables.stride(0), out.stride(0), out.stride(1),
         BLOCK_M=max(16, triton.next_power_of_2(group)), BLOCK_N=block_n,
-        HEAD_DIM=head_dim, DOT_PRECISION=dot_precision(q.dtype),
+        HEAD_DIM=head_dim, DOT_PRECISION=dot_precision(q.dtype), PAGE_TMA=block_size if page_tma else 0,
         # Two stages, not Triton's three: 96 registers instead of 157 on the H200 (Triton 3.6), so
         # 64 x 1k runs in one wave (results/h200/decode-launch: 94.1 -> 75.8 us a layer).
         num_stages=2,

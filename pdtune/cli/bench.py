@@ -49,7 +49,7 @@ def bench(
     seed: Annotated[int, typer.Option(help="Workload and arrival seed.")] = 0,
     save_workload: Annotated[Optional[str], typer.Option(help="Also save the workload (with its arrivals) to replay it.")] = None,
     model: o.Model = None, load_format: o.LoadFormat = None, dtype: o.Dtype = None, device: o.Device = None,
-    config: o.ConfigFile = None, num_kv_blocks: o.NumKvBlocks = None, kv_cache_gb: o.KvCacheGb = None,
+    config: o.ConfigFile = None, block_size: o.BlockSize = None, num_kv_blocks: o.NumKvBlocks = None, kv_cache_gb: o.KvCacheGb = None,
     gpu_memory_utilization: o.GpuMemoryUtilization = None, max_num_seqs: o.MaxNumSeqs = None,
     max_num_batched_tokens: o.MaxNumBatchedTokens = None, max_model_len: o.MaxModelLen = None, tensor_parallel_size: o.TensorParallelSize = None,
     data_parallel_size: o.DataParallelSize = None, tune_decode_gemms: o.TuneDecodeGemms = None,
@@ -92,7 +92,7 @@ def bench(
         if goodput and parsed_slo is None:
             raise PdtuneError("--goodput needs --slo, e.g. --slo ttft=2s,tpot=30ms")
         engine = build_engine_config(
-            config, model=model, load_format=load_format, dtype=dtype, device=device, num_kv_blocks=num_kv_blocks,
+            config, model=model, load_format=load_format, dtype=dtype, device=device, block_size=block_size, num_kv_blocks=num_kv_blocks,
             kv_cache_gb=kv_cache_gb, gpu_memory_utilization=gpu_memory_utilization, max_num_seqs=max_num_seqs,
             max_num_batched_tokens=max_num_batched_tokens, max_model_len=max_model_len, tensor_parallel_size=tensor_parallel_size,
             data_parallel_size=data_parallel_size, pdmux_policy=pdmux_policy,

@@ -17,7 +17,7 @@ def run_batch(
     output: Annotated[str, typer.Option("--output", "-o", help="Output JSONL; rerun to resume into it.")],
     model: o.Model = None, mode: o.Mode = None, dtype: o.Dtype = None, device: o.Device = None,
     load_format: o.LoadFormat = None, attention_backend: o.AttentionBackend = None, config: o.ConfigFile = None,
-    num_kv_blocks: o.NumKvBlocks = None, kv_cache_gb: o.KvCacheGb = None,
+    block_size: o.BlockSize = None, num_kv_blocks: o.NumKvBlocks = None, kv_cache_gb: o.KvCacheGb = None,
     gpu_memory_utilization: o.GpuMemoryUtilization = None, max_num_seqs: o.MaxNumSeqs = None,
     max_num_batched_tokens: o.MaxNumBatchedTokens = None, max_model_len: o.MaxModelLen = None, tensor_parallel_size: o.TensorParallelSize = None,
     data_parallel_size: o.DataParallelSize = None, seed: o.Seed = None,
@@ -35,7 +35,7 @@ def run_batch(
 
         engine_config = build_engine_config(
             config, model=model, mode=mode, dtype=dtype, device=device, load_format=load_format,
-            attention_backend=attention_backend, num_kv_blocks=num_kv_blocks, kv_cache_gb=kv_cache_gb,
+            attention_backend=attention_backend, block_size=block_size, num_kv_blocks=num_kv_blocks, kv_cache_gb=kv_cache_gb,
             gpu_memory_utilization=gpu_memory_utilization, max_num_seqs=max_num_seqs,
             max_num_batched_tokens=max_num_batched_tokens, max_model_len=max_model_len, tensor_parallel_size=tensor_parallel_size,
             data_parallel_size=data_parallel_size, trace_path=trace, seed=seed,

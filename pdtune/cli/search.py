@@ -29,7 +29,7 @@ def search(
     max_prompt_len: Annotated[Optional[int], typer.Option(help="Clamp prompts to this many tokens.")] = None,
     max_output_len: Annotated[Optional[int], typer.Option(help="Clamp outputs to this many tokens.")] = None,
     model: o.Model = None, load_format: o.LoadFormat = None, dtype: o.Dtype = None, device: o.Device = None,
-    config: o.ConfigFile = None, num_kv_blocks: o.NumKvBlocks = None, kv_cache_gb: o.KvCacheGb = None,
+    config: o.ConfigFile = None, block_size: o.BlockSize = None, num_kv_blocks: o.NumKvBlocks = None, kv_cache_gb: o.KvCacheGb = None,
     gpu_memory_utilization: o.GpuMemoryUtilization = None, max_num_seqs: o.MaxNumSeqs = None,
     max_num_batched_tokens: o.MaxNumBatchedTokens = None, max_model_len: o.MaxModelLen = None,
     tensor_parallel_size: o.TensorParallelSize = None, data_parallel_size: o.DataParallelSize = None,
@@ -60,7 +60,7 @@ def search(
         # Without a file the mode is pdmux; a file must say so itself (a chunked config is refused).
         engine = build_engine_config(
             config, mode=None if config else "pdmux", model=model, load_format=load_format, dtype=dtype,
-            device=device, num_kv_blocks=num_kv_blocks, kv_cache_gb=kv_cache_gb,
+            device=device, block_size=block_size, num_kv_blocks=num_kv_blocks, kv_cache_gb=kv_cache_gb,
             gpu_memory_utilization=gpu_memory_utilization, max_num_seqs=max_num_seqs,
             max_num_batched_tokens=max_num_batched_tokens, max_model_len=max_model_len,
             tensor_parallel_size=tensor_parallel_size, data_parallel_size=data_parallel_size, dispatch=dispatch,

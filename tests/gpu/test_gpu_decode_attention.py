@@ -6,17 +6,18 @@ import pytest
 import torch
 
 from pdtune.kernels import paged_decode_attention, paged_decode_attention_ref, plan_decode_work
+from pdtune.kernels.decode_attention import page_tma_fits
 
 pytestmark = pytest.mark.gpu
 
-N_Q_HEADS, N_KV_HEADS, HEAD_DIM, BLOCK_SIZE = 32, 8, 128, 16
+N_Q_HEADS, N_KV_HEADS, HEAD_DIM = 32, 8, 128
 
 
-def paged_cache(seq_lens: list[int], dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
+def paged_cache(seq_lens: list[int], dtype: torch.dtype, block_size: int = 16) -> tuple[torch.Tensor, ...]:
     """A KV cache holding every sequence in shuffled blocks, and their block tables."""
-    blocks_per_seq = [-(-n // BLOCK_SIZE) for n in seq_lens]
+    blocks_per_seq = [-(-n // block_size) for n in seq_lens]
     num_blocks = sum(blocks_per_seq)
-    shape = (num_blocks, BLOCK_SIZE, N_KV_HEADS, HEAD_DIM)
+    shape = (num_blocks, block_size, N_KV_HEADS, HEAD_DIM)
     k_cache = torch.randn(shape, device="cuda", dtype=dtype)
     v_cache = torch.randn(shape, device="cuda", dtype=dtype)
     order = torch.randperm(num_blocks, device="cuda", dtype=torch.int32)
@@ -30,9 +31,12 @@ def paged_cache(seq_lens: list[int], dtype: torch.dtype) -> tuple[torch.Tensor, 
 
 @pytest.mark.parametrize("seq_lens", [[1024], [16384], [16000] + [300] * 63, [1, 17, 4096, 33, 9000]])
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
-def test_split_decode_attention_matches_the_reference(seq_lens: list[int], dtype: torch.dtype) -> None:
-    k_cache, v_cache, tables, lens = paged_cache(seq_lens, dtype)
+@pytest.mark.parametrize("block_size", [16, 64])  # gathered tiles; bulk-copied (TMA) page tiles
+def test_split_decode_attention_matches_the_reference(seq_lens: list[int], dtype: torch.dtype,
+                                                      block_size: int) -> None:
+    k_cache, v_cache, tables, lens = paged_cache(seq_lens, dtype, block_size)
     plan = plan_decode_work(lens, N_KV_HEADS)
+    assert page_tma_fits(k_cache, plan.block_n) == (block_size == 64)
     batch = len(seq_lens)
     assert max(plan.table[batch:2 * batch].tolist()) > 1  # some sequence is merged
     for layer in range(4):  # one plan, several layers
@@ -43,11 +47,12 @@ def test_split_decode_attention_matches_the_reference(seq_lens: list[int], dtype
         torch.testing.assert_close(out, ref, atol=tol, rtol=tol)
 
 
-def test_decode_attention_graph_replays_stay_exact() -> None:
+@pytest.mark.parametrize("block_size", [16, 64])
+def test_decode_attention_graph_replays_stay_exact(block_size: int) -> None:
     """The engine captures the plan and every layer's attention in one graph; 50 replays with
     new queries each match the reference."""
     seq_lens = [2048, 700, 5000, 64]
-    k_cache, v_cache, tables, lens = paged_cache(seq_lens, torch.bfloat16)
+    k_cache, v_cache, tables, lens = paged_cache(seq_lens, torch.bfloat16, block_size)
     q = torch.randn(len(seq_lens), N_Q_HEADS, HEAD_DIM, device="cuda", dtype=torch.bfloat16)
     outs = []
 

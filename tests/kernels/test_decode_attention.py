@@ -3,6 +3,7 @@ import os
 import pytest
 import torch
 from pdtune.kernels import paged_decode_attention, paged_decode_attention_ref, plan_decode_work, plan_decode_work_ref
+from pdtune.kernels.decode_attention import page_tma_fits
 
 # Lengths around the 16-token cache blocks and 16/32-token KV tiles: 1 token, ends
 # exactly at and just past block boundaries, and a few longer ragged ones.
@@ -121,3 +122,27 @@ def test_the_default_tiling_follows_the_batch_size(paged_kv, seq_lens: list[int]
                                atol=1e-4, rtol=1e-5)
     with pytest.raises(AssertionError, match="against the plan's"):
         paged_decode_attention(q, k_cache, v_cache, bt, lens, 0.2, plan, block_n=2 * block_n)
+
+
+@pytest.mark.parametrize(("block_size", "block_n", "num_work"), [
+    (16, 16, None),  # one tile a page
+    (64, 32, None),  # two tiles a page; chunks end mid-page
+    (32, 16, 9),  # one slot spare: whole sequences in a chunk, ragged tails masked
+])
+def test_bulk_copied_page_tiles_match_ref(paged_kv, block_size: int, block_n: int, num_work: int | None) -> None:
+    """Tiles copied page by page (TMA on the GPU, emulated by the interpreter) read the pages the
+    table names, skip the NaN past each sequence's end, and equal the gathered path."""
+    q, _, _, k_cache, v_cache, bt, lens = _setup(paged_kv, SEQ_LENS, 8, 2, 64, block_size)
+    plan = plan_decode_work(lens, 2, block_n=block_n, num_work=num_work)
+    assert page_tma_fits(k_cache, block_n)
+    out = paged_decode_attention(q, k_cache, v_cache, bt, lens, 0.125, plan, page_tma=True)
+    ref = paged_decode_attention_ref(q, k_cache, v_cache, bt, lens, 0.125)
+    torch.testing.assert_close(out, ref, atol=1e-4, rtol=1e-5)
+    gathered = paged_decode_attention(q, k_cache, v_cache, bt, lens, 0.125, plan, page_tma=False)
+    torch.testing.assert_close(out, gathered, atol=1e-5, rtol=1e-5)
+
+
+def test_page_tiles_need_tiles_inside_a_page(paged_kv) -> None:
+    _, _, k_cache, _, _ = paged_kv([40], 2, 32, 16)
+    assert page_tma_fits(k_cache, 16) and not page_tma_fits(k_cache, 32)
+    assert not page_tma_fits(k_cache[:, :, :1], 16)  # one kv head of the pool: rows not contiguous
