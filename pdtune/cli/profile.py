@@ -24,7 +24,7 @@ def profile(
     splits: Annotated[Optional[str], typer.Option(help="Prefill/decode SM splits to profile, e.g. 104/28,72/60 "
                                                        "(default: the engine's); a pdmux engine interpolates "
                                                        "the splits between them.")] = None,
-    tensor_parallel_size: o.TensorParallelSize = None,
+    tensor_parallel_size: o.TensorParallelSize = None, block_size: o.BlockSize = None,
     gang: Annotated[int, typer.Option(help="Prefill layers per timed block (and beside each decode step).")] = 2,
     iters: Annotated[int, typer.Option(help="Timed repetitions per sample (the median is kept).")] = 10,
     out: Annotated[Optional[str], typer.Option("--out", help="JSON of the model (default results/profile-<model>"
@@ -43,7 +43,7 @@ def profile(
         engine = build_engine_config(None, model=model, load_format=load_format, dtype=dtype, device=device,
                                      mode="pdmux", max_model_len=max_model_len or max(max(c) + 1, max(p) + max(r)),
                                      max_num_seqs=max(b), max_num_batched_tokens=max(p),
-                                     tensor_parallel_size=tensor_parallel_size,
+                                     tensor_parallel_size=tensor_parallel_size, block_size=block_size,
                                      **({"pdmux_splits": o.split_list(splits)} if splits else {}))
         name = os.path.splitext(os.path.basename(engine.model.rstrip("/")))[0]
         cfg = ProfileConfig(engine, b, c, p, r, gang, iters, out or os.path.join("results", f"profile-{name}.json"))
