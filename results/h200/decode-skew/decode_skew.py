@@ -58,13 +58,13 @@ def graph_layer_ms(step, dev: torch.device, stream: torch.cuda.Stream | None = N
     return time_ms(graph.replay, dev, iters=iters) / LAYERS
 
 
-def paged_batch(lens: list[int], num_blocks: int, dev: torch.device, dtype: torch.dtype):
+def paged_batch(lens: list[int], num_blocks: int, dev: torch.device, dtype: torch.dtype, block: int = BLOCK):
     """Block tables (disjoint random blocks of a pool of `num_blocks`), lengths and queries of one decode batch."""
     perm = torch.randperm(num_blocks, device=dev).to(torch.int32)
-    table = torch.zeros(len(lens), -(-MAX_LEN // BLOCK), dtype=torch.int32, device=dev)
+    table = torch.zeros(len(lens), -(-MAX_LEN // block), dtype=torch.int32, device=dev)
     start = 0
     for row, n in zip(table, lens):
-        blocks = -(-n // BLOCK)
+        blocks = -(-n // block)
         row[:blocks] = perm[start:start + blocks]
         start += blocks
     seq_lens = torch.tensor(lens, dtype=torch.int32, device=dev)
