@@ -2,9 +2,13 @@ rm -rf /tmp/r
 source results/h200/device/setup.sh
 export PYTHONUNBUFFERED=1
 MIX300="--workload mixed --num-requests 300 --max-prompt-len 16384 --max-num-seqs 128 --max-model-len 20000 --slo ttft=2s,tpot=30ms"
-step gpu-decode-tests 100 "python -m pytest -q -x tests/gpu/test_gpu_decode_attention.py --durations=5"
-step decode-tma 150 "python results/h200/session18/decode-tma/decode_tma.py /tmp/r/decode-tma"
+P64="--perf-model /tmp/r/profile-p64/profile-llama-3.1-8b.json"
+step gpu-decode-tests 80 "python -m pytest -q -x tests/gpu/test_gpu_decode_attention.py --durations=5"
+step decode-tma 130 "python results/h200/session18/decode-tma/decode_tma.py /tmp/r/decode-tma"
 pack
-for b in 64 16; do
-  step mixed300-pdmux-13.125-p$b 125 "pdtune bench $M $MIX300 --rate 13.125 --mode pdmux $P --block-size $b --out /tmp/r/mixed300-pdmux-13.125-p$b"; pack
-done
+step profile-p64 150 "pdtune profile $M --splits 112/20,96/36,72/60 --batches 1,16,64,128 --contexts 512,4096 --block-size 64 --out /tmp/r/profile-p64/profile-llama-3.1-8b.json"
+pack
+step mixed300-pdmux-13.125-p64 125 "pdtune bench $M $MIX300 --rate 13.125 --mode pdmux $P64 --block-size 64 --out /tmp/r/mixed300-pdmux-13.125-p64"
+pack
+step mixed300-chunked-10.66-p64 90 "pdtune bench $M $MIX300 --rate 10.66 --mode chunked --block-size 64 --out /tmp/r/mixed300-chunked-10.66-p64"
+pack
