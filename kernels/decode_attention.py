@@ -45,13 +45,12 @@ def _plan_kernel(seq_lens_ptr, plan_ptr, batch, num_work, MIN_CHUNK: tl.constexp
 
 
 @triton.jit
-def _fold_page_tile(acc, l_i, m_i, q, k_desc, v_desc, block_table_ptr, n0, end, kv_col, scale_log2e,
-                    PAGE: tl.constexpr, MASKED: tl.constexpr, BLOCK_N: tl.constexpr, DOT_PRECISION: tl.constexpr):
-    """Fold the tile of keys at [n0, n0 + BLOCK_N), which lies inside one cache page, into
-    (acc, l_i, m_i): one bulk copy (TMA) each for K and V, straight into shared memory where the
-    dots read them. With MASKED, keys from `end` on are dropped and their values zeroed (a free
-    slot may hold anything, NaN included)."""
-    row = tl.load(block_table_ptr + n0 // PAGE) * PAGE + n0 % PAGE
+def _fold_page_tile(acc, l_i, m_i, q, k_desc, v_desc, row, n0, end, kv_col, scale_log2e,
+                    MASKED: tl.constexpr, BLOCK_N: tl.constexpr, DOT_PRECISION: tl.constexpr):
+    """Fold the tile of keys at [n0, n0 + BLOCK_N), which lies inside one cache page from cache
+    row `row` on, into (acc, l_i, m_i): one bulk copy (TMA) each for K and V, straight into shared
+    memory where the dots read them. With MASKED, keys from `end` on are dropped and their values
+    zeroed (a free slot may hold anything, NaN included)."""
     k = k_desc.load([row, kv_col])
     s = tl.dot(q, k.T, input_precision=DOT_PRECISION) * scale_log2e
     if MASKED:
@@ -74,7 +73,7 @@ def _decode_split_kernel(
     out_ptr, scale_log2e, batch, n_q_heads, group, block_size,
     stride_qb, stride_qh, stride_cb, stride_cs, stride_ch, stride_bt, stride_ob, stride_oh,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, HEAD_DIM: tl.constexpr, DOT_PRECISION: tl.constexpr,
-    PAGE_TMA: tl.constexpr,
+    PAGE_TMA: tl.constexpr, TILE_GROUP: tl.constexpr = 16,
 ):
     """One program per (kv head, work slot): one chunk of one sequence, so a long sequence is
     spread over many SMs however large the batch; the group's query heads share the M dimension
@@ -106,16 +105,26 @@ def _decode_split_kernel(
     m_i = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
     table_row = block_tables_ptr + b.to(tl.int64) * stride_bt
     if PAGE_TMA > 0:
-        # Whole tiles unmasked, then the chunk's ragged tail (if any) masked.
+        # Whole tiles unmasked, then the chunk's ragged tail (if any) masked. The cache rows of
+        # TILE_GROUP tiles are read from the block table at once, so no copy's address waits on a
+        # load inside the loop: Triton then keeps num_stages - 1 tiles in flight (with the table
+        # read tile by tile it kept one, up to 4 stages).
         full_end = start + (end - start) // BLOCK_N * BLOCK_N
-        for n0 in range(start, full_end, BLOCK_N):
-            acc, l_i, m_i = _fold_page_tile(acc, l_i, m_i, q, k_src, v_src, table_row, n0, end, kv_head * HEAD_DIM,
-                                            scale_log2e, PAGE=PAGE_TMA, MASKED=False, BLOCK_N=BLOCK_N,
-                                            DOT_PRECISION=DOT_PRECISION)
+        kv_col = kv_head * HEAD_DIM
+        group = tl.arange(0, TILE_GROUP)
+        for g0 in range(start, full_end, TILE_GROUP * BLOCK_N):
+            firsts = g0 + group * BLOCK_N
+            rows = tl.load(table_row + firsts // PAGE_TMA, mask=firsts < full_end, other=0) * PAGE_TMA \
+                + firsts % PAGE_TMA
+            for j in range(0, tl.minimum(TILE_GROUP, (full_end - g0) // BLOCK_N)):
+                row = tl.sum(tl.where(group == j, rows, 0), axis=0)
+                acc, l_i, m_i = _fold_page_tile(acc, l_i, m_i, q, k_src, v_src, row, g0 + j * BLOCK_N, end, kv_col,
+                                                scale_log2e, MASKED=False, BLOCK_N=BLOCK_N,
+                                                DOT_PRECISION=DOT_PRECISION)
         if full_end < end:
-            acc, l_i, m_i = _fold_page_tile(acc, l_i, m_i, q, k_src, v_src, table_row, full_end, end,
-                                            kv_head * HEAD_DIM, scale_log2e, PAGE=PAGE_TMA, MASKED=True,
-                                            BLOCK_N=BLOCK_N, DOT_PRECISION=DOT_PRECISION)
+            row = tl.load(table_row + full_end // PAGE_TMA) * PAGE_TMA + full_end % PAGE_TMA
+            acc, l_i, m_i = _fold_page_tile(acc, l_i, m_i, q, k_src, v_src, row, full_end, end, kv_col,
+                                            scale_log2e, MASKED=True, BLOCK_N=BLOCK_N, DOT_PRECISION=DOT_PRECISION)
     else:
         q_pos = tl.full([BLOCK_M], 0, tl.int32) + (seq_len - 1)
         acc, l_i, m_i = attend_kv_tiles(
@@ -330,9 +339,11 @@ def paged_decode_attention(
         block_tables.stride(0), out.stride(0), out.stride(1),
         BLOCK_M=max(16, triton.next_power_of_2(group)), BLOCK_N=block_n,
         HEAD_DIM=head_dim, DOT_PRECISION=dot_precision(q.dtype), PAGE_TMA=block_size if page_tma else 0,
-        # Two stages, not Triton's three: 96 registers instead of 157 on the H200 (Triton 3.6), so
-        # 64 x 1k runs in one wave (results/h200/decode-launch: 94.1 -> 75.8 us a layer).
-        num_stages=2,
+        # Gathered tiles: two stages, not Triton's three: 96 registers instead of 157 on the H200
+        # (Triton 3.6), so 64 x 1k runs in one wave (results/h200/decode-launch: 94.1 -> 75.8 us a
+        # layer). Bulk-copied tiles: three, two K/V tiles in flight a program (72 KB of shared
+        # memory, three programs an SM).
+        num_stages=3 if page_tma else 2,
     )
     _decode_reduce_kernel[(batch, n_q_heads)](
         plan.table, part_out, part_lse, out, batch, n_q_heads, out.stride(0), out.stride(1),

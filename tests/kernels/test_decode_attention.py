@@ -124,15 +124,17 @@ def test_the_default_tiling_follows_the_batch_size(paged_kv, seq_lens: list[int]
         paged_decode_attention(q, k_cache, v_cache, bt, lens, 0.2, plan, block_n=2 * block_n)
 
 
-@pytest.mark.parametrize(("block_size", "block_n", "num_work"), [
-    (16, 16, None),  # one tile a page
-    (64, 32, None),  # two tiles a page; chunks end mid-page
-    (32, 16, 9),  # one slot spare: whole sequences in a chunk, ragged tails masked
+@pytest.mark.parametrize(("seq_lens", "block_size", "block_n", "num_work"), [
+    (SEQ_LENS, 16, 16, None),  # one tile a page
+    (SEQ_LENS, 64, 32, None),  # two tiles a page; chunks end mid-page
+    (SEQ_LENS, 32, 16, 9),  # one slot spare: whole sequences in a chunk, ragged tails masked
+    ([700, 3], 16, 16, 3),  # a 44-tile chunk: the table read 16 tiles at a time, the last group short
 ])
-def test_bulk_copied_page_tiles_match_ref(paged_kv, block_size: int, block_n: int, num_work: int | None) -> None:
+def test_bulk_copied_page_tiles_match_ref(paged_kv, seq_lens: list[int], block_size: int, block_n: int,
+                                          num_work: int | None) -> None:
     """Tiles copied page by page (TMA on the GPU, emulated by the interpreter) read the pages the
     table names, skip the NaN past each sequence's end, and equal the gathered path."""
-    q, _, _, k_cache, v_cache, bt, lens = _setup(paged_kv, SEQ_LENS, 8, 2, 64, block_size)
+    q, _, _, k_cache, v_cache, bt, lens = _setup(paged_kv, seq_lens, 8, 2, 64, block_size)
     plan = plan_decode_work(lens, 2, block_n=block_n, num_work=num_work)
     assert page_tma_fits(k_cache, block_n)
     out = paged_decode_attention(q, k_cache, v_cache, bt, lens, 0.125, plan, page_tma=True)

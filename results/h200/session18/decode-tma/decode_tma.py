@@ -33,9 +33,9 @@ CASES = [("1 x 1k", [1024]), ("64 x 1k", [1024] * 64), ("128 x 2k", [2048] * 128
 # (label, page size, TMA, num_warps, num_stages, BLOCK_N or None for the batch's default tile)
 OPTIONS = [
     ("gather p16", 16, False, 4, 2, None),
-    ("gather p64", 64, False, 4, 2, None),
     ("tma p64 w4s2", 64, True, 4, 2, None),
     ("tma p64 w4s3", 64, True, 4, 3, None),
+    ("tma p64 w4s4", 64, True, 4, 4, None),
     ("tma p64 w8s3", 64, True, 8, 3, None),
     ("tma p128 w8s3 n128", 128, True, 8, 3, 128),
 ]
