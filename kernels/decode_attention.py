@@ -286,8 +286,13 @@ def page_tma_fits(k_cache: Tensor, block_n: int) -> bool:
     num_blocks, block_size, n_kv_heads, head_dim = k_cache.shape
     if block_size % block_n or not k_cache.is_contiguous() or k_cache.data_ptr() % 16:
         return False
-    if k_cache.device.type == "cuda":
-        return torch.cuda.get_device_capability(k_cache.device)[0] >= 9
+    return _has_bulk_copies(k_cache.device)
+
+
+@functools.cache
+def _has_bulk_copies(device: torch.device) -> bool:
+    if device.type == "cuda":
+        return torch.cuda.get_device_capability(device)[0] >= 9
     return os.environ.get("TRITON_INTERPRET") == "1"
 
 
