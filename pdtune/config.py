@@ -22,7 +22,9 @@ class EngineConfig:
     device: str = "auto"
     mode: str = "chunked"
     attention_backend: str = "auto"
-    block_size: int = 16
+    # Tokens per KV page; None: 64 where decode attention bulk-copies its tiles page by page (the
+    # Triton kernels on a Hopper or later GPU), 16 elsewhere (`pdtune.model.ops.resolve_block_size`)
+    block_size: int | None = None
     num_kv_blocks: int | None = None  # overrides the sizing below when set
     kv_cache_gb: float = 1.0  # KV pool size on CPU
     gpu_memory_utilization: float = 0.9  # share of GPU memory the engine may take in all
@@ -83,7 +85,8 @@ class EngineConfig:
             (self.load_format in LOAD_FORMATS, f"load format must be one of {LOAD_FORMATS}, got {self.load_format!r}"),
             (self.dtype in DTYPES, f"dtype must be one of {DTYPES}, got {self.dtype!r}"),
             (self.device in ("auto", "cpu", "cuda"), f"device must be auto, cpu or cuda, got {self.device!r}"),
-            (self.block_size > 0 and self.block_size & (self.block_size - 1) == 0, "block size must be a power of two"),
+            (self.block_size is None or (self.block_size > 0 and self.block_size & (self.block_size - 1) == 0),
+             "block size must be a power of two"),
             (self.max_num_seqs > 0 and self.max_num_batched_tokens > 0, "batch limits must be positive"),
             (0.0 < self.gpu_memory_utilization <= 1.0, "gpu memory utilization must be in (0, 1]"),
             (self.num_kv_blocks is None or self.num_kv_blocks > 0, "num_kv_blocks must be positive"),

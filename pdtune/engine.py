@@ -15,6 +15,7 @@ from pdtune.executor.pdmux import make_pdmux_executor, pdmux_piece_rows
 from pdtune.executor.tensor_parallel import TPWorkers
 from pdtune.model.arch import ModelArch
 from pdtune.model.loader import LoadedModel, load_model
+from pdtune.model.ops import resolve_block_size
 from pdtune.perf.perf_model import read_perf_model
 from pdtune.perf.timing import measure_ceilings
 from pdtune.planner.pdmux import PdmuxPlanner, StepTimePredictor
@@ -84,7 +85,7 @@ def pdmux_plan_config(config: EngineConfig, policy: str, split: tuple[int, int] 
 class Engine:
     def __init__(self, config: EngineConfig):
         started = time.perf_counter()
-        self.config = config
+        self.config = config = resolve_block_size(config)
         self.tp_workers = TPWorkers(config, config.tensor_parallel_size) if config.tensor_parallel_size > 1 else None
         tp = self.tp_workers.group if self.tp_workers else None
         try:

@@ -119,6 +119,7 @@ def serve_workload(engine: Engine, label: str, workload: Workload, cfg: BenchCon
     result.mode = label
     result.extra["preemptions"] = engine.num_preemptions
     result.extra["engine_startup_s"] = engine.startup_s
+    result.extra["kv_block_size"] = engine.config.block_size
     result.extra["prefill_flops"] = records_prefill_flops(engine.arch, result.records)
     if engine.matmul_flops_per_s is not None:
         result.extra["matmul_flops_per_s"] = engine.matmul_flops_per_s

@@ -43,7 +43,7 @@ AttentionBackend = Annotated[Optional[str], typer.Option(
     "--attention-backend", help="triton or torch (auto: triton on GPU, torch on CPU).")]
 ConfigFile = Annotated[Optional[str], typer.Option("--config", help="JSON engine config (as `pdtune search` writes).")]
 BlockSize = Annotated[Optional[int], typer.Option(
-    "--block-size", help="Tokens per KV cache page (a power of two; default 16).")]
+    "--block-size", help="Tokens per KV cache page, a power of two (default 64 on a Hopper or later GPU, 16 elsewhere).")]
 NumKvBlocks = Annotated[Optional[int], typer.Option("--num-kv-blocks", help="Exact KV pool size in blocks.")]
 KvCacheGb = Annotated[Optional[float], typer.Option("--kv-cache-gb", help="KV pool size on CPU, in GB.")]
 GpuMemoryUtilization = Annotated[Optional[float], typer.Option(

@@ -15,6 +15,7 @@ import torch.multiprocessing as mp
 from pdtune.config import EngineConfig
 from pdtune.engine import pdmux_plan_config
 from pdtune.errors import InvalidRequestError, PdtuneError
+from pdtune.model.ops import resolve_block_size
 from pdtune.perf.perf_model import read_perf_model
 from pdtune.planner.dispatch import SLODispatcher, StepCost
 from pdtune.request.output import RequestOutput
@@ -74,7 +75,7 @@ class DataParallelEngine:
         from pdtune.model.loader import load_tokenizer, resolve_device, resolve_dtype
 
         started = time.perf_counter()
-        self.config = config
+        self.config = config = resolve_block_size(config)
         self.model_name, arch, self.tokenizer = load_tokenizer(config)
         perf_model = None if config.perf_model is None else read_perf_model(  # before any replica starts
             config.perf_model, tensor_parallel_size=config.tensor_parallel_size)
