@@ -31,7 +31,7 @@ def paged_cache(seq_lens: list[int], dtype: torch.dtype, block_size: int = 16) -
 
 @pytest.mark.parametrize("seq_lens", [[1024], [16384], [16000] + [300] * 63, [1, 17, 4096, 33, 9000]])
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
-@pytest.mark.parametrize("block_size", [16, 64])  # gathered tiles; bulk-copied (TMA) page tiles
+@pytest.mark.parametrize("block_size", [16, 64])  # gathered tiles; bulk-copied (TMA) above 4 sequences
 def test_split_decode_attention_matches_the_reference(seq_lens: list[int], dtype: torch.dtype,
                                                       block_size: int) -> None:
     k_cache, v_cache, tables, lens = paged_cache(seq_lens, dtype, block_size)
@@ -51,7 +51,7 @@ def test_split_decode_attention_matches_the_reference(seq_lens: list[int], dtype
 def test_decode_attention_graph_replays_stay_exact(block_size: int) -> None:
     """The engine captures the plan and every layer's attention in one graph; 50 replays with
     new queries each match the reference."""
-    seq_lens = [2048, 700, 5000, 64]
+    seq_lens = [2048, 700, 5000, 64, 300]  # five: 64-token pages take the bulk-copied tiles
     k_cache, v_cache, tables, lens = paged_cache(seq_lens, torch.bfloat16, block_size)
     q = torch.randn(len(seq_lens), N_Q_HEADS, HEAD_DIM, device="cuda", dtype=torch.bfloat16)
     outs = []
