@@ -120,7 +120,8 @@ class Engine:
         partitions = executor.partitions
         gpu = torch.cuda.get_device_properties(runner.device).name if runner.device.type == "cuda" else None
         perf_model = None if config.perf_model is None else read_perf_model(
-            config.perf_model, self.loaded.name, str(self.loaded.dtype), partitions, config.tensor_parallel_size, gpu)
+            config.perf_model, self.loaded.name, str(self.loaded.dtype), partitions, config.tensor_parallel_size, gpu,
+            config.block_size)
         rates = {} if self.ceilings is None else dict(copy_bytes_per_s=self.ceilings.copy_bytes_per_s,
                                                       matmul_flops_per_s=self.ceilings.matmul_flops_per_s)
         predictor = StepTimePredictor(self.loaded.arch, self.loaded.dtype.itemsize, total_sms, perf_model=perf_model,

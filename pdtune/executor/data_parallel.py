@@ -78,7 +78,7 @@ class DataParallelEngine:
         self.config = config = resolve_block_size(config)
         self.model_name, arch, self.tokenizer = load_tokenizer(config)
         perf_model = None if config.perf_model is None else read_perf_model(  # before any replica starts
-            config.perf_model, tensor_parallel_size=config.tensor_parallel_size)
+            config.perf_model, tensor_parallel_size=config.tensor_parallel_size, block_size=config.block_size)
         self.arch, self.vocab_size = arch, arch.vocab_size
         replica_config = dataclasses.replace(config, data_parallel_size=1)
         ctx = mp.get_context("spawn")

@@ -119,6 +119,7 @@ class PerfModel:
     tensor_parallel_size: int  # each rank's shard was timed, its collectives included
     gpu: str | None  # the GPU's name as torch reports it; None: measured on a CPU
     partitions: dict[str, ProfiledPartition]  # by partition name, "prefill SMs/decode SMs" as granted
+    block_size: int | None = None  # tokens per KV page; None: a file made before pages were recorded
 
     def fit_for(self, part: Partition) -> tuple[PartitionFit | None, str]:
         """The partition's fit and where it comes from: "profiled", "interpolated" (a mixed split
@@ -143,10 +144,12 @@ class PerfModel:
 
 def read_perf_model(path: str, model: str | None = None, dtype: str | None = None,
                     partitions: list[Partition] | None = None, tensor_parallel_size: int | None = None,
-                    gpu: str | None | bool = False) -> PerfModel:
+                    gpu: str | None | bool = False, block_size: int | None = None) -> PerfModel:
     """Reads a `pdtune profile` JSON; checks, where given, that it was measured for this model, in
     this dtype, at this tensor-parallel size, on this GPU (a name, or None for a CPU; False: not
-    checked), and covers at least one of these partitions. Every failure names the file."""
+    checked), with these KV pages (decode attention reads its tiles differently from 16- and
+    64-token pages: 1.29x apart a context token on an H100's 24-SM partition), and covers at least
+    one of these partitions. Every failure names the file."""
     hint = "(`pdtune profile` writes one)"
     try:
         with open(path) as f:
@@ -166,7 +169,7 @@ def read_perf_model(path: str, model: str | None = None, dtype: str | None = Non
         perf = PerfModel(path, str(data["model"]), str(data["dtype"]), int(data["tensor_parallel_size"]),
                          data["environment"].get("gpu"), {
             str(p["name"]): ProfiledPartition(int(p["decode_sms"]), int(p["prefill_sms"]), PartitionFit.from_json(p))
-            for p in data["partitions"]})
+            for p in data["partitions"]}, data.get("block_size"))
     except (KeyError, TypeError, ValueError) as exc:
         raise InputFileError(f"perf model {path} is malformed: {type(exc).__name__} {exc}") from None
     if model is not None and perf.model != model:
@@ -179,6 +182,10 @@ def read_perf_model(path: str, model: str | None = None, dtype: str | None = Non
     if gpu is not False and perf.gpu != gpu:
         raise InputFileError(f"perf model {path} was measured on {perf.gpu or 'a CPU'}, this engine runs on "
                              f"{gpu or 'a CPU'}: profile on this machine")
+    if block_size is not None and perf.block_size not in (None, block_size):
+        raise InputFileError(f"perf model {path} was measured with {perf.block_size}-token KV pages, the engine "
+                             f"runs {block_size}: profile with --block-size {block_size}, or serve with "
+                             f"--block-size {perf.block_size}")
     if dtype is not None and perf.dtype != dtype:
         raise InputFileError(f"perf model {path} was measured in {perf.dtype}, but the engine runs {dtype}")
     if partitions is not None and all(perf.fit_for(p)[1] == "none" for p in partitions):

@@ -152,7 +152,7 @@ def run_profile(cfg: ProfileConfig) -> dict:
         report = {
             "kind": KIND, "version": VERSION, "environment": environment(), "model": engine.loaded.name, "dtype": str(engine.loaded.dtype),
             "device": engine.runner.device.type, "tensor_parallel_size": config.tensor_parallel_size,
-            "data_parallel_size": config.data_parallel_size, "total_sms": engine.stepper.planner.predictor.total_sms,
+            "block_size": config.block_size, "data_parallel_size": config.data_parallel_size, "total_sms": engine.stepper.planner.predictor.total_sms,
             "contention_measured": concurrent, "contention_note": None if concurrent else NO_CONTENTION_NOTE,
             "settings": {"batches": list(cfg.batches), "contexts": list(cfg.contexts),
                          "prefill_tokens": list(cfg.prefill_tokens), "reused_tokens": list(cfg.reused_tokens),

@@ -269,3 +269,17 @@ def test_data_parallel_replicas_and_their_dispatcher_take_the_profile(profiled):
         got = llm.generate(PROMPTS, GREEDY)
     reference = LLM("tiny", load_format="dummy", mode="sequential").generate(PROMPTS, GREEDY)
     assert [o.token_ids for o in got] == [o.token_ids for o in reference]
+
+
+def test_a_profile_serves_only_engines_on_its_page_size(profiled, tmp_path):
+    """Decode attention reads 16- and 64-token pages differently, so a profile names its pages and
+    an engine on other pages refuses it; a file made before pages were recorded is still read."""
+    report = json.load(open(profiled))
+    assert report["block_size"] == 16  # the CPU's default pages
+    with pytest.raises(PdtuneError, match="16-token KV pages, the engine runs 64: profile with --block-size 64"):
+        LLM("tiny", load_format="dummy", mode="pdmux", perf_model=profiled, block_size=64)
+    assert read_perf_model(profiled, block_size=16).block_size == 16
+    del report["block_size"]
+    older = tmp_path / "older.json"
+    older.write_text(json.dumps(report))
+    assert read_perf_model(str(older), block_size=64).block_size is None
