@@ -36,7 +36,7 @@ class EngineConfig:
     # GPU, 16-bit weights: each decode graph's projections use cuBLAS or cuBLASLt, whichever its
     # capture timed faster on its stream at its batch (False: torch's default library throughout)
     tune_decode_gemms: bool = True
-    overlap_scheduling: bool = True  # sequential/chunked: plan and launch step n+1 before reading step n's tokens
+    overlap_scheduling: bool = True  # plan and launch step n+1 before reading step n's tokens (one process)
     # PD-multiplexing (mode "pdmux")
     pdmux_policy: str = "adaptive"
     pdmux_splits: tuple[tuple[int, int], ...] = DEFAULT_SPLITS

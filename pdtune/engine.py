@@ -207,7 +207,9 @@ class Engine:
         return seq
 
     def has_unfinished(self) -> bool:
-        return self.scheduler.has_unfinished()
+        """Requests not finished, or an overlapped step still on the GPU (its tokens, for
+        requests that ended meanwhile, are dropped when it is read back)."""
+        return self.scheduler.has_unfinished() or self.stepper.in_flight is not None
 
     def step(self) -> list[RequestOutput]:
         """Runs one step; returns the requests that finished in it."""

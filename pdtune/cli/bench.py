@@ -53,6 +53,7 @@ def bench(
     gpu_memory_utilization: o.GpuMemoryUtilization = None, max_num_seqs: o.MaxNumSeqs = None,
     max_num_batched_tokens: o.MaxNumBatchedTokens = None, max_model_len: o.MaxModelLen = None, tensor_parallel_size: o.TensorParallelSize = None,
     data_parallel_size: o.DataParallelSize = None, tune_decode_gemms: o.TuneDecodeGemms = None,
+    overlap_scheduling: o.OverlapScheduling = None,
     pdmux_policy: Annotated[Optional[str], typer.Option(help="pdmux planner: adaptive, static or sglang.")] = None,
     dispatch: Annotated[Optional[str], typer.Option(
         help="Prefill admission order: fewest-misses, edf or fcfs (pdmux).")] = None,
@@ -99,7 +100,7 @@ def bench(
             dispatch=dispatch, pdmux_admission=pdmux_admission, pdmux_prefill_jump=pdmux_prefill_jump,
             pdmux_decode_target=pdmux_decode_target, pdmux_decode_budget=pdmux_decode_budget,
             pdmux_prefill_alone=pdmux_prefill_alone, tune_decode_gemms=tune_decode_gemms,
-            trace_path=trace, perf_model=perf_model, **slo_ms,
+            overlap_scheduling=overlap_scheduling, trace_path=trace, perf_model=perf_model, **slo_ms,
         )
         bracket = _parse_bracket(goodput_bracket) if goodput_bracket else None
         if bracket is not None and not goodput:

@@ -55,6 +55,9 @@ MaxModelLen = Annotated[Optional[int], typer.Option("--max-model-len", help="Con
 TuneDecodeGemms = Annotated[Optional[bool], typer.Option(
     "--tune-decode-gemms/--no-tune-decode-gemms",
     help="GPU: capture each decode graph's projections with cuBLAS or cuBLASLt, whichever runs faster there (default on).")]
+OverlapScheduling = Annotated[Optional[bool], typer.Option(
+    "--overlap-scheduling/--no-overlap-scheduling",
+    help="Plan and launch each step before the last one's tokens are read back (default on; one process).")]
 Seed = Annotated[Optional[int], typer.Option("--seed", help="Seed for dummy weights and unseeded sampling.")]
 
 TensorParallelSize = Annotated[Optional[int], typer.Option(

@@ -206,18 +206,24 @@ class ModelRunner:
                               m.decode_block_tables)
         return self._eager_logits(inputs, input_ids)
 
+    def input_ids_after(self, inputs: StepInputs, previous: LaunchedStep | None) -> torch.Tensor | None:
+        """The step's input ids on the device with the tokens that `previous` (still on the GPU)
+        sampled copied in there; None when no input token is pending."""
+        if not inputs.pending_rows:
+            return None
+        dev = self.device
+        rows = upload(torch.tensor([r for r, _ in inputs.pending_rows]), dev)
+        src = upload(torch.tensor([previous.row_of(seq) for _, seq in inputs.pending_rows]), dev)
+        input_ids = upload(inputs.input_ids, dev)
+        input_ids[rows] = previous.sampled.tokens[src]
+        return input_ids
+
     @torch.inference_mode()
     def launch(self, plan: StepPlan, previous: LaunchedStep | None) -> LaunchedStep:
         """Runs a step without waiting for it (overlapped scheduling). Its input tokens that the
         step in flight (`previous`) sampled are copied from that step's device tensor."""
         inputs = self.prepare(plan)
-        input_ids = None
-        if inputs.pending_rows:
-            dev = self.device
-            rows = upload(torch.tensor([r for r, _ in inputs.pending_rows]), dev)
-            src = upload(torch.tensor([previous.row_of(seq) for _, seq in inputs.pending_rows]), dev)
-            input_ids = upload(inputs.input_ids, dev)
-            input_ids[rows] = previous.sampled.tokens[src]
+        input_ids = self.input_ids_after(inputs, previous)
         if inputs.meta.num_prefill_tokens == 0:
             logits = self.decode_logits(inputs, self.graphs, input_ids)
         else:

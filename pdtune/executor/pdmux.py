@@ -14,7 +14,7 @@ import torch
 
 from pdtune.config import EngineConfig
 from pdtune.executor.cuda_graphs import DecodeGraphs, PiecewiseGraphs
-from pdtune.executor.model_runner import ModelRunner, StepInputs
+from pdtune.executor.model_runner import LaunchedStep, ModelRunner, StepInputs
 from pdtune.executor.partitions import Partition, make_partitions, simulated_partitions
 from pdtune.executor.tensor_parallel import broadcast_step
 from pdtune.model.attention import AttentionMetadata, table_width
@@ -126,7 +126,9 @@ class DecodeLaunch:
     start: object
     end: object
     started_at: float
+    ended_at: float  # host clock after the launch: the step's end when it ran on no stream (CPU)
     simulated: bool
+    step: LaunchedStep | None = None  # overlapped: its plan, inputs and the tokens sampled on its stream
 
 
 class PdmuxExecutor:
@@ -240,23 +242,36 @@ class PdmuxExecutor:
         return job.last_block
 
     @torch.inference_mode()
-    def launch_decode(self, partition: Partition, inputs: StepInputs) -> DecodeLaunch:
+    def launch_decode(self, partition: Partition, inputs: StepInputs, previous: DecodeLaunch | None = None,
+                      plan: StepPlan | None = None) -> DecodeLaunch:
         """Enqueues one decode step on the partition's decode SMs without waiting for it, so the
-        host can launch the prefill block while the GPU decodes."""
+        host can launch the prefill block while the GPU decodes. Overlapped (`plan` given), it
+        also samples on that stream, and starts on the GPU once `previous` (a decode step still
+        in flight, maybe on another partition) is done, taking its sampled tokens as inputs: no
+        host wait comes between the two."""
         stream = partition.decode_stream
         graphs = self.graphs.get(partition.name)
         started = time.perf_counter()
         with _on(stream), self._phase("decode"):
+            if previous is not None and stream is not None:
+                stream.wait_event(previous.end)
+                previous.step.sampled.tokens.record_stream(stream)  # read here, made on another stream
             start = _record(stream)
-            logits = self.runner.decode_logits(inputs, graphs)
+            input_ids = None if previous is None else self.runner.input_ids_after(inputs, previous.step)
+            logits = self.runner.decode_logits(inputs, graphs, input_ids)
+            step = None
+            if plan is not None:
+                step = LaunchedStep(plan, inputs, self.runner.sampler.sample(logits, [c.seq for c in inputs.sampled_chunks]))
             end = _record(stream)
-        return DecodeLaunch(logits, start, end, started, stream is None)
+        return DecodeLaunch(logits, start, end, started, time.perf_counter(), stream is None, step)
 
     def launch_step(self, decode: tuple[Partition, StepInputs] | None, job: PrefillJob | None,
-                    prefill_partition: Partition | None, prefill_layers: int) -> DecodeLaunch | None:
-        """Enqueues the step's decode, then `prefill_layers` layers of `job` (none: 0 or no job),
-        so the host launches the prefill block while the GPU decodes. Rank 0 of a tensor-parallel
-        group first tells the other ranks to launch the same."""
+                    prefill_partition: Partition | None, prefill_layers: int, previous: DecodeLaunch | None = None,
+                    plan: StepPlan | None = None) -> DecodeLaunch | None:
+        """Enqueues the step's decode (overlapped after `previous`, with its `plan`: see
+        `launch_decode`), then `prefill_layers` layers of `job` (none: 0 or no job), so the host
+        launches the prefill block while the GPU decodes. Rank 0 of a tensor-parallel group
+        first tells the other ranks to launch the same."""
         block = job is not None and prefill_layers > 0
         tp = self.runner.tp
         if tp is not None and tp.rank == 0:
@@ -265,7 +280,7 @@ class PdmuxExecutor:
                 index(decode[0]) if decode else None, decode[1].for_workers() if decode else None,
                 index(prefill_partition) if block else None, job.id if block else 0,
                 job.inputs.for_workers() if block and job.next_layer == 0 else None, prefill_layers if block else 0))
-        launch = self.launch_decode(*decode) if decode else None
+        launch = self.launch_decode(*decode, previous, plan) if decode else None
         if block:
             self.launch_prefill(job, prefill_partition, prefill_layers)
         return launch
@@ -274,7 +289,7 @@ class PdmuxExecutor:
         """Waits for the decode step (the one wait of a step: its tokens are needed on the host);
         returns its logits and measured ms."""
         if launch.simulated:
-            return launch.logits, (time.perf_counter() - launch.started_at) * 1e3
+            return launch.logits, (launch.ended_at - launch.started_at) * 1e3
         torch.cuda.current_stream().wait_event(launch.end)
         launch.end.synchronize()
         return launch.logits, launch.start.elapsed_time(launch.end)

@@ -35,6 +35,12 @@ class BlockManager:
         self.committed: dict[str, int] = {}  # request id -> leading blocks already published
         self.prefix_queries = 0  # prompt tokens looked up
         self.prefix_hits = 0  # of those, found in the cache
+        # Overlapped pdmux: while a decode step that may still read or write freed blocks runs on
+        # its stream, they wait here (block id -> that step's tag), out of the free list, for
+        # `release_held`: a prefill on another stream must not write them under the decode. A
+        # held block stays findable by its hash (reading a full block is safe: no decode writes it).
+        self.hold_tag: int | None = None
+        self.held: dict[int, int] = {}
 
     @property
     def num_blocks(self) -> int:
@@ -62,7 +68,10 @@ class BlockManager:
     def _take(self, block_id: int) -> None:
         block = self.blocks[block_id]
         if block.ref_count == 0:
-            del self.free[block_id]
+            if block_id in self.free:
+                del self.free[block_id]
+            else:
+                del self.held[block_id]
         block.ref_count += 1
 
     def _take_free(self) -> int:
@@ -90,7 +99,7 @@ class BlockManager:
         """Whether `num_tokens` more tokens of a waiting sequence fit, counting prefix hits
         (`hit`: the caller's match_prefix result, to look it up once)."""
         hit = self.match_prefix(seq) if hit is None else hit
-        reusable_free = sum(1 for b in hit if self.blocks[b].ref_count == 0)
+        reusable_free = sum(1 for b in hit if b in self.free)
         need = self.blocks_needed(len(hit) * self.block_size + num_tokens) - len(hit)
         return need <= self.num_free_blocks - reusable_free
 
@@ -144,7 +153,17 @@ class BlockManager:
             block = self.blocks[block_id]
             block.ref_count -= 1
             if block.ref_count == 0:
-                self.free[block_id] = None
+                if self.hold_tag is None:
+                    self.free[block_id] = None
+                else:
+                    self.held[block_id] = self.hold_tag
         seq.block_table = BlockTable()
         self.hashes.pop(seq.request_id, None)
         self.committed.pop(seq.request_id, None)
+
+    def release_held(self, upto: int | None = None) -> None:
+        """Frees the blocks held for the steps tagged `upto` and before (all when None): those steps are done."""
+        for block_id, tag in list(self.held.items()):
+            if upto is None or tag <= upto:
+                del self.held[block_id]
+                self.free[block_id] = None

@@ -139,14 +139,23 @@ class Scheduler:
         return any(s.status == Status.RUNNING and s.num_uncomputed_tokens > 1 and id(s) not in self.protected
                    for s in self.running)
 
-    def commit(self, plan: StepPlan) -> None:
+    def commit(self, plan: StepPlan, publish: bool = True) -> None:
         """Records the KV the step wrote; called once the step has run (or, overlapped, once the
-        tokens it read are on the host). A sequence that finished meanwhile is left alone."""
+        tokens it read are on the host). A sequence that finished meanwhile is left alone.
+        `publish=False` leaves the blocks it filled unshared until `publish` (the step still runs
+        on a stream that other streams' prefills do not wait for)."""
         for chunk in plan.chunks:
             if chunk.seq.status != Status.RUNNING:
                 continue
             chunk.seq.num_computed_tokens += chunk.num_new_tokens
-            self.blocks.commit_full_blocks(chunk.seq)
+        if publish:
+            self.publish(plan)
+
+    def publish(self, plan: StepPlan) -> None:
+        """Makes the blocks the step filled findable by later prompts (its KV is written)."""
+        for chunk in plan.chunks:
+            if chunk.seq.status == Status.RUNNING:
+                self.blocks.commit_full_blocks(chunk.seq)
 
     def finish(self, seq: Sequence, reason: str) -> None:
         # Overlapped scheduling may have preempted it while its last token was on the GPU.

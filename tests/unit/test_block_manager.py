@@ -58,3 +58,25 @@ def test_can_allocate_counts_hits_that_sit_in_the_free_list():
     b = seq(list(range(8)) + [50, 51, 52, 53, 54])  # 2 cached blocks + 5 new tokens = 2 more blocks
     assert not bm.can_allocate(b, 5)
     assert bm.can_allocate(seq(list(range(8)) + [50, 51]), 2)
+
+
+
+def test_blocks_freed_while_held_stay_out_of_the_free_list_until_their_step_is_released():
+    bm = BlockManager(num_blocks=6, block_size=4)
+    a, b = seq(range(9)), seq(range(50, 55))
+    run_prefill(bm, a)  # 3 blocks, two of them full and published
+    run_prefill(bm, b)  # 2 blocks
+    a_full = list(a.block_table)[:2]
+    bm.hold_tag = 1
+    bm.free_sequence(a)
+    bm.hold_tag = 2
+    bm.free_sequence(b)
+    assert bm.num_free_blocks == 1 and not bm.can_allocate(seq(range(200, 208)), 8)
+    again = seq(range(9))
+    bm.allocate(again)  # a held full block is still found and may be shared: no decode writes it
+    assert list(again.block_table) == a_full and bm.num_free_blocks == 1
+    bm.release_held(upto=1)  # a's partial block (its full ones are taken again); b's stay held
+    assert bm.num_free_blocks == 2
+    bm.hold_tag = None
+    bm.release_held()
+    assert bm.num_free_blocks == 4 and not bm.held

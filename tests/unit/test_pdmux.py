@@ -42,7 +42,8 @@ def test_pdmux_gives_the_same_greedy_tokens_as_sequential(reference_tokens, poli
 
 
 def test_prefill_runs_in_layer_blocks_beside_decode_and_then_joins_it():
-    llm = tiny(mode="pdmux", **STATIC)  # tiny has 2 layers; gang 1 = one layer per step
+    # tiny has 2 layers; gang 1 = one layer per step. Not overlapped: a step's tokens come in it.
+    llm = tiny(mode="pdmux", overlap_scheduling=False, **STATIC)
     engine, stepper = llm.engine, llm.engine.stepper
     first = engine.add_request(list(range(1, 9)), SamplingParams(max_tokens=50, temperature=0, ignore_eos=True))
     while first.num_output_tokens == 0:
@@ -205,7 +206,8 @@ def test_banked_tpot_slack_buys_a_prefill_block_alone_on_the_whole_gpu():
 
 def test_a_prefill_block_alone_leaves_the_decode_batch_for_the_next_step(tmp_path):
     trace = tmp_path / "trace.jsonl"
-    engine = tiny(mode="pdmux", trace_path=str(trace), slo_tpot_ms=1e4, pdmux_prefill_alone=True).engine
+    engine = tiny(mode="pdmux", trace_path=str(trace), slo_tpot_ms=1e4, pdmux_prefill_alone=True,
+                  overlap_scheduling=False).engine  # a step's trace row and tokens come in it
     first = engine.add_request(list(range(1, 9)), SamplingParams(max_tokens=50, temperature=0, ignore_eos=True))
     while first.num_output_tokens < 3:
         engine.step()
@@ -236,7 +238,8 @@ def test_no_prefill_block_is_launched_while_one_waits_behind_the_running_one(tmp
     config = read_json(f"{PRESET_DIR}/tiny.json") | {"num_hidden_layers": 4}
     (tmp_path / "config.json").write_text(json.dumps(config))
     trace = tmp_path / "trace.jsonl"
-    engine = LLM(str(tmp_path), load_format="dummy", mode="pdmux", trace_path=str(trace), **STATIC).engine
+    engine = LLM(str(tmp_path), load_format="dummy", mode="pdmux", trace_path=str(trace), overlap_scheduling=False,
+                 **STATIC).engine  # a step's trace row comes in it
     first = engine.add_request(list(range(1, 9)), SamplingParams(max_tokens=50, temperature=0, ignore_eos=True))
     while first.num_output_tokens < 2:
         engine.step()
@@ -263,7 +266,8 @@ def test_banked_tpot_slack_buys_prefill_sms_and_a_deficit_takes_them_back():
 
 def test_the_engine_plans_pdmux_decode_within_the_pace_budget(tmp_path):
     trace = tmp_path / "trace.jsonl"
-    engine = tiny(mode="pdmux", trace_path=str(trace), slo_tpot_ms=50.0, pdmux_decode_budget="pace").engine
+    engine = tiny(mode="pdmux", trace_path=str(trace), slo_tpot_ms=50.0, pdmux_decode_budget="pace",
+                  overlap_scheduling=False).engine  # a step's trace row comes in it
     first = engine.add_request(list(range(1, 9)), SamplingParams(max_tokens=50, temperature=0, ignore_eos=True))
     while first.num_output_tokens < 10:
         engine.step()
