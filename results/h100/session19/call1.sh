@@ -20,5 +20,9 @@ if nvidia-smi --query-gpu=name --format=csv,noheader | grep -q H200; then
 fi
 step profile-p64 120 "pdtune profile $M --splits 112/20,96/36,72/60 --batches 1,16,64,128 --contexts 512,2048 --prefill-tokens 512,2048,8192 --out /tmp/r/profile-p64/profile-llama-3.1-8b.json"
 pack
-step mixed300-chunked 270 "pdtune bench $M $MIX300 --goodput --goodput-bracket 5,11 --goodput-iterations 3 --mode chunked --out /tmp/r/mixed300-chunked"
+step mixed300-chunked 200 "pdtune bench $M $MIX300 --goodput --goodput-bracket 5,11 --goodput-iterations 2 --mode chunked --out /tmp/r/mixed300-chunked"
+pack
+# pdmux at 1.35x what chunked sustained, with this call's profile.
+R=$(python3 -c "import gzip,json; print(round(1.35*json.load(gzip.open('/tmp/r/mixed300-chunked/bench.json.gz'))['goodput']['chunked']['goodput'], 3))")
+step mixed300-pdmux-$R 110 "pdtune bench $M $MIX300 --rate $R --mode pdmux --perf-model /tmp/r/profile-p64/profile-llama-3.1-8b.json --trace /tmp/r/mixed300-pdmux-$R/trace.jsonl --out /tmp/r/mixed300-pdmux-$R"
 pack
