@@ -8,6 +8,7 @@ DEFAULT_MODEL = "smollm2-135m-instruct"
 MODES = ("sequential", "chunked", "pdmux")
 PDMUX_POLICIES = ("adaptive", "static", "sglang")
 DISPATCH_ORDERS = ("edf", "fcfs", "fewest-misses")
+PREFILL_JUMPS = ("off", "late", "shorter")
 # SGLang's pdmux table for 132 SMs, as (prefill SMs, decode SMs).
 DEFAULT_SPLITS: tuple[tuple[int, int], ...] = ((112, 20), (104, 28), (96, 36), (88, 44), (80, 52), (72, 60))
 LOAD_FORMATS = ("auto", "safetensors", "gguf", "dummy")
@@ -50,9 +51,12 @@ class EngineConfig:
     # pdmux admission: "tpot" admits a waiting request into prefill only while the decode batch it
     # will join is predicted to meet the TPOT SLO beside prefill; "none" admits while KV and seats last
     pdmux_admission: str = "none"
-    # pdmux: a short request that would miss its TTFT behind the prefill in flight runs first, from
-    # the next layer boundary (the overtaken prefill keeps its hidden state and resumes after)
-    pdmux_prefill_jump: bool = False
+    # pdmux: a waiting request runs its prefill before the rest of the one in flight, from the next
+    # layer boundary (the overtaken prefill keeps its hidden state and resumes after), when the
+    # overtaken keeps the TTFT slack for it: "late", the head of the queue when it would miss its
+    # TTFT behind; "shorter", the shortest waiting prefill when it is at most a quarter of what
+    # remains (shortest remaining time first, for TTFT below the SLO); "off"
+    pdmux_prefill_jump: str = "off"
     # pdmux adaptive: decode steps are planned to take at most this share of the TPOT SLO. Below 1,
     # decode gets SMs beyond the least that just meet the SLO: requests then finish sooner and the
     # decode batch (and its KV reads) stays smaller, which near saturation can be worth more to
@@ -80,6 +84,9 @@ class EngineConfig:
     def __post_init__(self) -> None:
         from pdtune.errors import PdtuneError
 
+        if isinstance(self.pdmux_prefill_jump, bool):  # configs written when it was on or off
+            object.__setattr__(self, "pdmux_prefill_jump", "late" if self.pdmux_prefill_jump else "off")
+
         checks = [
             (self.mode in MODES, f"mode must be one of {MODES}, got {self.mode!r}"),
             (self.load_format in LOAD_FORMATS, f"load format must be one of {LOAD_FORMATS}, got {self.load_format!r}"),
@@ -94,6 +101,8 @@ class EngineConfig:
             (self.dispatch in DISPATCH_ORDERS, f"dispatch must be one of {DISPATCH_ORDERS}, got {self.dispatch!r}"),
             (self.pdmux_admission in ("none", "tpot"), f"pdmux admission must be none or tpot, got "
                                                        f"{self.pdmux_admission!r}"),
+            (self.pdmux_prefill_jump in PREFILL_JUMPS, f"pdmux prefill jump must be one of {PREFILL_JUMPS}, got "
+                                                       f"{self.pdmux_prefill_jump!r}"),
             (self.pdmux_policy != "static" or (self.pdmux_static_split and self.pdmux_gang),
              "pdmux policy 'static' needs a split and a gang size (pdtune search writes both)"),
             (self.slo_ttft_ms > 0 and self.slo_tpot_ms > 0 and (self.slo_itl_ms is None or self.slo_itl_ms > 0),

@@ -153,8 +153,8 @@ class PdmuxStepper:
             self.scheduler.protected |= {id(c.seq) for c in plan.chunks}
 
     def _start_prefill(self, now: float) -> None:
-        """A new prefill batch when none is in flight; with `pdmux_prefill_jump`, the waiting
-        head alone ahead of one in flight when the planner says it should go first."""
+        """A new prefill batch when none is in flight; with `pdmux_prefill_jump`, a waiting
+        request alone ahead of the one in flight when the planner says it should go first."""
         if self.jobs:  # asked again only when the queue changed: its order is a sort, each step would cost
             queue = (len(self.scheduler.waiting), id(self.scheduler.waiting[-1]))
             if queue == self.jump_checked:
@@ -164,11 +164,15 @@ class PdmuxStepper:
         budget = self.config.pdmux_prefill_tokens
         if self.jobs:
             job = self.jobs[0]
-            if len(self.jobs) > 1 or not job.remaining_layers or not self.planner.jumps_ahead(
-                    self.scheduler, job.shape, job.remaining_layers, min(c.seq.arrival_time for c in job.plan.chunks),
-                    now):
+            if len(self.jobs) > 1 or not job.remaining_layers:
                 return
-            budget = 1  # admits the head alone
+            seq = self.planner.jump_candidate(self.scheduler)
+            if not self.planner.jumps_ahead(self.scheduler, seq, job.shape, job.remaining_layers,
+                                            min(c.seq.arrival_time for c in job.plan.chunks), now):
+                return
+            self.scheduler.waiting.remove(seq)
+            self.scheduler.waiting.appendleft(seq)
+            budget = 1  # admits it alone
         admits = None
         if self.config.pdmux_admission == "tpot":
             admits = self.planner.tpot_admission([s for s in self.scheduler.running if s.status == Status.RUNNING])
@@ -209,7 +213,7 @@ class PdmuxStepper:
             self.cut_prompts = self.scheduler.has_unfinished_prefill()
             if self.cut_prompts:
                 self._continue_prefill()
-        if self.scheduler.waiting and (not self.jobs or self.config.pdmux_prefill_jump):
+        if self.scheduler.waiting and (not self.jobs or self.config.pdmux_prefill_jump != "off"):
             self._start_prefill(now)
         decode_plan = StepPlan()
         self.scheduler.schedule_running(decode_plan, self.scheduler.max_num_seqs, decode_only=True)

@@ -59,9 +59,9 @@ def bench(
         help="Prefill admission order: fewest-misses, edf or fcfs (pdmux).")] = None,
     pdmux_admission: Annotated[Optional[str], typer.Option(
         help="pdmux: tpot admits into prefill only while the decode batch stays within the TPOT SLO; none.")] = None,
-    pdmux_prefill_jump: Annotated[Optional[bool], typer.Option(
-        "--pdmux-prefill-jump/--no-pdmux-prefill-jump",
-        help="pdmux: a short request that would miss its TTFT behind the prefill in flight runs first.")] = None,
+    pdmux_prefill_jump: Annotated[Optional[str], typer.Option(
+        help="pdmux: a waiting request runs its prefill before the rest of the one in flight: off (default); late "
+             "(it would miss its TTFT behind it); shorter (the shortest, when at most a quarter of what remains).")] = None,
     pdmux_decode_target: Annotated[Optional[float], typer.Option(
         help="pdmux adaptive: plan decode steps to this share of the TPOT SLO (default 1).")] = None,
     pdmux_prefill_alone: Annotated[Optional[bool], typer.Option(

@@ -25,6 +25,9 @@ _BANDWIDTH_SHARE = ((8, 0.2), (16, 0.39), (32, 0.69), (48, 1.0))
 H100_COPY_BYTES_PER_S = 2.95e12  # measured (results/h100/bench-kernels)
 H100_MATMUL_FLOPS_PER_S = 7.48e14
 SGLANG_DECODE_BS_DIVISOR = 36
+# pdmux_prefill_jump "shorter": a request overtakes the prefill in flight only when its own prefill
+# is at most this share of what remains of that one (a jump costs the overtaken its whole length)
+SHORTER_JUMP_SHARE = 0.25
 SGLANG_SPLIT_TOKEN_BUDGET = 65536
 
 
@@ -255,19 +258,30 @@ class PdmuxPlanner:
 
         return admits
 
-    def jumps_ahead(self, scheduler: Scheduler, in_flight: PrefillShape, remaining_layers: int,
+    def jump_candidate(self, scheduler: Scheduler) -> Sequence:
+        """The waiting request that may jump ahead: the head of the dispatch order ("late"), or
+        the one with the shortest predicted prefill ("shorter")."""
+        if self.config.pdmux_prefill_jump != "shorter":
+            return scheduler.waiting[0]
+        return min(scheduler.waiting, key=lambda s: self._prefill_of(scheduler, s, self.mixed[-1])[1])
+
+    def jumps_ahead(self, scheduler: Scheduler, seq: Sequence, in_flight: PrefillShape, remaining_layers: int,
                     earliest_arrival: float, now: float) -> bool:
-        """Whether the head of the waiting queue should run its prefill before the remaining
-        layers of the one in flight (the paper's "let a shorter prefill go first" at a layer
-        boundary): it is shorter than what remains, it would miss its TTFT behind it but meets it
-        going first, and the prefill it overtakes keeps enough TTFT slack to absorb it."""
-        seq = scheduler.waiting[0]
+        """Whether waiting `seq` should run its prefill before the remaining layers of the one in
+        flight (the paper's "let a shorter prefill go first" at a layer boundary): it meets its
+        TTFT going first, the prefill it overtakes keeps enough TTFT slack to absorb it, and, with
+        `pdmux_prefill_jump` "late", it is shorter than what remains and would miss its TTFT
+        behind it; with "shorter", it takes at most `SHORTER_JUMP_SHARE` of what remains."""
         pred, part = self.predictor, self.mixed[-1]
         own_ms = self._prefill_of(scheduler, seq, part)[1]
         behind_ms = pred.layer_ms(part, in_flight) * remaining_layers
         deadline_ms = (seq.arrival_time + self.config.slo_ttft_ms / 1e3 - now) * 1e3
         overtaken_slack_ms = self.prefill_slack_ms(earliest_arrival, in_flight, remaining_layers, now)
-        return own_ms < behind_ms and own_ms <= deadline_ms < behind_ms + own_ms and overtaken_slack_ms >= own_ms
+        if own_ms > deadline_ms or overtaken_slack_ms < own_ms:
+            return False
+        if self.config.pdmux_prefill_jump == "shorter":
+            return own_ms <= SHORTER_JUMP_SHARE * behind_ms
+        return own_ms < behind_ms and deadline_ms < behind_ms + own_ms
 
     def _prefill_of(self, scheduler: Scheduler, seq: Sequence, part: Partition) -> tuple[int, float]:
         """A waiting request's cached prefix (tokens) and its whole prefill's predicted ms on `part`."""

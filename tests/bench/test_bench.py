@@ -290,7 +290,8 @@ def test_bench_repeat_serves_the_same_arrivals_again_and_reports_the_spread(tmp_
     (["--workload", "no-such-thing"], "neither a generator"),
     (["--workload", "BADFILE"], ":2:"),
     (["--mode", "chunked,sequential", "--dispatch", "edf"], "--dispatch applies only to pdmux modes"),
-    (["--mode", "chunked", "--pdmux-prefill-jump", "--trace", "t.jsonl"], "--pdmux-prefill-jump, --trace apply only"),
+    (["--mode", "chunked", "--pdmux-prefill-jump", "late", "--trace", "t.jsonl"], "--pdmux-prefill-jump, --trace apply only"),
+    (["--mode", "pdmux", "--pdmux-prefill-jump", "soon"], "pdmux prefill jump must be one of"),
 ])
 def test_bench_user_errors(tmp_path, args, message):
     bad = tmp_path / "bad.jsonl"

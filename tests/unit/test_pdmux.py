@@ -34,7 +34,8 @@ def reference_tokens():
 
 
 @pytest.mark.parametrize("policy", [{}, {"pdmux_policy": "sglang"}, STATIC,
-                                    {"pdmux_prefill_alone": True, "slo_tpot_ms": 1e4}, {"dispatch": "fewest-misses"}])
+                                    {"pdmux_prefill_alone": True, "slo_tpot_ms": 1e4}, {"dispatch": "fewest-misses"},
+                                    {"pdmux_prefill_jump": "shorter"}])
 @pytest.mark.parametrize("budget", [16384, 20])
 def test_pdmux_gives_the_same_greedy_tokens_as_sequential(reference_tokens, policy, budget):
     outs = tiny(mode="pdmux", pdmux_prefill_tokens=budget, **policy).generate(PROMPTS, GREEDY)
@@ -571,7 +572,7 @@ def test_a_short_request_jumps_ahead_only_when_it_would_miss_behind_and_the_over
     def jumps(head_len: int, head_waited_s: float, overtaken_waited_s: float) -> bool:
         s = Scheduler(BlockManager(2048, 16), max_num_seqs=8, max_num_batched_tokens=4096, max_model_len=32768)
         s.add(Sequence(list(range(head_len)), GREEDY, arrival_time=now - head_waited_s))
-        return p.jumps_ahead(s, long_shape, layers, now - overtaken_waited_s, now)
+        return p.jumps_ahead(s, p.jump_candidate(s), long_shape, layers, now - overtaken_waited_s, now)
 
     behind_ms = p.predictor.layer_ms(p.mixed[-1], long_shape) * layers
     assert 500 < behind_ms < 1500
@@ -582,8 +583,27 @@ def test_a_short_request_jumps_ahead_only_when_it_would_miss_behind_and_the_over
     assert not jumps(16000, head_waited_s=1.5, overtaken_waited_s=0.0)  # not shorter than what remains
 
 
+def test_the_shortest_waiting_prefill_jumps_when_it_is_a_quarter_of_what_remains_and_the_overtaken_can_wait():
+    p = planner(slo_ttft_ms=2000.0, pdmux_prefill_jump="shorter")
+    now = time.perf_counter()
+    long_shape, layers = PrefillShape.single(16384), 30
+    behind_ms = p.predictor.layer_ms(p.mixed[-1], long_shape) * layers
+
+    def jumper(lengths: list[int], overtaken_waited_s: float = 0.0):
+        s = Scheduler(BlockManager(4096, 16), max_num_seqs=8, max_num_batched_tokens=4096, max_model_len=32768)
+        for n in lengths:
+            s.add(Sequence(list(range(n)), GREEDY, arrival_time=now))
+        seq = p.jump_candidate(s)
+        return len(seq) if p.jumps_ahead(s, seq, long_shape, layers, now - overtaken_waited_s, now) else None
+
+    assert jumper([8000, 256, 2000]) == 256  # the shortest goes, though it would meet its TTFT behind
+    assert jumper([12000]) is None  # more than a quarter of what remains
+    assert jumper([256], overtaken_waited_s=2.0 - behind_ms / 1e3 - 0.001) is None  # no slack to give
+    assert tiny(pdmux_prefill_jump=True).engine.config.pdmux_prefill_jump == "late"  # configs from when it was a switch
+
+
 def test_a_prefill_that_jumps_ahead_runs_first_and_the_overtaken_one_resumes(reference_tokens, monkeypatch):
-    llm = tiny(mode="pdmux", pdmux_prefill_jump=True, **STATIC)  # gang 1: two steps per prefill (2 layers)
+    llm = tiny(mode="pdmux", pdmux_prefill_jump="late", **STATIC)  # gang 1: two steps per prefill (2 layers)
     engine, stepper = llm.engine, llm.engine.stepper
     monkeypatch.setattr(stepper.planner, "jumps_ahead", lambda *args: True)
     first = engine.add_request(PROMPTS[1], SamplingParams(max_tokens=50, temperature=0, ignore_eos=True))
@@ -658,5 +678,5 @@ def test_a_prompt_over_the_prefill_budget_is_cut_into_batches_of_the_budget(refe
 def test_a_cut_that_leaves_one_prompt_token_hands_it_to_a_decode_step():
     prompts = [list(range(3, 16)), [7] * 13]  # 13 tokens against a budget of 12
     reference = [o.token_ids for o in tiny(mode="sequential").generate(prompts, GREEDY)]
-    outs = tiny(mode="pdmux", pdmux_prefill_tokens=12, pdmux_prefill_jump=True).generate(prompts, GREEDY)
+    outs = tiny(mode="pdmux", pdmux_prefill_tokens=12, pdmux_prefill_jump="late").generate(prompts, GREEDY)
     assert [o.token_ids for o in outs] == reference

@@ -45,7 +45,7 @@ def test_run_batch_with_two_ranks(tmp_path):
 STATIC = {"pdmux_policy": "static", "pdmux_static_split": (96, 36), "pdmux_gang": 1}
 
 
-@pytest.mark.parametrize("policy", [STATIC, {}, {**STATIC, "pdmux_prefill_jump": True, "pdmux_prefill_tokens": 8}])
+@pytest.mark.parametrize("policy", [STATIC, {}, {**STATIC, "pdmux_prefill_jump": "late", "pdmux_prefill_tokens": 8}])
 def test_pdmux_on_two_ranks_gives_the_single_process_tokens_with_a_communicator_per_phase(tiny_hf_model, monkeypatch,
                                                                                            policy):
     """Rank 0 sends each step's launches; both ranks run the decode step's all-reduces on the
