@@ -79,17 +79,23 @@ def resolve_tokens(launched: LaunchedStep) -> StepResults:
 
 
 @dataclass
-class InFlightDecode:
-    """An overlapped pdmux decode step not read back yet, with what its trace row and the
-    planner's online factors need once it is."""
+class PdmuxStep:
+    """What a pdmux step decided and ran on, for its trace row and the planner's online factors."""
 
-    launch: DecodeLaunch
     decision: StepDecision
     batch: int
     context_tokens: int
     prefill_tokens: int
-    measured_prefill: list[float]
+    measured_prefill: list[float]  # the prefill blocks that finished before it
     prefill_jobs: int
+
+
+@dataclass
+class InFlightDecode:
+    """An overlapped pdmux decode step not read back yet."""
+
+    launch: DecodeLaunch
+    step: PdmuxStep
     tag: int  # its KV blocks freed meanwhile are held for it (`BlockManager.hold_tag`)
 
 
@@ -239,20 +245,29 @@ class PdmuxStepper:
                                            decode_plan if self.overlap else None)
         if gang:
             self.pending_blocks.append((decision.partition, prefill, gang, job.last_block))
-        row = (decision, batch, prefill.tokens, measured_prefill, len(self.jobs))
+        step = PdmuxStep(decision, batch, context, prefill.tokens, measured_prefill, len(self.jobs))
         if self.overlap:
-            return results + self._overlapped(launch, context, row, previous, job)
+            return results + self._overlapped(launch, step, previous, job)
         if launch is not None:
-            logits, self.last_decode_ms = self.executor.finish_decode(launch)
+            logits, decode_ms = self.executor.finish_decode(launch)
             results += self.runner.sample(inputs, logits)
             self.scheduler.commit(decode_plan)
-            self.planner.predictor.observe_decode(decision.partition, batch, context, self.last_decode_ms)
-        elif job is not None:
-            job.done.synchronize()  # nothing to decode: wait for the prefill block rather than spin
-        self.planner.record(decision, batch, prefill.tokens, self.last_decode_ms, measured_prefill, len(self.jobs))
+            self._learn(step, decode_ms)
+        else:
+            if job is not None:
+                job.done.synchronize()  # nothing to decode: wait for the prefill block rather than spin
+            self._learn(step, None)
         return results
 
-    def _overlapped(self, launch: DecodeLaunch | None, context: int, row: tuple, previous: InFlightDecode | None,
+    def _learn(self, step: PdmuxStep, decode_ms: float | None) -> None:
+        """The step's measured decode time (None: it decoded nothing) to the planner and the trace."""
+        if decode_ms is not None:
+            self.last_decode_ms = decode_ms
+            self.planner.predictor.observe_decode(step.decision.partition, step.batch, step.context_tokens, decode_ms)
+        self.planner.record(step.decision, step.batch, step.prefill_tokens, decode_ms, step.measured_prefill,
+                            step.prefill_jobs)
+
+    def _overlapped(self, launch: DecodeLaunch | None, step: PdmuxStep, previous: InFlightDecode | None,
                     job: PrefillJob | None) -> StepResults:
         """Keeps the decode step just launched in flight and reads back the one before it."""
         blocks = self.scheduler.blocks
@@ -260,23 +275,17 @@ class PdmuxStepper:
         if launch is not None:
             mark_pending(launch.step)
             self.num_decodes += 1
-            self.in_flight = InFlightDecode(launch, row[0], row[1], context, *row[2:], tag=self.num_decodes)
+            self.in_flight = InFlightDecode(launch, step, tag=self.num_decodes)
         blocks.hold_tag = self.in_flight.tag if self.in_flight else None
-        if previous is None:
-            if launch is None:
-                self.planner.record(*row[:3], None, *row[3:])
-                if job is not None:
-                    job.done.synchronize()  # nothing to decode: wait for the prefill block rather than spin
-            return []
-        _, self.last_decode_ms = self.executor.finish_decode(previous.launch)
-        results = resolve_tokens(previous.launch.step)
-        self.scheduler.publish(previous.launch.step.plan)
-        blocks.release_held(previous.tag)
-        decision = previous.decision
-        self.planner.predictor.observe_decode(decision.partition, previous.batch, previous.context_tokens,
-                                              self.last_decode_ms)
-        self.planner.record(decision, previous.batch, previous.prefill_tokens, self.last_decode_ms,
-                            previous.measured_prefill, previous.prefill_jobs)
+        results = []
+        if previous is not None:
+            _, decode_ms = self.executor.finish_decode(previous.launch)
+            results = resolve_tokens(previous.launch.step)
+            self.scheduler.publish(previous.launch.step.plan)
+            blocks.release_held(previous.tag)
+            self._learn(previous.step, decode_ms)
+        elif launch is None and job is not None:
+            job.done.synchronize()  # nothing to decode: wait for the prefill block rather than spin
         if launch is None:
-            self.planner.record(*row[:3], None, *row[3:])
+            self._learn(step, None)
         return results

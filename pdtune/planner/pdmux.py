@@ -25,10 +25,10 @@ _BANDWIDTH_SHARE = ((8, 0.2), (16, 0.39), (32, 0.69), (48, 1.0))
 H100_COPY_BYTES_PER_S = 2.95e12  # measured (results/h100/bench-kernels)
 H100_MATMUL_FLOPS_PER_S = 7.48e14
 SGLANG_DECODE_BS_DIVISOR = 36
+SGLANG_SPLIT_TOKEN_BUDGET = 65536
 # pdmux_prefill_jump "shorter": a request overtakes the prefill in flight only when its own prefill
 # is at most this share of what remains of that one (a jump costs the overtaken its whole length)
 SHORTER_JUMP_SHARE = 0.25
-SGLANG_SPLIT_TOKEN_BUDGET = 65536
 
 
 def bandwidth_share(sms: int) -> float:
