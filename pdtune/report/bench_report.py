@@ -7,6 +7,7 @@ import time
 
 from rich.console import Console
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
 
 from pdtune.bench.summary import failing_text, goodput_bound, goodput_text, probe_fell_behind, sustained_text
@@ -62,7 +63,7 @@ def bench_table(report: dict, title: str | None = None) -> Table:
     runs = report["summaries"]
     for s in runs:
         load = f"{s['rate']:.2f} req/s" if s["rate"] else (f"{s['concurrency']} users" if s["concurrency"] else "trace")
-        table.add_column(f"{s['mode']}\n{load}", justify="right")
+        table.add_column(f"{escape(s['mode'])}\n{load}", justify="right")  # "pdmux [folder]" is no markup tag
     rows = [
         ("requests (failed)", lambda s: f"{s['requests']} ({s['failed']})"),
         ("throughput req/s", lambda s: f"{s['request_throughput']:.2f}"),
@@ -192,7 +193,7 @@ def goodput_table(report: dict) -> Table:
     num_requests, ttft_s = report["workload"]["requests"], parse_slo(report["config"]["slo"]).ttft_s
     for mode, g in report["goodput"].items():
         cut = "" if g.get("complete", True) or served else " (search cut short)"
-        table.add_row(mode, f"{goodput_text(g)}{cut}", *([_of_ceiling(g, ceilings[mode])] if measured else []),
+        table.add_row(escape(mode), f"{goodput_text(g)}{cut}", *([_of_ceiling(g, ceilings[mode])] if measured else []),
                       sustained_text(g, num_requests, ttft_s), failing_text(g),
                       ", ".join(_probe_text(p) for p in sorted(g["points"])))
     return table

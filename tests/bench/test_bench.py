@@ -142,6 +142,20 @@ def test_report_keeps_same_mode_runs_of_different_results_apart(tmp_path):
         "chunked": 15.75, "pdmux [base]": 9.19, "pdmux [alone]": 10.5}
 
 
+def test_the_tables_print_a_runs_folder_label_instead_of_reading_it_as_markup():
+    from rich.console import Console
+
+    from pdtune.report.bench_report import bench_table, goodput_table
+
+    run = RunResult("pdmux [t0.8-shorter]", 8.75, None, [record("a", 100.0, [100.5, 100.6])], 1.0, 2, 0.5, 0.01, 0.0)
+    report = {"workload": {"name": "mixed", "requests": 1}, "config": {"slo": "ttft=2000ms,tpot=1000ms"},
+              "summaries": [summarize_run(run, SLO(2.0, 1.0))],
+              "goodput": {"pdmux [t0.8-shorter]": {"goodput": 8.75, "target": 0.9, "points": [[8.75, 1.0, False]]}}}
+    console = Console(record=True, width=200)
+    console.print(bench_table(report), goodput_table(report))
+    assert console.export_text().count("pdmux [t0.8-shorter]") == 2
+
+
 @pytest.mark.parametrize("text,expected", [("ttft=200ms,tpot=20ms", (0.2, 0.02)), ("tpot=0.05s, ttft=2s", (2.0, 0.05))])
 def test_slo_strings(text, expected):
     slo = parse_slo(text)
