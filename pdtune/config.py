@@ -9,6 +9,13 @@ MODES = ("sequential", "chunked", "pdmux")
 PDMUX_POLICIES = ("adaptive", "static", "sglang")
 DISPATCH_ORDERS = ("edf", "fcfs", "fewest-misses")
 PREFILL_JUMPS = ("off", "late", "shorter")
+
+
+def prefill_jump_name(value: str | bool) -> str:
+    """`pdmux_prefill_jump` as named now; configs written when it was a switch hold True or False."""
+    return ("late" if value else "off") if isinstance(value, bool) else value
+
+
 # SGLang's pdmux table for 132 SMs, as (prefill SMs, decode SMs).
 DEFAULT_SPLITS: tuple[tuple[int, int], ...] = ((112, 20), (104, 28), (96, 36), (88, 44), (80, 52), (72, 60))
 LOAD_FORMATS = ("auto", "safetensors", "gguf", "dummy")
@@ -84,8 +91,7 @@ class EngineConfig:
     def __post_init__(self) -> None:
         from pdtune.errors import PdtuneError
 
-        if isinstance(self.pdmux_prefill_jump, bool):  # configs written when it was on or off
-            object.__setattr__(self, "pdmux_prefill_jump", "late" if self.pdmux_prefill_jump else "off")
+        object.__setattr__(self, "pdmux_prefill_jump", prefill_jump_name(self.pdmux_prefill_jump))
 
         checks = [
             (self.mode in MODES, f"mode must be one of {MODES}, got {self.mode!r}"),

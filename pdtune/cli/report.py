@@ -55,6 +55,8 @@ def report(
         combined = combine_benches(benches)
         if len(benches) > 1:
             console.print(*bench_tables(combined, console.width, title="all runs side by side"))
+            if combined["goodput"]:
+                console.print(goodput_table(combined))
         if out:
             os.makedirs(out, exist_ok=True)
             console.print(f"plots: {', '.join(plot_bench(combined, out))}")

@@ -135,7 +135,7 @@ def _stopped(point) -> bool:
 
 
 def _probe_text(point) -> str:
-    return f"{point[0]:.2f}: {point[1]:.0%}{'*' if _stopped(point) else ''}{'+' if probe_fell_behind(point) else ''}"
+    return f"{point[0]:.2f}: {point[1]:.1%}{'*' if _stopped(point) else ''}{'+' if probe_fell_behind(point) else ''}"
 
 
 def _mode_prefill_ceiling(report: dict, mode: str) -> float | None:

@@ -5,10 +5,14 @@ from __future__ import annotations
 import json
 import os
 from collections import Counter
+from dataclasses import asdict
 
 from pdtune.bench.runner import load_bench
+from pdtune.bench.summary import backlog_exceeds_ttft, partial_goodput
+from pdtune.config import prefill_jump_name
 from pdtune.errors import InputFileError
 from pdtune.perf.perf_model import KIND as PERF_MODEL_KIND
+from pdtune.slo import parse_slo
 
 
 def load_saved(path: str) -> tuple[str, dict]:
@@ -32,18 +36,68 @@ def _result_name(path: str) -> str:
     return os.path.basename(os.path.dirname(path) if path.endswith((".json", ".json.gz")) else path)
 
 
+# Bench settings that vary between runs of one setup: the load and how it was searched.
+_PER_RUN = ("rate", "concurrency", "goodput", "goodput_iterations", "goodput_bracket", "save_workload", "repeat", "modes")
+
+
+def _setup(data: dict) -> str:
+    """What makes runs of one mode from two saved results runs of the same setup: the engine and
+    workload configs and the GPU, bar the load, the goodput search and where files were written
+    (a profile is told by its file name)."""
+    config = {k: v for k, v in data["config"].items() if k not in _PER_RUN and k != "engine"}
+    engine = dict(data["config"].get("engine", {}), trace_path=None)
+    if engine.get("perf_model"):
+        engine["perf_model"] = os.path.basename(engine["perf_model"])
+    if "pdmux_prefill_jump" in engine:
+        engine["pdmux_prefill_jump"] = prefill_jump_name(engine["pdmux_prefill_jump"])
+    return json.dumps([config, engine, data.get("environment", {}).get("gpu")], sort_keys=True, default=str)
+
+
+def _single_run_point(summary: dict) -> tuple | None:
+    """A run served at one rate as a goodput probe: (rate, attainment, stopped early, fell behind)."""
+    if summary.get("rate") is None or summary.get("slo_attainment") is None:
+        return None
+    behind = backlog_exceeds_ttft(summary.get("backlog_s"), parse_slo(summary["slo"]))
+    return summary["rate"], summary["slo_attainment"], summary.get("stopped_early", False), behind
+
+
 def combine_benches(benches: list[tuple[str, dict]]) -> dict:
-    """Several saved bench results (path, data) as one, for side-by-side tables and plots. A mode
-    label found in more than one of them (two pdmux runs with different flags) gets its result's
-    folder name, so their runs and goodput sweeps stay apart instead of one replacing the other."""
-    seen = Counter(mode for _, data in benches for mode in {s["mode"] for s in data["summaries"]})
+    """Several saved bench results (path, data) as one, for side-by-side tables and plots. Runs of
+    a mode from results of the same setup (`_setup`) share its label, so single runs at several
+    rates and goodput probes make one attainment curve and one goodput, established by the rates
+    they served (a `--goodput-bracket` end taken on trust counts only while one sweep stands
+    alone). A mode served in different setups (two pdmux runs with different flags) gets the
+    folder name of each setup's first result, so they stay apart. Results served at different SLOs
+    give no goodput together (`report --slo` scores them all against one)."""
+    setup_of = [_setup(data) for _, data in benches]
+    names: dict[tuple[str, str], str] = {}  # (mode, setup) -> the folder of its first result
+    for (path, data), setup in zip(benches, setup_of):
+        for s in data["summaries"]:
+            names.setdefault((s["mode"], setup), _result_name(path))
+    setups_per_mode = Counter(mode for mode, _ in names)
 
-    def label(path: str, mode: str) -> str:
-        return f"{mode} [{_result_name(path)}]" if seen[mode] > 1 else mode
+    def label(mode: str, setup: str) -> str:
+        return f"{mode} [{names[(mode, setup)]}]" if setups_per_mode[mode] > 1 else mode
 
-    summaries, runs, goodput = [], [], {}
-    for path, data in benches:
-        summaries += [dict(s, mode=label(path, s["mode"])) for s in data["summaries"]]
-        runs += [dict(r, mode=label(path, r["mode"])) for r in data["runs"]]
-        goodput.update({label(path, mode): g for mode, g in data.get("goodput", {}).items()})
+    summaries, runs, sources = [], [], {}
+    for (_, data), setup in zip(benches, setup_of):
+        summaries += [dict(s, mode=label(s["mode"], setup)) for s in data["summaries"]]
+        runs += [dict(r, mode=label(r["mode"], setup)) for r in data["runs"]]
+        swept = data.get("goodput", {})
+        for mode, g in swept.items():
+            sources.setdefault(label(mode, setup), []).append(g)
+        target = data["config"].get("attainment_target", 0.9)
+        for s in data["summaries"]:
+            point = None if s["mode"] in swept else _single_run_point(s)
+            if point is not None:
+                sources.setdefault(label(s["mode"], setup), []).append({"target": target, "points": [point]})
+    goodput = {}
+    if len({data["config"].get("slo") for _, data in benches}) > 1:
+        sources = {}
+    for mode, found in sources.items():
+        if len(found) == 1 and "goodput" in found[0]:
+            goodput[mode] = found[0]
+        else:
+            points = sorted(tuple(p) for g in found for p in g["points"])
+            goodput[mode] = asdict(partial_goodput(points, found[0]["target"])) | {"complete": True}
     return dict(benches[0][1], summaries=summaries, runs=runs, goodput=goodput)

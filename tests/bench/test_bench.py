@@ -126,20 +126,72 @@ def test_report_reads_a_gzipped_result_and_refuses_other_files(tmp_path):
     assert bad.exit_code == 1 and "not a pdtune bench result" in message and "Traceback" not in bad.output
 
 
-def test_report_keeps_same_mode_runs_of_different_results_apart(tmp_path):
+def _saved_result(mode_goodput: dict, slo: str = "ttft=2000ms,tpot=30ms", gpu: str = "H100", **engine) -> dict:
+    """A saved goodput sweep per mode, as `pdtune bench` writes it (fields the combining reads)."""
+    return {"config": {"slo": slo, "rate": None, "goodput": True, "engine": {"trace_path": "/tmp/t.jsonl", **engine}},
+            "environment": {"gpu": gpu},
+            "summaries": [{"mode": m} for m in mode_goodput], "runs": [{"mode": m} for m in mode_goodput],
+            "goodput": {m: {"goodput": g, "target": 0.9, "points": [[g, 0.95, False, False]]}
+                        for m, g in mode_goodput.items()}}
+
+
+def _saved_single_run(mode: str, rate: float, attainment: float, backlog_s: float = 0.1, **engine) -> dict:
+    """A saved run at one rate (no goodput sweep)."""
+    summary = {"mode": mode, "rate": rate, "slo": "ttft=2000ms,tpot=30ms", "slo_attainment": attainment,
+               "stopped_early": False, "backlog_s": backlog_s}
+    return {"config": {"slo": "ttft=2000ms,tpot=30ms", "rate": rate, "goodput": False,
+                       "engine": {"trace_path": f"/tmp/{rate}/trace.jsonl", **engine}},
+            "environment": {"gpu": "H100"}, "summaries": [summary], "runs": [{"mode": mode}], "goodput": {}}
+
+
+def test_report_keeps_same_mode_runs_of_different_setups_apart(tmp_path):
     from pdtune.report.saved import combine_benches
 
-    def saved(mode_goodput: dict) -> dict:
-        return {"summaries": [{"mode": m} for m in mode_goodput], "runs": [{"mode": m} for m in mode_goodput],
-                "goodput": {m: {"goodput": g} for m, g in mode_goodput.items()}}
-
     (tmp_path / "alone").mkdir()
-    combined = combine_benches([(str(tmp_path / "base"), saved({"chunked": 15.75, "pdmux": 9.19})),
-                                (str(tmp_path / "alone" / "bench.json"), saved({"pdmux": 10.5}))])
+    combined = combine_benches([
+        (str(tmp_path / "base"), _saved_result({"chunked": 15.75, "pdmux": 9.19})),
+        (str(tmp_path / "alone" / "bench.json"), _saved_result({"pdmux": 10.5}, pdmux_prefill_alone=True))])
     assert [s["mode"] for s in combined["summaries"]] == ["chunked", "pdmux [base]", "pdmux [alone]"]
     assert [r["mode"] for r in combined["runs"]] == ["chunked", "pdmux [base]", "pdmux [alone]"]
     assert {m: g["goodput"] for m, g in combined["goodput"].items()} == {
         "chunked": 15.75, "pdmux [base]": 9.19, "pdmux [alone]": 10.5}
+    # the same flags on another GPU are another setup too
+    other_gpu = combine_benches([("a", _saved_result({"pdmux": 9.19})), ("b", _saved_result({"pdmux": 7.0}, gpu="H200"))])
+    assert list(other_gpu["goodput"]) == ["pdmux [a]", "pdmux [b]"]
+
+
+def test_report_joins_runs_of_one_setup_at_several_rates_into_one_goodput():
+    from pdtune.bench.summary import goodput_text
+    from pdtune.report.saved import combine_benches
+
+    sweep = _saved_result({"pdmux": 13.5}, perf_model="/tmp/r/profile.json", pdmux_prefill_jump=False)
+    sweep["goodput"]["pdmux"] = {"goodput": 13.5, "target": 0.9, "failing_rate": 14.4, "bracket": [10.8, 14.4],
+                                 "points": [[12.6, 0.957, False, False], [13.5, 0.953, False, False]]}
+    combined = combine_benches([
+        ("c8", _saved_single_run("chunked", 8.0, 0.993)), ("c875", _saved_single_run("chunked", 8.75, 0.947)),
+        ("c9", _saved_single_run("chunked", 9.125, 0.897)),
+        # the same setup, its profile at another path and the prefill jump saved as the old switch
+        ("p108", _saved_single_run("pdmux", 10.8, 0.983, perf_model="results/profile.json", pdmux_prefill_jump="off")),
+        ("up", sweep),
+        ("p144", _saved_single_run("pdmux", 14.4, 0.953, backlog_s=3.05, perf_model="results/profile.json",
+                                   pdmux_prefill_jump="off"))])
+    assert {s["mode"] for s in combined["summaries"]} == {"chunked", "pdmux"}
+    chunked, pdmux = combined["goodput"]["chunked"], combined["goodput"]["pdmux"]
+    assert (chunked["goodput"], chunked["failing_rate"], goodput_text(chunked)) == (8.75, 9.125, "8.75")
+    # 14.4 met the target but fell behind its arrivals; the bracket's 14.4, taken on trust, is now served
+    assert (pdmux["goodput"], pdmux["failing_rate"], goodput_text(pdmux)) == (13.5, 14.4, "13.50")
+    assert [p[0] for p in pdmux["points"]] == [10.8, 12.6, 13.5, 14.4] and pdmux["bracket"] is None
+    # a bracketed sweep alone keeps its bracket
+    assert combine_benches([("up", sweep)])["goodput"]["pdmux"]["bracket"] == [10.8, 14.4]
+
+
+def test_report_gives_no_goodput_for_results_served_at_different_slos():
+    from pdtune.report.saved import combine_benches
+
+    combined = combine_benches([("t30", _saved_result({"chunked": 8.75})),
+                                ("t50", _saved_result({"chunked": 10.56}, slo="ttft=2000ms,tpot=50ms"))])
+    assert [s["mode"] for s in combined["summaries"]] == ["chunked [t30]", "chunked [t50]"]
+    assert combined["goodput"] == {}
 
 
 def test_the_tables_print_a_runs_folder_label_instead_of_reading_it_as_markup():
@@ -518,7 +570,7 @@ def test_the_goodput_table_marks_a_probe_that_fell_behind():
                            "goodput": {"pdmux": sweep}})
     rows = {row[0]: row[1:] for row in _table_rows(table)}
     # sustains >= 10.5 / (1 + 10.5 x 2 s / 100 requests)
-    assert rows["pdmux"] == ("10.50", "8.68", "21.00", "10.50: 100%, 21.00: 97%+") and "fell behind" in table.caption
+    assert rows["pdmux"] == ("10.50", "8.68", "21.00", "10.50: 100.0%, 21.00: 97.0%+") and "fell behind" in table.caption
 
 
 def test_the_attainment_plot_marks_a_probe_that_fell_behind(tmp_path):
