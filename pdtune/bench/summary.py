@@ -92,7 +92,8 @@ def rescore(report: dict, slo: SLO) -> dict:
     """A saved bench result scored against another SLO from its request records: each run's
     attainment, and each goodput sweep's result as its served probes establish it (a bracket
     taken from an earlier run held for the old SLO, so it is dropped; a probe that stopped early
-    counted its unserved requests as misses, so its attainment stays a lower bound)."""
+    counted its unserved requests as misses, so its attainment stays a lower bound, and one
+    below the target that its unserved requests could have lifted to it decides nothing)."""
     runs = report["runs"]
     records = saved_records(report)
     shares = [records_attainment(recs, slo) for recs in records]
@@ -101,7 +102,9 @@ def rescore(report: dict, slo: SLO) -> dict:
     goodput = {}
     for mode, old in report.get("goodput", {}).items():
         points = [(run["rate"], a, run["extra"].get("stopped_early", False), fell_behind(recs, slo))
-                  for run, a, recs in zip(runs, shares, records) if run["mode"] == mode]
+                  for run, a, recs, s in zip(runs, shares, records, summaries) if run["mode"] == mode
+                  and not (run["extra"].get("stopped_early") and a < old["target"]
+                           <= a + s["slo_misses"]["unserved"] / max(len(recs), 1))]
         goodput[mode] = asdict(partial_goodput(points, old["target"]))
     config = dict(report["config"], slo=str(slo), slo_served=report["config"].get("slo"))
     return dict(report, config=config, summaries=summaries, goodput=goodput)

@@ -268,6 +268,26 @@ def test_report_rescores_saved_runs_against_another_slo(tmp_path):
     assert bad.exit_code == 1 and "bad SLO" in bad.output and "Traceback" not in bad.output
 
 
+def test_a_probe_that_stopped_early_decides_nothing_rescored_where_its_unserved_requests_could_pass():
+    from pdtune.bench.summary import rescore
+
+    def served(tpot_s: float) -> dict:
+        return dataclasses.asdict(RequestRecord("a", 0.0, 10, 5, 0, ttft_s=0.5, tpot_s=tpot_s, e2e_s=1.0, itl_s=[tpot_s] * 4))
+
+    unserved = dataclasses.asdict(RequestRecord("u", 0.0, 10, 0, 0, None, None, None, [], error="not served: stopped early"))
+    # 9.5: stopped early at TPOT 30 with 2 of 10 unserved; every served request meets TPOT 50
+    runs = [{"mode": "chunked", "rate": 8.0, "extra": {}, "records": [served(0.02)] * 10},
+            {"mode": "chunked", "rate": 9.5, "extra": {"stopped_early": True},
+             "records": [served(0.04)] * 8 + [unserved] * 2},
+            {"mode": "chunked", "rate": 12.0, "extra": {"stopped_early": True},
+             "records": [served(0.06)] * 8 + [unserved] * 2}]
+    saved = {"config": {"slo": "ttft=2000ms,tpot=30ms"}, "runs": runs, "summaries": [{"mode": "chunked"}] * 3,
+             "goodput": {"chunked": {"goodput": 8.0, "target": 0.9, "points": []}}}
+    g = rescore(saved, parse_slo("ttft=2s,tpot=50ms"))["goodput"]["chunked"]
+    # 9.5 at 80% could have reached 90%: no point; 12 at 0% fails for certain
+    assert [p[0] for p in g["points"]] == [8.0, 12.0] and (g["goodput"], g["failing_rate"]) == (8.0, 12.0)
+
+
 @pytest.mark.parametrize("bad", ["ttft=200", "ttft=200ms", "ttft=1ms,tpot=2ms,ttft=3ms", "latency=3ms,tpot=2ms", "",
                                  "ttft=1s,tpot=20ms,itl=0ms"])
 def test_malformed_slo_gets_a_clear_error(bad):
