@@ -55,7 +55,19 @@ class RunResult:
         return self.harness_s / self.engine_s if self.engine_s else 0.0
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """As saved: request times to the microsecond, below what a step's timing resolves (a
+        float's 17 digits doubled the size of a saved result)."""
+        return dict(asdict(self), records=[saved_record(r) for r in self.records])
+
+
+def saved_record(record: RequestRecord) -> dict:
+    """A record with its times rounded to the microsecond."""
+    return dict(asdict(record), arrival_s=_to_us(record.arrival_s), ttft_s=_to_us(record.ttft_s),
+                tpot_s=_to_us(record.tpot_s), e2e_s=_to_us(record.e2e_s), itl_s=[_to_us(x) for x in record.itl_s])
+
+
+def _to_us(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds, 6)
 
 
 class Progress(Protocol):

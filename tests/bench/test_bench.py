@@ -752,3 +752,11 @@ def test_the_live_progress_recomputes_at_most_at_its_refresh_rate_and_always_at_
     progress.update(3, 3, records * 3)
     assert len(shown) == 3 and shown[-1].startswith("[bold]chunked[/]: 3/3 requests")
     assert not progress.live.is_started
+
+
+def test_a_saved_run_keeps_request_times_to_the_microsecond():
+    rec = RequestRecord("a", 0.12345678901, 10, 3, 0, 0.0312345678, 0.0201234567, 0.0714444444, [0.0201234567] * 2)
+    saved = RunResult("chunked", 1.0, None, [rec], 1.0, 3, 0.5, 0.01, 0.0).to_dict()["records"][0]
+    assert (saved["arrival_s"], saved["ttft_s"], saved["tpot_s"], saved["e2e_s"]) == (0.123457, 0.031235, 0.020123,
+                                                                                      0.071444)
+    assert saved["itl_s"] == [0.020123, 0.020123] and saved["prompt_tokens"] == 10 and rec.ttft_s == 0.0312345678
