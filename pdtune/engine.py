@@ -82,6 +82,16 @@ def pdmux_plan_config(config: EngineConfig, policy: str, split: tuple[int, int] 
                                pdmux_gang=gang, pdmux_prefill_tokens=prefill_tokens or config.pdmux_prefill_tokens)
 
 
+def switches_plan_to(built: EngineConfig, wanted: EngineConfig) -> bool:
+    """Whether an engine built for `built` becomes one for `wanted` by `Engine.set_pdmux_plan`:
+    both pdmux on one GPU (tensor-parallel ranks and replicas plan on their own), differing in
+    the planner's policy, split and gang alone."""
+    if built.mode != "pdmux" or wanted.mode != "pdmux" or built.tensor_parallel_size > 1 or built.data_parallel_size > 1:
+        return False
+    plan = ("pdmux_policy", "pdmux_static_split", "pdmux_gang")
+    return dataclasses.replace(wanted, **{f: getattr(built, f) for f in plan}) == built
+
+
 class Engine:
     def __init__(self, config: EngineConfig):
         started = time.perf_counter()

@@ -457,6 +457,43 @@ def test_a_pdmux_run_records_what_its_planner_predicted_from(tmp_path):
     assert planner["rates_measured"] is False and planner["copy_bytes_per_s"] > 1e12  # CPU: the simulated H100
 
 
+def test_pdmux_policies_share_one_engine_and_other_modes_build_their_own(monkeypatch):
+    from pdtune.bench import runner as bench_runner
+    from pdtune.bench.runner import BenchConfig, run_bench
+    from pdtune.config import EngineConfig
+    from pdtune.engine import switches_plan_to
+    from pdtune.slo import parse_slo
+
+    built, served = [], []
+    real_make, real_serve = bench_runner.make_engine, bench_runner.serve_workload
+
+    def make_engine(config):
+        built.append(config.mode + ("" if config.pdmux_prefill_graphs else " eager"))
+        return real_make(config)
+
+    def serve_workload(engine, label, *args, **kwargs):
+        served.append((label, engine.config.pdmux_policy, engine.stepper.planner.config.pdmux_policy
+                       if engine.config.mode == "pdmux" else None))
+        return real_serve(engine, label, *args, **kwargs)
+
+    monkeypatch.setattr(bench_runner, "make_engine", make_engine)
+    monkeypatch.setattr(bench_runner, "serve_workload", serve_workload)
+    engine = EngineConfig(model="tiny", load_format="dummy", num_kv_blocks=64)
+    cfg = BenchConfig(engine, ("pdmux", "pdmux:sglang", "pdmux:eager-prefill", "chunked"), "random", 4, 50.0,
+                      max_prompt_len=24, max_output_len=3, slo=parse_slo("ttft=5s,tpot=1s"), warmup_requests=1)
+    report = run_bench(cfg)
+    assert [s["mode"] for s in report["summaries"]] == list(cfg.modes)
+    assert built == ["pdmux", "pdmux eager", "chunked"]  # pdmux:sglang switched the first engine's planner
+    assert served == [("pdmux", "adaptive", "adaptive"), ("pdmux:sglang", "sglang", "sglang"),
+                      ("pdmux:eager-prefill", "adaptive", "adaptive"), ("chunked", "adaptive", None)]
+    pdmux = EngineConfig(mode="pdmux")
+    assert switches_plan_to(pdmux, EngineConfig(mode="pdmux", pdmux_policy="static", pdmux_static_split=(96, 36),
+                                                pdmux_gang=2))
+    assert not switches_plan_to(pdmux, EngineConfig(mode="pdmux", pdmux_decode_target=0.8))
+    assert not switches_plan_to(EngineConfig(mode="pdmux", tensor_parallel_size=2),
+                                EngineConfig(mode="pdmux", pdmux_policy="sglang", tensor_parallel_size=2))
+
+
 def test_kernel_compiles_and_allocator_growth_and_retries_inside_a_timed_run_are_counted_and_shown(monkeypatch):
     from pdtune.bench import runner as bench_runner
     from pdtune.bench.runner import BenchConfig, serve_workload
