@@ -69,6 +69,11 @@ class EngineConfig:
     # decode batch (and its KV reads) stays smaller, which near saturation can be worth more to
     # prefill than the SMs given up
     pdmux_decode_target: float = 1.0
+    # pdmux adaptive: the decode target while TTFT slack is to spare: every queued prefill (the
+    # batch in flight and the waiting requests, on the slowest mixed prefill partition) keeps at
+    # least half its TTFT SLO. Below `pdmux_decode_target`, spare TTFT slack buys TPOT at light
+    # load and decode falls back to the target as the queue fills; 1 (default) leaves it off
+    pdmux_spare_decode_target: float = 1.0
     # pdmux adaptive: "step" plans every step within the TPOT alone; "pace" plans each decode step
     # within what keeps every running request's mean TPOT (the SLO's measure) at the target, so slack
     # banked by fast steps (decode alone, small batches) buys prefill SMs later. Same goodput on the
@@ -115,6 +120,8 @@ class EngineConfig:
              "SLO targets must be positive"),
             (0.0 < self.pdmux_decode_target <= 1.0, f"pdmux decode target must be in (0, 1], got "
                                                     f"{self.pdmux_decode_target!r}"),
+            (0.0 < self.pdmux_spare_decode_target <= 1.0, f"pdmux spare decode target must be in (0, 1], got "
+                                                          f"{self.pdmux_spare_decode_target!r}"),
             (self.pdmux_decode_budget in ("pace", "step"), f"pdmux decode budget must be pace or step, got "
                                                            f"{self.pdmux_decode_budget!r}"),
             (self.tensor_parallel_size >= 1, "tensor parallel size must be at least 1"),

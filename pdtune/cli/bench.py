@@ -64,6 +64,9 @@ def bench(
              "(it would miss its TTFT behind it); shorter (the shortest, when at most a quarter of what remains).")] = None,
     pdmux_decode_target: Annotated[Optional[float], typer.Option(
         help="pdmux adaptive: plan decode steps to this share of the TPOT SLO (default 1).")] = None,
+    pdmux_spare_decode_target: Annotated[Optional[float], typer.Option(
+        help="pdmux adaptive: the decode target while every queued prefill keeps half its TTFT SLO of slack "
+             "(default 1: off).")] = None,
     pdmux_prefill_alone: Annotated[Optional[bool], typer.Option(
         "--pdmux-prefill-alone/--no-pdmux-prefill-alone",
         help="pdmux adaptive: prefill layers alone on the whole GPU when the decode budget allows (with pace: banked TPOT).")] = None,
@@ -98,8 +101,8 @@ def bench(
             max_num_batched_tokens=max_num_batched_tokens, max_model_len=max_model_len, tensor_parallel_size=tensor_parallel_size,
             data_parallel_size=data_parallel_size, pdmux_policy=pdmux_policy,
             dispatch=dispatch, pdmux_admission=pdmux_admission, pdmux_prefill_jump=pdmux_prefill_jump,
-            pdmux_decode_target=pdmux_decode_target, pdmux_decode_budget=pdmux_decode_budget,
-            pdmux_prefill_alone=pdmux_prefill_alone, tune_decode_gemms=tune_decode_gemms,
+            pdmux_decode_target=pdmux_decode_target, pdmux_spare_decode_target=pdmux_spare_decode_target,
+            pdmux_decode_budget=pdmux_decode_budget, pdmux_prefill_alone=pdmux_prefill_alone, tune_decode_gemms=tune_decode_gemms,
             overlap_scheduling=overlap_scheduling, trace_path=trace, perf_model=perf_model, **slo_ms,
         )
         bracket = _parse_bracket(goodput_bracket) if goodput_bracket else None
@@ -110,6 +113,7 @@ def bench(
         modes = tuple(m.strip() for m in mode.split(",") if m.strip())
         pdmux_only = {"--pdmux-policy": pdmux_policy, "--dispatch": dispatch, "--pdmux-admission": pdmux_admission,
                       "--pdmux-prefill-jump": pdmux_prefill_jump, "--pdmux-decode-target": pdmux_decode_target,
+                      "--pdmux-spare-decode-target": pdmux_spare_decode_target,
                       "--pdmux-decode-budget": pdmux_decode_budget, "--pdmux-prefill-alone": pdmux_prefill_alone,
                       "--trace": trace}
         given = [flag for flag, value in pdmux_only.items() if value is not None]

@@ -3,6 +3,7 @@ step), and orders waiting requests by their TTFT deadlines."""
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -29,6 +30,8 @@ SGLANG_SPLIT_TOKEN_BUDGET = 65536
 # pdmux_prefill_jump "shorter": a request overtakes the prefill in flight only when its own prefill
 # is at most this share of what remains of that one (a jump costs the overtaken its whole length)
 SHORTER_JUMP_SHARE = 0.25
+# `pdmux_spare_decode_target` applies while every queued prefill keeps this share of its TTFT SLO.
+SPARE_SLACK_SHARE = 0.5
 
 
 def bandwidth_share(sms: int) -> float:
@@ -192,9 +195,11 @@ class PdmuxPlanner:
         """Decode keeps its TPOT: the smallest decode partition predicted (with the guard band) to
         meet `budget_ms` (`decode_budget_ms` of the decode batch; the step's TPOT when None);
         prefill gets the other SMs and enough layers to stay busy for the step. When no
-        split meets the TPOT and prefill can wait (`prefill_slack`, called only then: the least
-        TTFT slack, in ms, of what a pause delays, `queue_slack_ms`), decode takes the whole GPU
-        for this step and prefill pauses: TTFT slack buys TPOT. With `pdmux_prefill_alone` TPOT
+        split meets the TPOT and prefill can wait (`prefill_slack`, called only when needed: the
+        least TTFT slack, in ms, of what a pause delays, `queue_slack_ms`), decode takes the whole
+        GPU for this step and prefill pauses: TTFT slack buys TPOT. So it does, with
+        `pdmux_spare_decode_target`, while the slack is over half the TTFT: decode is planned
+        against that lower share of the TPOT. With `pdmux_prefill_alone` TPOT
         slack buys TTFT too: when the budget holds a block of prefill layers on the whole GPU and
         the next decode step after it, and a layer runs faster alone than beside decode, the step
         runs that block alone and decode waits. While a prefill block still waits behind the running
@@ -214,12 +219,13 @@ class PdmuxPlanner:
             part = self.mixed[min(decode_batch // SGLANG_DECODE_BS_DIVISOR, len(self.mixed) - 1)]
             gang = max(1, SGLANG_SPLIT_TOKEN_BUDGET // max(prefill.tokens, 1))
         else:
-            budget = self.decode_budget_ms() if budget_ms is None else budget_ms
+            slack = functools.cache(prefill_slack) if prefill_slack is not None else None
+            budget = self._with_spare_slack(self.decode_budget_ms() if budget_ms is None else budget_ms, slack)
             part = next((p for p in self.mixed
                          if pred.decode_ms(p, decode_batch, context_tokens, worst=True) <= budget), None)
             if part is None:
                 alone_ms = pred.decode_ms(self.decode_alone, decode_batch, context_tokens)
-                if prefill_slack is not None and prefill_slack() > alone_ms + pred.host_ms:
+                if slack is not None and slack() > alone_ms + pred.host_ms:
                     return StepDecision(self.decode_alone, 0, alone_ms, None, budget)
                 part = self.mixed[-1]
         decode_ms, layer_ms = pred.decode_ms(part, decode_batch, context_tokens), pred.layer_ms(part, prefill)
@@ -239,6 +245,16 @@ class PdmuxPlanner:
             gang = max(1, math.ceil(max(decode_ms, pred.step_wall_ms or 0.0) / layer_ms))
         gang = min(gang, remaining_layers)
         return StepDecision(part, gang, decode_ms, layer_ms * gang, budget)
+
+    def _with_spare_slack(self, budget_ms: float, slack: Callable[[], float] | None) -> float:
+        """The decode budget at `pdmux_spare_decode_target` instead of `pdmux_decode_target` while
+        the prefill queue keeps `SPARE_SLACK_SHARE` of its TTFT SLO (`slack`, `queue_slack_ms`:
+        on the slowest mixed prefill partition, so no split this step picks breaks it)."""
+        spare, target = self.config.pdmux_spare_decode_target, self.config.pdmux_decode_target
+        if spare >= target or slack is None or slack() < SPARE_SLACK_SHARE * self.config.slo_ttft_ms:
+            return budget_ms
+        host_ms = self.predictor.host_ms  # the budget is the target's share of the TPOT less the host's work
+        return (budget_ms + host_ms) * spare / target - host_ms
 
     def tpot_admission(self, decoding: list[Sequence]) -> Callable[[Sequence], bool]:
         """For `pdmux_admission` "tpot": a predicate that admits waiting sequences one by one

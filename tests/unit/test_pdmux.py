@@ -35,7 +35,7 @@ def reference_tokens():
 
 @pytest.mark.parametrize("policy", [{}, {"pdmux_policy": "sglang"}, STATIC,
                                     {"pdmux_prefill_alone": True, "slo_tpot_ms": 1e4}, {"dispatch": "fewest-misses"},
-                                    {"pdmux_prefill_jump": "shorter"}])
+                                    {"pdmux_prefill_jump": "shorter"}, {"pdmux_spare_decode_target": 0.5}])
 @pytest.mark.parametrize("budget", [16384, 20])
 def test_pdmux_gives_the_same_greedy_tokens_as_sequential(reference_tokens, policy, budget):
     outs = tiny(mode="pdmux", pdmux_prefill_tokens=budget, **policy).generate(PROMPTS, GREEDY)
@@ -477,6 +477,31 @@ def test_when_no_split_meets_tpot_decode_takes_the_gpu_while_prefill_has_ttft_sl
     assert resumed.partition is p.mixed[-1] and resumed.gang >= 1
     # a split that meets the TPOT keeps prefill running whatever its slack
     assert planner(slo_tpot_ms=20.0).decide(8, 8 * 1024, P4096, 32, prefill_slack=lambda: roomy).gang >= 1
+
+
+def test_spare_ttft_slack_plans_decode_at_the_spare_target_and_a_filling_queue_takes_it_back():
+    at_slo = planner(slo_tpot_ms=20.0, slo_ttft_ms=2000.0).decide(8, 8 * 1024, P4096, 32)
+    p = planner(slo_tpot_ms=20.0, slo_ttft_ms=2000.0, pdmux_spare_decode_target=0.4)
+    asked = []
+
+    def slack_of(ms: float):
+        def slack() -> float:
+            asked.append(ms)
+            return ms
+        return slack
+
+    roomy = p.decide(8, 8 * 1024, P4096, 32, prefill_slack=slack_of(1500.0))
+    assert roomy.decode_budget_ms == pytest.approx(8.0) and roomy.predicted_decode_ms <= 8.0
+    assert roomy.partition.decode_sms > at_slo.partition.decode_sms and roomy.gang >= 1  # prefill keeps running
+    tight = p.decide(8, 8 * 1024, P4096, 32, prefill_slack=slack_of(900.0))  # under half the 2 s TTFT
+    assert tight.decode_budget_ms == pytest.approx(20.0) and tight.partition.name == at_slo.partition.name
+    assert asked == [1500.0, 900.0]  # once per step, however many rules read it
+    # without a prefill in flight there is no slack to spend; at the default target nothing is asked
+    assert p.decide(8, 8 * 1024, P4096, 32).decode_budget_ms == pytest.approx(20.0)
+    planner(slo_tpot_ms=20.0).decide(8, 8 * 1024, P4096, 32, prefill_slack=slack_of(1500.0))
+    assert asked == [1500.0, 900.0]
+    with pytest.raises(Exception, match="spare decode target"):
+        EngineConfig(pdmux_spare_decode_target=0.0)
 
 
 def test_a_pause_counts_the_waiting_requests_it_delays_not_only_the_prefill_in_flight():

@@ -1,4 +1,4 @@
-# Prepared in session 20 for the next device session, not run (its device time was spent): on an
+# Prepared in session 20 for the next device session (call 1 of 2), not run: on an
 # H100, the mixed workload as in calls 1-4. Issue 6's "adaptive above sglang": at TPOT 30 ms both
 # passed 12.6 and 13.5 req/s (a tie); the sglang policy picks its split from the decode batch size
 # alone, so the SLOs where it should part from adaptive are 20 ms (its splits too small for the
