@@ -136,37 +136,40 @@ class EngineConfig:
             read_perf_model(self.perf_model, model=self.model.rstrip("/"))
 
 
-def build_engine_config(config_file: str | None = None, **overrides) -> EngineConfig:
-    """A config from a JSON file (as `pdtune search` writes), with explicit overrides on top.
-
-    The file may hold the engine fields at the top level or under an "engine" key; overrides
-    that are None are left to the file or the defaults.
-    """
+def read_engine_settings(config_file: str) -> dict:
+    """The engine settings a JSON file holds (as `pdtune search` writes it: at the top level or
+    under "engine"), checked against the config's fields; lists made the tuples it holds."""
     import json
     from dataclasses import fields
 
     from pdtune.errors import InputFileError
 
-    values: dict = {}
-    if config_file is not None:
-        try:
-            with open(config_file) as f:
-                data = json.load(f)
-        except FileNotFoundError as exc:
-            raise InputFileError(f"config file not found: {config_file}") from exc
-        except json.JSONDecodeError as exc:
-            raise InputFileError(f"{config_file}: not valid JSON ({exc})") from exc
-        data = data.get("engine", data) if isinstance(data, dict) else None
-        if not isinstance(data, dict):
-            raise InputFileError(f"{config_file}: expected a JSON object of engine settings")
-        known = {f.name for f in fields(EngineConfig)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise InputFileError(f"{config_file}: unknown settings {unknown}")
-        for key in ("pdmux_splits", "pdmux_static_split"):  # JSON lists -> the tuples the config holds
-            if isinstance(data.get(key), list):
-                data[key] = tuple(tuple(v) if isinstance(v, list) else v for v in data[key])
-        values.update(data)
+    try:
+        with open(config_file) as f:
+            data = json.load(f)
+    except FileNotFoundError as exc:
+        raise InputFileError(f"config file not found: {config_file}") from exc
+    except json.JSONDecodeError as exc:
+        raise InputFileError(f"{config_file}: not valid JSON ({exc})") from exc
+    data = data.get("engine", data) if isinstance(data, dict) else None
+    if not isinstance(data, dict):
+        raise InputFileError(f"{config_file}: expected a JSON object of engine settings")
+    known = {f.name for f in fields(EngineConfig)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise InputFileError(f"{config_file}: unknown settings {unknown}")
+    for key in ("pdmux_splits", "pdmux_static_split"):  # JSON lists -> the tuples the config holds
+        if isinstance(data.get(key), list):
+            data[key] = tuple(tuple(v) if isinstance(v, list) else v for v in data[key])
+    return data
+
+
+def build_engine_config(config_file: str | None = None, **overrides) -> EngineConfig:
+    """A config from a JSON file (`read_engine_settings`), with explicit overrides on top;
+    overrides that are None are left to the file or the defaults."""
+    from pdtune.errors import InputFileError
+
+    values = read_engine_settings(config_file) if config_file is not None else {}
     values.update({k: v for k, v in overrides.items() if v is not None})
     try:
         return EngineConfig(**values)

@@ -82,14 +82,19 @@ def pdmux_plan_config(config: EngineConfig, policy: str, split: tuple[int, int] 
                                pdmux_gang=gang, pdmux_prefill_tokens=prefill_tokens or config.pdmux_prefill_tokens)
 
 
+# The settings the pdmux stepper and planner read every step: an engine switches them in place.
+PLANNER_FIELDS = ("pdmux_policy", "pdmux_static_split", "pdmux_gang", "pdmux_prefill_tokens", "dispatch",
+                  "pdmux_admission", "pdmux_prefill_jump", "pdmux_decode_target", "pdmux_spare_decode_target",
+                  "pdmux_decode_budget", "pdmux_prefill_alone")
+
+
 def switches_plan_to(built: EngineConfig, wanted: EngineConfig) -> bool:
-    """Whether an engine built for `built` becomes one for `wanted` by `Engine.set_pdmux_plan`:
+    """Whether an engine built for `built` becomes one for `wanted` by `Engine.switch_planner`:
     both pdmux on one GPU (tensor-parallel ranks and replicas plan on their own), differing in
-    the planner's policy, split and gang alone."""
+    `PLANNER_FIELDS` alone."""
     if built.mode != "pdmux" or wanted.mode != "pdmux" or built.tensor_parallel_size > 1 or built.data_parallel_size > 1:
         return False
-    plan = ("pdmux_policy", "pdmux_static_split", "pdmux_gang")
-    return dataclasses.replace(wanted, **{f: getattr(built, f) for f in plan}) == built
+    return dataclasses.replace(wanted, **{f: getattr(built, f) for f in PLANNER_FIELDS}) == built
 
 
 class Engine:
@@ -143,7 +148,12 @@ class Engine:
         """Switches the pdmux planner in place (policy, and for "static" its split and gang; the
         prefill batch size), so a search tries many plans on one engine: building an 8B engine
         with its CUDA graphs takes ~40 s on the GPU."""
-        config = pdmux_plan_config(self.config, policy, split, gang, prefill_tokens)
+        self.switch_planner(pdmux_plan_config(self.config, policy, split, gang, prefill_tokens))
+
+    def switch_planner(self, wanted: EngineConfig) -> None:
+        """Takes `wanted`'s `PLANNER_FIELDS`, which the pdmux stepper and planner read every step;
+        the rest of the engine (model, partitions, graphs, KV pool) stays as built."""
+        config = dataclasses.replace(self.config, **{f: getattr(wanted, f) for f in PLANNER_FIELDS})
         self.config = self.stepper.config = self.stepper.planner.config = config
 
     def planner_inputs(self) -> dict | None:

@@ -15,8 +15,8 @@ import torch
 from pdtune.bench.serve import Progress, RunResult, serve_closed_loop, serve_open_loop
 from pdtune.bench.summary import (GoodputResult, attainment, fell_behind, find_goodput, partial_goodput,
                                   records_prefill_flops, repeat_spread, summarize_run)
-from pdtune.config import EngineConfig
-from pdtune.engine import Engine, make_engine, switches_plan_to
+from pdtune.config import EngineConfig, read_engine_settings
+from pdtune.engine import PLANNER_FIELDS, Engine, make_engine, switches_plan_to
 from pdtune.errors import InputFileError, InvalidRequestError, PdtuneError
 from pdtune.executor.partitions import check_green_contexts
 from pdtune.kernels.compiles import compiled_variants
@@ -135,9 +135,12 @@ def serve_workload(engine: Engine, label: str, workload: Workload, cfg: BenchCon
 
 
 def _engine_config(base: EngineConfig, label: str) -> EngineConfig:
-    """A mode label's engine: "pdmux:POLICY" sets the planner policy, "pdmux:eager-prefill"
-    launches the prefill blocks eagerly (no graph pieces), "chunked:TOKENS" the token budget of a
-    step (its chunk size), so these compare with each other in one run."""
+    """A mode label's engine: "pdmux:POLICY" sets the planner policy, "pdmux@FILE" the planner
+    settings of a config file (a `pdtune search` result, or any of `PLANNER_FIELDS`),
+    "pdmux:eager-prefill" launches the prefill blocks eagerly (no graph pieces), "chunked:TOKENS"
+    the token budget of a step (its chunk size), so these compare with each other in one run."""
+    if "@" in label:
+        return _planner_file_config(base, label)
     mode, _, variant = label.partition(":")
     if not variant:
         return dataclasses.replace(base, mode=mode)
@@ -147,8 +150,24 @@ def _engine_config(base: EngineConfig, label: str) -> EngineConfig:
         return dataclasses.replace(base, mode=mode, pdmux_policy=variant)
     if mode == "chunked" and variant.isdigit():
         return dataclasses.replace(base, mode=mode, max_num_batched_tokens=int(variant))
-    raise PdtuneError(f"mode {label!r}: a mode is sequential, chunked, chunked:TOKENS (a chunk size) or "
-                      f"pdmux:POLICY or pdmux:eager-prefill")
+    raise PdtuneError(f"mode {label!r}: a mode is sequential, chunked, chunked:TOKENS (a chunk size), "
+                      f"pdmux:POLICY, pdmux@FILE (a config file's planner settings) or pdmux:eager-prefill")
+
+
+def _planner_file_config(base: EngineConfig, label: str) -> EngineConfig:
+    """"pdmux@FILE": the file's planner settings over `base`. Any other setting it holds must
+    match `base`: a mode label cannot change the engine every mode of the run shares."""
+    mode, _, path = label.partition("@")
+    if mode != "pdmux" or not path:
+        raise PdtuneError(f"mode {label!r}: a config file's plan is pdmux@FILE")
+    settings = read_engine_settings(path)
+    others = sorted(k for k, v in settings.items()
+                    if k not in PLANNER_FIELDS and k != "mode" and getattr(base, k) != v)
+    if settings.get("mode", "pdmux") != "pdmux" or others:
+        differ = ", ".join(f"{k}={settings[k]!r} (this run: {getattr(base, k)!r})" for k in others)
+        raise PdtuneError(f"mode {label!r}: {path} sets {differ or 'mode ' + repr(settings['mode'])}; a mode label "
+                          f"takes only the planner's settings from a file (give the rest as flags or --config)")
+    return dataclasses.replace(base, mode="pdmux", **{k: v for k, v in settings.items() if k in PLANNER_FIELDS})
 
 
 def warm_up(engine: Engine, workload: Workload, n: int) -> None:
@@ -198,8 +217,8 @@ def run_bench(cfg: BenchConfig, progress_factory=None, out_dir: str | None = Non
         check_green_contexts()
     for label in cfg.modes:
         wanted = _engine_config(cfg.engine, label)
-        if engine is not None and switches_plan_to(built, wanted):  # pdmux policies: one engine, ~40 s saved
-            engine.set_pdmux_plan(wanted.pdmux_policy, wanted.pdmux_static_split, wanted.pdmux_gang)
+        if engine is not None and switches_plan_to(built, wanted):  # pdmux plans: one engine, ~40 s saved
+            engine.switch_planner(wanted)
         else:
             if engine is not None:
                 engine.close()

@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import re
 
 import pytest
 from pdtune.workloads.request import WorkloadRequest
@@ -489,9 +490,52 @@ def test_pdmux_policies_share_one_engine_and_other_modes_build_their_own(monkeyp
     pdmux = EngineConfig(mode="pdmux")
     assert switches_plan_to(pdmux, EngineConfig(mode="pdmux", pdmux_policy="static", pdmux_static_split=(96, 36),
                                                 pdmux_gang=2))
-    assert not switches_plan_to(pdmux, EngineConfig(mode="pdmux", pdmux_decode_target=0.8))
+    assert switches_plan_to(pdmux, EngineConfig(mode="pdmux", pdmux_decode_target=0.8, dispatch="edf"))
+    assert not switches_plan_to(pdmux, EngineConfig(mode="pdmux", pdmux_splits=((96, 36),)))  # partitions are built
+    assert not switches_plan_to(pdmux, EngineConfig(mode="pdmux", block_size=16))  # the KV pool is built
     assert not switches_plan_to(EngineConfig(mode="pdmux", tensor_parallel_size=2),
                                 EngineConfig(mode="pdmux", pdmux_policy="sglang", tensor_parallel_size=2))
+
+
+def test_a_config_files_planner_settings_are_a_pdmux_mode_served_on_the_same_engine(tmp_path, monkeypatch):
+    from pdtune.bench import runner as bench_runner
+    from pdtune.bench.runner import _engine_config
+    from pdtune.errors import PdtuneError
+
+    spare = tmp_path / "spare.json"
+    spare.write_text(json.dumps({"engine": {"mode": "pdmux", "model": "tiny", "pdmux_spare_decode_target": 0.8,
+                                            "pdmux_prefill_jump": "shorter"}}))
+    base = EngineConfig(model="tiny", load_format="dummy", num_kv_blocks=64)
+    wanted = _engine_config(base, f"pdmux@{spare}")
+    assert (wanted.mode, wanted.pdmux_spare_decode_target, wanted.pdmux_prefill_jump) == ("pdmux", 0.8, "shorter")
+    other_model = tmp_path / "other.json"
+    other_model.write_text(json.dumps({"model": "llama-3.1-8b", "pdmux_decode_target": 0.8}))
+    chunked = tmp_path / "chunked.json"
+    chunked.write_text(json.dumps({"mode": "chunked"}))
+    for label, message in [(f"pdmux@{other_model}", "sets model='llama-3.1-8b' (this run: 'tiny')"),
+                           (f"pdmux@{chunked}", "sets mode 'chunked'"), (f"chunked@{spare}", "pdmux@FILE"),
+                           (f"pdmux@{tmp_path / 'none.json'}", "config file not found")]:
+        with pytest.raises(PdtuneError, match=re.escape(message)):
+            _engine_config(base, label)
+
+    built, served = [], []
+    real_make, real_serve = bench_runner.make_engine, bench_runner.serve_workload
+    monkeypatch.setattr(bench_runner, "make_engine", lambda config: built.append(config.mode) or real_make(config))
+
+    def serve_workload(engine, label, *args, **kwargs):
+        planner = engine.stepper.planner.config
+        served.append((label, planner.pdmux_spare_decode_target, planner.pdmux_prefill_jump))
+        return real_serve(engine, label, *args, **kwargs)
+
+    monkeypatch.setattr(bench_runner, "serve_workload", serve_workload)
+    out = tmp_path / "res"
+    result = runner.invoke(app, ["bench", "--workload", "random", "--num-requests", "3", "--rate", "50", "--mode",
+                                 f"pdmux,pdmux@{spare}", "--max-prompt-len", "24", "--max-output-len", "3",
+                                 "--out", str(out), *TINY])
+    assert result.exit_code == 0, result.output
+    assert built == ["pdmux"] and served == [("pdmux", 1.0, "off"), (f"pdmux@{spare}", 0.8, "shorter")]
+    bad = runner.invoke(app, ["bench", "--mode", f"pdmux@{other_model}", *TINY])
+    assert bad.exit_code == 1 and "a mode label takes only the planner" in " ".join(bad.output.split())
 
 
 def test_kernel_compiles_and_allocator_growth_and_retries_inside_a_timed_run_are_counted_and_shown(monkeypatch):
