@@ -157,13 +157,15 @@ class Engine:
         self.config = self.stepper.config = self.stepper.planner.config = config
 
     def planner_inputs(self) -> dict | None:
-        """What the pdmux planner predicts from (None in other modes): the granted partitions,
-        the source of each one's priors (profiled, interpolated, or none: roofline) and the
-        measured rates the roofline priors use, so a result says which model it ran under."""
+        """What the pdmux planner predicts from (None in other modes): its settings (a mode's own,
+        which a shared engine switches), the granted partitions, the source of each one's priors
+        (profiled, interpolated, or none: roofline) and the measured rates the roofline priors
+        use, so a result says which plan and model it ran under."""
         if self.config.mode != "pdmux":
             return None
         pred = self.stepper.planner.predictor
-        return {"partitions": {p.name: pred.fit(p)[1] for p in self.stepper.executor.partitions},
+        return {"settings": {f: getattr(self.config, f) for f in PLANNER_FIELDS},
+                "partitions": {p.name: pred.fit(p)[1] for p in self.stepper.executor.partitions},
                 "perf_model": self.config.perf_model, "copy_bytes_per_s": pred.bw, "matmul_flops_per_s": pred.rate,
                 "rates_measured": self.ceilings is not None}
 

@@ -534,6 +534,9 @@ def test_a_config_files_planner_settings_are_a_pdmux_mode_served_on_the_same_eng
                                  "--out", str(out), *TINY])
     assert result.exit_code == 0, result.output
     assert built == ["pdmux"] and served == [("pdmux", 1.0, "off"), (f"pdmux@{spare}", 0.8, "shorter")]
+    settings = [r["extra"]["planner"]["settings"] for r in json.loads((out / "bench.json").read_text())["runs"]]
+    assert [(s["pdmux_spare_decode_target"], s["pdmux_prefill_jump"]) for s in settings] == [(1.0, "off"),
+                                                                                             (0.8, "shorter")]
     bad = runner.invoke(app, ["bench", "--mode", f"pdmux@{other_model}", *TINY])
     assert bad.exit_code == 1 and "a mode label takes only the planner" in " ".join(bad.output.split())
 
