@@ -224,6 +224,22 @@ def goodput_bound(goodput: dict) -> tuple[str, float]:
     return "", good
 
 
+def goodput_ratio_text(goodput: dict, baseline: dict) -> str:
+    """One goodput over another as far as their served rates establish both ("-" where the
+    bounds leave it open): 13.5 over 8.75 is "1.54x", >= 9.6 over 6.0 ">= 1.60x"."""
+    (above, rate), (base_above, base) = goodput_bound(goodput), goodput_bound(baseline)
+    if rate <= 0 or base <= 0:
+        return "-"
+    ratio = f"{rate / base:.2f}x"
+    if above == base_above == "":
+        return ratio
+    if above in ("", ">= ") and base_above in ("", "< "):
+        return f">= {ratio}"
+    if above in ("", "< ") and base_above in ("", ">= "):
+        return f"{'<' if above else '<='} {ratio}"
+    return "-"
+
+
 def goodput_text(goodput: dict) -> str:
     bound, rate = goodput_bound(goodput)
     return f"{bound}{rate:.2f}"

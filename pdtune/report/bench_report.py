@@ -10,7 +10,8 @@ from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
 
-from pdtune.bench.summary import failing_text, goodput_bound, goodput_text, probe_fell_behind, sustained_text
+from pdtune.bench.summary import (failing_text, goodput_bound, goodput_ratio_text, goodput_text, probe_fell_behind,
+                                  sustained_text)
 from pdtune.metrics import percentile
 from pdtune.slo import parse_slo
 
@@ -189,11 +190,15 @@ def goodput_table(report: dict) -> Table:
         table.add_column("of ceiling", justify="right")
     table.add_column("sustains >=", justify="right")
     table.add_column("fails at", justify="right")
+    baseline = report["goodput"].get("chunked") if len(report["goodput"]) > 1 else None
+    if baseline is not None:
+        table.add_column("vs chunked", justify="right")
     table.add_column("rate: attainment")
     num_requests, ttft_s = report["workload"]["requests"], parse_slo(report["config"]["slo"]).ttft_s
     for mode, g in report["goodput"].items():
         cut = "" if g.get("complete", True) or served else " (search cut short)"
+        ratio = [] if baseline is None else ["-" if mode == "chunked" else goodput_ratio_text(g, baseline)]
         table.add_row(escape(mode), f"{goodput_text(g)}{cut}", *([_of_ceiling(g, ceilings[mode])] if measured else []),
-                      sustained_text(g, num_requests, ttft_s), failing_text(g),
+                      sustained_text(g, num_requests, ttft_s), failing_text(g), *ratio,
                       ", ".join(_probe_text(p) for p in sorted(g["points"])))
     return table

@@ -844,3 +844,27 @@ def test_a_saved_run_keeps_request_times_to_the_microsecond():
     assert (saved["arrival_s"], saved["ttft_s"], saved["tpot_s"], saved["e2e_s"]) == (0.123457, 0.031235, 0.020123,
                                                                                       0.071444)
     assert saved["itl_s"] == [0.020123, 0.020123] and saved["prompt_tokens"] == 10 and rec.ttft_s == 0.0312345678
+
+
+def test_the_goodput_table_gives_each_mode_against_chunked_as_far_as_the_served_rates_establish_it():
+    from pdtune.bench.summary import goodput_ratio_text
+    from pdtune.report.bench_report import goodput_table
+
+    def swept(passed: float | None, failed: float | None) -> dict:
+        points = ([[passed, 0.95, False, False]] if passed else []) + ([[failed, 0.5, False, False]] if failed else [])
+        return {"goodput": passed or 0.0, "target": 0.9, "failing_rate": failed, "points": points}
+
+    chunked, pdmux = swept(8.75, 9.125), swept(13.5, 14.4)
+    assert goodput_ratio_text(pdmux, chunked) == "1.54x"
+    assert goodput_ratio_text(swept(9.6, None), swept(6.0, 7.0)) == ">= 1.60x"  # pdmux's failing rate not served
+    assert goodput_ratio_text(swept(None, 14.75), swept(10.56, None)) == "< 1.40x"
+    assert goodput_ratio_text(swept(13.5, 14.4), swept(10.56, None)) == "<= 1.28x"
+    assert goodput_ratio_text(swept(9.6, None), swept(10.56, None)) == "-"  # both only bounded below
+    assert goodput_ratio_text(swept(None, 2.0), swept(None, 1.0)) == "-"
+    report = {"workload": {"requests": 300}, "config": {"slo": "ttft=2000ms,tpot=30ms"},
+              "goodput": {"chunked": chunked, "pdmux": pdmux, "pdmux:sglang": swept(13.5, None)}}
+    table = goodput_table(report)
+    assert "vs chunked" in [c.header for c in table.columns]
+    ratios = {row[0]: row[[c.header for c in table.columns].index("vs chunked")] for row in _table_rows(table)}
+    assert ratios == {"chunked": "-", "pdmux": "1.54x", "pdmux:sglang": ">= 1.54x"}
+    assert "vs chunked" not in [c.header for c in goodput_table(dict(report, goodput={"pdmux": pdmux})).columns]
