@@ -71,9 +71,11 @@ class EngineConfig:
     pdmux_decode_target: float = 1.0
     # pdmux adaptive: the decode target while TTFT slack is to spare: every queued prefill (the
     # batch in flight and the waiting requests, on the slowest mixed prefill partition) keeps at
-    # least half its TTFT SLO. Below `pdmux_decode_target`, spare TTFT slack buys TPOT at light
+    # least `pdmux_spare_slack_share` of its TTFT SLO. Below `pdmux_decode_target`, spare TTFT slack buys TPOT at light
     # load and decode falls back to the target as the queue fills; 1 (default) leaves it off
     pdmux_spare_decode_target: float = 1.0
+    # ... and the share of its TTFT SLO every queued prefill must keep for it to apply
+    pdmux_spare_slack_share: float = 0.5
     # pdmux adaptive: "step" plans every step within the TPOT alone; "pace" plans each decode step
     # within what keeps every running request's mean TPOT (the SLO's measure) at the target, so slack
     # banked by fast steps (decode alone, small batches) buys prefill SMs later. Same goodput on the
@@ -122,6 +124,8 @@ class EngineConfig:
                                                     f"{self.pdmux_decode_target!r}"),
             (0.0 < self.pdmux_spare_decode_target <= 1.0, f"pdmux spare decode target must be in (0, 1], got "
                                                           f"{self.pdmux_spare_decode_target!r}"),
+            (0.0 <= self.pdmux_spare_slack_share < 1.0, f"pdmux spare slack share must be in [0, 1), got "
+                                                        f"{self.pdmux_spare_slack_share!r}"),
             (self.pdmux_decode_budget in ("pace", "step"), f"pdmux decode budget must be pace or step, got "
                                                            f"{self.pdmux_decode_budget!r}"),
             (self.tensor_parallel_size >= 1, "tensor parallel size must be at least 1"),

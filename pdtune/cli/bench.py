@@ -65,8 +65,8 @@ def bench(
     pdmux_decode_target: Annotated[Optional[float], typer.Option(
         help="pdmux adaptive: plan decode steps to this share of the TPOT SLO (default 1).")] = None,
     pdmux_spare_decode_target: Annotated[Optional[float], typer.Option(
-        help="pdmux adaptive: the decode target while every queued prefill keeps half its TTFT SLO of slack "
-             "(default 1: off).")] = None,
+        help="pdmux adaptive: the decode target while every queued prefill keeps pdmux_spare_slack_share (0.5 "
+             "unless a config file sets it) of its TTFT SLO as slack (default 1: off).")] = None,
     pdmux_prefill_alone: Annotated[Optional[bool], typer.Option(
         "--pdmux-prefill-alone/--no-pdmux-prefill-alone",
         help="pdmux adaptive: prefill layers alone on the whole GPU when the decode budget allows (with pace: banked TPOT).")] = None,

@@ -30,8 +30,6 @@ SGLANG_SPLIT_TOKEN_BUDGET = 65536
 # pdmux_prefill_jump "shorter": a request overtakes the prefill in flight only when its own prefill
 # is at most this share of what remains of that one (a jump costs the overtaken its whole length)
 SHORTER_JUMP_SHARE = 0.25
-# `pdmux_spare_decode_target` applies while every queued prefill keeps this share of its TTFT SLO.
-SPARE_SLACK_SHARE = 0.5
 
 
 def bandwidth_share(sms: int) -> float:
@@ -198,8 +196,8 @@ class PdmuxPlanner:
         split meets the TPOT and prefill can wait (`prefill_slack`, called only when needed: the
         least TTFT slack, in ms, of what a pause delays, `queue_slack_ms`), decode takes the whole
         GPU for this step and prefill pauses: TTFT slack buys TPOT. So it does, with
-        `pdmux_spare_decode_target`, while the slack is over half the TTFT: decode is planned
-        against that lower share of the TPOT. With `pdmux_prefill_alone` TPOT
+        `pdmux_spare_decode_target`, while the slack keeps `pdmux_spare_slack_share` of the TTFT:
+        decode is planned against that lower share of the TPOT. With `pdmux_prefill_alone` TPOT
         slack buys TTFT too: when the budget holds a block of prefill layers on the whole GPU and
         the next decode step after it, and a layer runs faster alone than beside decode, the step
         runs that block alone and decode waits. While a prefill block still waits behind the running
@@ -248,10 +246,11 @@ class PdmuxPlanner:
 
     def _with_spare_slack(self, budget_ms: float, slack: Callable[[], float] | None) -> float:
         """The decode budget at `pdmux_spare_decode_target` instead of `pdmux_decode_target` while
-        the prefill queue keeps `SPARE_SLACK_SHARE` of its TTFT SLO (`slack`, `queue_slack_ms`:
+        the prefill queue keeps `pdmux_spare_slack_share` of its TTFT SLO (`slack`, `queue_slack_ms`:
         on the slowest mixed prefill partition, so no split this step picks breaks it)."""
-        spare, target = self.config.pdmux_spare_decode_target, self.config.pdmux_decode_target
-        if spare >= target or slack is None or slack() < SPARE_SLACK_SHARE * self.config.slo_ttft_ms:
+        config = self.config
+        spare, target = config.pdmux_spare_decode_target, config.pdmux_decode_target
+        if spare >= target or slack is None or slack() < config.pdmux_spare_slack_share * config.slo_ttft_ms:
             return budget_ms
         host_ms = self.predictor.host_ms  # the budget is the target's share of the TPOT less the host's work
         return (budget_ms + host_ms) * spare / target - host_ms

@@ -493,15 +493,24 @@ def test_spare_ttft_slack_plans_decode_at_the_spare_target_and_a_filling_queue_t
     roomy = p.decide(8, 8 * 1024, P4096, 32, prefill_slack=slack_of(1500.0))
     assert roomy.decode_budget_ms == pytest.approx(8.0) and roomy.predicted_decode_ms <= 8.0
     assert roomy.partition.decode_sms > at_slo.partition.decode_sms and roomy.gang >= 1  # prefill keeps running
-    tight = p.decide(8, 8 * 1024, P4096, 32, prefill_slack=slack_of(900.0))  # under half the 2 s TTFT
+    tight = p.decide(8, 8 * 1024, P4096, 32, prefill_slack=slack_of(900.0))  # under half the 2 s TTFT (default share)
     assert tight.decode_budget_ms == pytest.approx(20.0) and tight.partition.name == at_slo.partition.name
-    assert asked == [1500.0, 900.0]  # once per step, however many rules read it
+    assert asked == [1500.0, 900.0]
+    # no split meets a spare budget of 1 ms: the slack then pauses prefill too, asked once for both rules
+    paused = planner(slo_tpot_ms=20.0, slo_ttft_ms=2000.0, pdmux_spare_decode_target=0.05).decide(
+        8, 8 * 1024, P4096, 32, prefill_slack=slack_of(1500.0))
+    assert paused.partition.prefill_sms == 0 and paused.gang == 0 and asked == [1500.0, 900.0, 1500.0]
+    quarter = planner(slo_tpot_ms=20.0, slo_ttft_ms=2000.0, pdmux_spare_decode_target=0.4, pdmux_spare_slack_share=0.25)
+    assert quarter.decide(8, 8 * 1024, P4096, 32, prefill_slack=slack_of(900.0)).decode_budget_ms == pytest.approx(8.0)
+    asked.clear()
     # without a prefill in flight there is no slack to spend; at the default target nothing is asked
     assert p.decide(8, 8 * 1024, P4096, 32).decode_budget_ms == pytest.approx(20.0)
     planner(slo_tpot_ms=20.0).decide(8, 8 * 1024, P4096, 32, prefill_slack=slack_of(1500.0))
-    assert asked == [1500.0, 900.0]
+    assert asked == []
     with pytest.raises(Exception, match="spare decode target"):
         EngineConfig(pdmux_spare_decode_target=0.0)
+    with pytest.raises(Exception, match="spare slack share"):
+        EngineConfig(pdmux_spare_slack_share=1.0)
 
 
 def test_a_pause_counts_the_waiting_requests_it_delays_not_only_the_prefill_in_flight():

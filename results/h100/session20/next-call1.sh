@@ -1,17 +1,16 @@
-# Prepared in session 20 for the next device session (call 1 of 2), not run: on an
-# H100, the mixed workload as in calls 1-4. Issue 6's "adaptive above sglang": at TPOT 30 ms both
-# passed 12.6 and 13.5 req/s (a tie); the sglang policy picks its split from the decode batch size
-# alone, so the SLOs where it should part from adaptive are 20 ms (its splits too small for the
-# TPOT) and 50 ms (too large: prefill SMs given away). (1) sglang at TPOT 20 ms on adaptive's
-# probes (8.4: 99.3%, 9.6: 98.0%); (2) both policies at TPOT 50 ms, 13.5 req/s (not served at that
-# SLO), and sglang at 14.75 (adaptive: 94.0%, 4.4 s behind); (3) the shorter-first jump at 14.4
-# under TPOT 30 ms (its goodput cost; adaptive without it fails 14.4, 3.05 s behind).
+# Prepared in session 20 for the next device session (call 1 of 3), not run: on an H100, the mixed
+# workload as in calls 1-4. Issue 6's "adaptive above sglang": at TPOT 30 ms both passed 12.6 and
+# 13.5 req/s (a tie); the sglang policy picks its split from the decode batch size alone, so the
+# SLOs where it should part from adaptive are 20 ms (its splits too small for the TPOT) and 50 ms
+# (too large: prefill SMs given away). (1) sglang at TPOT 20 ms on adaptive's probes (8.4: 99.3%,
+# 9.6: 98.0%); (2) both policies at TPOT 50 ms, 13.5 req/s (not served at that SLO), one engine;
+# (3) the pdmux GPU tests (their same-tokens test now covers the spare target and the jump).
 # Limits: a fresh machine's first engine start took over 85 s in session 20.
 rm -rf /tmp/r
 source results/h200/device/setup.sh
 export PYTHONUNBUFFERED=1
 MIX300="--workload mixed --num-requests 300 --max-prompt-len 16384 --max-num-seqs 128 --max-model-len 20000"
 P="--perf-model results/h100/session19/profile-p64/profile-llama-3.1-8b.json"
-step sglang-tpot20 200 "pdtune bench $M $MIX300 --slo ttft=2s,tpot=20ms --goodput --goodput-bracket 6,10.8 --goodput-iterations 2 --mode pdmux:sglang $P --out /tmp/r/sglang-tpot20"; pack
-step both-tpot50-13.5 200 "pdtune bench $M $MIX300 --slo ttft=2s,tpot=50ms --rate 13.5 --mode pdmux,pdmux:sglang $P --out /tmp/r/both-tpot50-13.5"; pack
-step adaptive-shorter-14.4 120 "pdtune bench $M $MIX300 --slo ttft=2s,tpot=30ms --rate 14.4 --mode pdmux $P --pdmux-prefill-jump shorter --out /tmp/r/adaptive-shorter-14.4"; pack
+step sglang-tpot20 210 "pdtune bench $M $MIX300 --slo ttft=2s,tpot=20ms --goodput --goodput-bracket 6,10.8 --goodput-iterations 2 --mode pdmux:sglang $P --out /tmp/r/sglang-tpot20"; pack
+step both-tpot50-13.5 180 "pdtune bench $M $MIX300 --slo ttft=2s,tpot=50ms --rate 13.5 --mode pdmux,pdmux:sglang $P --out /tmp/r/both-tpot50-13.5"; pack
+step gpu-tests-pdmux 120 "python -m pytest -q -x tests/gpu/test_gpu_pdmux.py"; pack
