@@ -214,7 +214,9 @@ class PdmuxPlanner:
         if policy == "static":
             part, gang = self._static_partition(), self.config.pdmux_gang
         elif policy == "sglang":
-            part = self.mixed[min(decode_batch // SGLANG_DECODE_BS_DIVISOR, len(self.mixed) - 1)]
+            # SGLang's stream index: max(1, min(groups, batch x groups // divisor)) over its mixed groups
+            groups = len(self.mixed)
+            part = self.mixed[max(1, min(groups, decode_batch * groups // SGLANG_DECODE_BS_DIVISOR)) - 1]
             gang = max(1, SGLANG_SPLIT_TOKEN_BUDGET // max(prefill.tokens, 1))
         else:
             slack = functools.cache(prefill_slack) if prefill_slack is not None else None

@@ -311,8 +311,9 @@ def test_layer_times_are_learned_per_token_bucket_and_ignore_one_stalled_block()
 
 def test_sglang_policy_follows_the_decode_batch_size():
     p = planner(pdmux_policy="sglang")
-    assert p.decide(1, 1024, PrefillShape.single(2048), 32).partition.decode_sms == 20
-    assert p.decide(100, 100 * 1024, PrefillShape.single(2048), 32).partition.decode_sms == 36
+    # SGLang's index over its 6 mixed groups: max(1, min(6, batch x 6 // 36)), so 6 more sequences a group
+    for batch, decode_sms in ((1, 20), (11, 20), (12, 28), (18, 36), (35, 52), (36, 60), (100, 60)):
+        assert p.decide(batch, batch * 1024, PrefillShape.single(2048), 32).partition.decode_sms == decode_sms, batch
     assert p.decide(1, 1024, PrefillShape.single(2048), 32).gang == 32  # 65536 // 2048 layers, capped at the layers left
 
 
