@@ -1,16 +1,14 @@
 # Prepared in session 20 for the next device session (call 2 of 3), not run: on an H100, the mixed
-# workload as in calls 1-4. The spare decode target (new in session 20, CPU-tested): decode planned
-# at 0.8 of the TPOT only while every queued prefill keeps a share (0.5, or 0.25) of its TTFT, with
-# the shorter-first jump. (1) Issue 6's first target in one command at 8.75 req/s: chunked, pdmux
-# with the defaults and with the two spare settings, the pdmux runs on one engine (a fixed target
-# of 0.8 with the jump met it in session 20, from two calls); (2) both spare settings at 13.5 req/s,
-# pdmux's goodput rate (adaptive passed it at 95.3%, 1.91 s behind): do they keep it?
+# workload at TPOT 30 ms. SGLang's own split rule (fixed in session 20: pdtune's old rule moved one
+# split up per 36 decoding sequences, SGLang's per 6, so at pdmux's goodput rates SGLang's gives
+# decode 68/64 where adaptive picks the least that meets the TPOT). (1) Its goodput, bisected
+# between chunked's 8.75 and adaptive's 13.5 on one engine (issue 6: adaptive above sglang); (2)
+# adaptive with the shorter-first jump at 14.4 req/s, where adaptive failed 3.05 s behind (the
+# jump's goodput cost).
 rm -rf /tmp/r
 source results/h200/device/setup.sh
 export PYTHONUNBUFFERED=1
 MIX300="--workload mixed --num-requests 300 --max-prompt-len 16384 --max-num-seqs 128 --max-model-len 20000 --slo ttft=2s,tpot=30ms"
 P="--perf-model results/h100/session19/profile-p64/profile-llama-3.1-8b.json"
-S=results/h100/session20
-SPARE="pdmux@$S/spare-0.8-shorter.json,pdmux@$S/spare-0.8-shorter-s0.25.json"
-step all-8.75 330 "pdtune bench $M $MIX300 --rate 8.75 --mode chunked,pdmux,$SPARE $P --trace /tmp/r/all-8.75/trace.jsonl --out /tmp/r/all-8.75"; pack
-step spare-13.5 220 "pdtune bench $M $MIX300 --rate 13.5 --mode $SPARE $P --out /tmp/r/spare-13.5"; pack
+step sglang-goodput 240 "pdtune bench $M $MIX300 --goodput --goodput-bracket 8.75,13.5 --goodput-iterations 2 --mode pdmux:sglang $P --trace /tmp/r/sglang-goodput/trace.jsonl --out /tmp/r/sglang-goodput"; pack
+step shorter-14.4 150 "pdtune bench $M $MIX300 --rate 14.4 --mode pdmux $P --pdmux-prefill-jump shorter --out /tmp/r/shorter-14.4"; pack

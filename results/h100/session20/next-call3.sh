@@ -1,11 +1,16 @@
 # Prepared in session 20 for the next device session (call 3 of 3, if time is left), not run: on an
-# H100, the mixed workload at TPOT 30 ms and 14.4 req/s, where adaptive failed in session 19 (3.05 s
-# behind its arrivals): the sglang policy there (issue 6: adaptive above sglang; sglang passed 13.5
-# at 92.0%), and adaptive with the shorter-first jump (its goodput cost), all on one engine.
+# H100, the mixed workload as in calls 1-4. The spare decode target (new in session 20, CPU-tested):
+# decode planned at 0.8 of the TPOT only while every queued prefill keeps a share (0.5, or 0.25) of
+# its TTFT, with the shorter-first jump. (1) Issue 6's first target in one command at 8.75 req/s:
+# chunked, pdmux with the defaults and with the two spare settings, the pdmux runs on one engine (a
+# fixed target of 0.8 with the jump met it in session 20, from two calls); (2) both spare settings
+# at 13.5 req/s, pdmux's goodput rate (adaptive passed it at 95.3%, 1.91 s behind): do they keep it?
 rm -rf /tmp/r
 source results/h200/device/setup.sh
 export PYTHONUNBUFFERED=1
 MIX300="--workload mixed --num-requests 300 --max-prompt-len 16384 --max-num-seqs 128 --max-model-len 20000 --slo ttft=2s,tpot=30ms"
 P="--perf-model results/h100/session19/profile-p64/profile-llama-3.1-8b.json"
-echo '{"engine": {"pdmux_prefill_jump": "shorter"}}' > /tmp/shorter.json
-step all-14.4 300 "pdtune bench $M $MIX300 --rate 14.4 --mode pdmux,pdmux:sglang,pdmux@/tmp/shorter.json $P --out /tmp/r/all-14.4"; pack
+S=results/h100/session20
+SPARE="pdmux@$S/spare-0.8-shorter.json,pdmux@$S/spare-0.8-shorter-s0.25.json"
+step all-8.75 330 "pdtune bench $M $MIX300 --rate 8.75 --mode chunked,pdmux,$SPARE $P --trace /tmp/r/all-8.75/trace.jsonl --out /tmp/r/all-8.75"; pack
+step spare-13.5 220 "pdtune bench $M $MIX300 --rate 13.5 --mode $SPARE $P --out /tmp/r/spare-13.5"; pack
