@@ -10,8 +10,6 @@
 rm -rf /tmp/r
 source results/h200/device/setup.sh
 export PYTHONUNBUFFERED=1
-MIX300="--workload mixed --num-requests 300 --max-prompt-len 16384 --max-num-seqs 128 --max-model-len 20000"
-P="--perf-model results/h100/session19/profile-p64/profile-llama-3.1-8b.json"
-step sglang-tpot20 210 "pdtune bench $M $MIX300 --slo ttft=2s,tpot=20ms --goodput --goodput-bracket 6,10.8 --goodput-iterations 2 --mode pdmux:sglang $P --out /tmp/r/sglang-tpot20"; pack
-step both-tpot50-13.5 180 "pdtune bench $M $MIX300 --slo ttft=2s,tpot=50ms --rate 13.5 --mode pdmux,pdmux:sglang $P --out /tmp/r/both-tpot50-13.5"; pack
+step sglang-tpot20 210 "pdtune bench $M $MIX300 --slo ttft=2s,tpot=20ms --goodput --goodput-bracket 6,10.8 --goodput-iterations 2 --mode pdmux:sglang $P100 --out /tmp/r/sglang-tpot20"; pack
+step both-tpot50-13.5 180 "pdtune bench $M $MIX300 --slo ttft=2s,tpot=50ms --rate 13.5 --mode pdmux,pdmux:sglang $P100 --out /tmp/r/both-tpot50-13.5"; pack
 step gpu-tests-pdmux 120 "python -m pytest -q -x tests/gpu/test_gpu_pdmux.py"; pack

@@ -8,7 +8,5 @@
 rm -rf /tmp/r
 source results/h200/device/setup.sh
 export PYTHONUNBUFFERED=1
-MIX300="--workload mixed --num-requests 300 --max-prompt-len 16384 --max-num-seqs 128 --max-model-len 20000 --slo ttft=2s,tpot=30ms"
-P="--perf-model results/h100/session19/profile-p64/profile-llama-3.1-8b.json"
-step sglang-goodput 240 "pdtune bench $M $MIX300 --goodput --goodput-bracket 8.75,13.5 --goodput-iterations 2 --mode pdmux:sglang $P --trace /tmp/r/sglang-goodput/trace.jsonl --out /tmp/r/sglang-goodput"; pack
-step shorter-14.4 150 "pdtune bench $M $MIX300 --rate 14.4 --mode pdmux $P --pdmux-prefill-jump shorter --out /tmp/r/shorter-14.4"; pack
+step sglang-goodput 240 "pdtune bench $M $MIX300 $SLO30 --goodput --goodput-bracket 8.75,13.5 --goodput-iterations 2 --mode pdmux:sglang $P100 --trace /tmp/r/sglang-goodput/trace.jsonl --out /tmp/r/sglang-goodput"; pack
+step shorter-14.4 150 "pdtune bench $M $MIX300 $SLO30 --rate 14.4 --mode pdmux $P100 --pdmux-prefill-jump shorter --out /tmp/r/shorter-14.4"; pack

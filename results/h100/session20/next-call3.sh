@@ -8,9 +8,7 @@
 rm -rf /tmp/r
 source results/h200/device/setup.sh
 export PYTHONUNBUFFERED=1
-MIX300="--workload mixed --num-requests 300 --max-prompt-len 16384 --max-num-seqs 128 --max-model-len 20000 --slo ttft=2s,tpot=30ms"
-P="--perf-model results/h100/session19/profile-p64/profile-llama-3.1-8b.json"
 S=results/h100/session20
 SPARE="pdmux@$S/spare-0.8-shorter.json,pdmux@$S/spare-0.8-shorter-s0.25.json"
-step all-8.75 330 "pdtune bench $M $MIX300 --rate 8.75 --mode chunked,pdmux,$SPARE $P --trace /tmp/r/all-8.75/trace.jsonl --out /tmp/r/all-8.75"; pack
-step spare-13.5 220 "pdtune bench $M $MIX300 --rate 13.5 --mode $SPARE $P --out /tmp/r/spare-13.5"; pack
+step all-8.75 330 "pdtune bench $M $MIX300 $SLO30 --rate 8.75 --mode chunked,pdmux,$SPARE $P100 --trace /tmp/r/all-8.75/trace.jsonl --out /tmp/r/all-8.75"; pack
+step spare-13.5 220 "pdtune bench $M $MIX300 $SLO30 --rate 13.5 --mode $SPARE $P100 --out /tmp/r/spare-13.5"; pack

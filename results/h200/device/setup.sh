@@ -5,7 +5,8 @@
 # (session 20: the working tree with all of .whl/ passed the 64 MiB a call carries). It defines
 #   step NAME SECONDS "COMMAND"   runs COMMAND under a time limit, its output in /tmp/r/NAME.log
 #   pack                          gzips bench.json and trace.jsonl, drops requests.csv, tars /tmp/r to $OUT/r.tgz
-# and the variables M, P and MIX that the commands in results/README.md use.
+# and the variables M, P and MIX that the commands in results/README.md use (MIX300, SLO30 and P100
+# below for the H100 runs prepared in session 20).
 set -u
 mkdir -p /tmp/r /tmp/site
 python3 -m pip install -q --no-deps --no-index --target /tmp/site .whl/*.whl >/tmp/r/setup.log 2>&1
@@ -21,3 +22,8 @@ pack() { find /tmp/r -name requests.csv -delete; find /tmp/r \( -name bench.json
 M="--model llama-3.1-8b --load-format dummy"
 P="--perf-model results/h200/profile/profile-llama-3.1-8b.json"
 MIX="--workload mixed --num-requests 100 --max-prompt-len 16384 --max-num-seqs 128 --max-model-len 20000"
+# From session 20's prepared H100 calls on (earlier call scripts set their own): the 300-request
+# mixed workload, its TTFT 2 s / TPOT 30 ms SLO, and the H100 profile on 64-token pages.
+MIX300="--workload mixed --num-requests 300 --max-prompt-len 16384 --max-num-seqs 128 --max-model-len 20000"
+SLO30="--slo ttft=2s,tpot=30ms"
+P100="--perf-model results/h100/session19/profile-p64/profile-llama-3.1-8b.json"
