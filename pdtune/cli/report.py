@@ -13,12 +13,12 @@ from pdtune.cli.errors import user_errors
 def report(
     results: Annotated[list[str], typer.Argument(help="bench.json (or .json.gz) files or their folders, search "
                                                       "configs, profile models.")],
-    out: Annotated[Optional[str], typer.Option("--out", help="Folder for the re-rendered plots.")] = None,
+    out: Annotated[Optional[str], typer.Option("--out", help="Folder for the re-rendered plots and the runs' summary and goodput as CSV and JSON.")] = None,
     slo: Annotated[Optional[str], typer.Option(
         help="Score the saved bench runs against this SLO instead, from their request records "
              "(e.g. ttft=2s,tpot=30ms,itl=50ms).")] = None,
 ) -> None:
-    """Tables of each saved result; bench runs then side by side in one table, and plotted again with --out."""
+    """Tables of each saved result; bench runs then side by side in one table, plotted and saved with --out."""
     console = Console()
     with user_errors(console):
         import os
@@ -27,7 +27,7 @@ def report(
         from pdtune.report.bench_report import bench_tables, goodput_table, repeat_lines
         from pdtune.report.plots import plot_bench
         from pdtune.report.profile_report import profile_table
-        from pdtune.report.saved import combine_benches, load_saved
+        from pdtune.report.saved import combine_benches, load_saved, save_combined
         from pdtune.report.search_report import search_table
         from pdtune.slo import parse_slo
 
@@ -59,4 +59,4 @@ def report(
                 console.print(goodput_table(combined))
         if out:
             os.makedirs(out, exist_ok=True)
-            console.print(f"plots: {', '.join(plot_bench(combined, out))}")
+            console.print(f"saved: {', '.join(save_combined(combined, out) + plot_bench(combined, out))}")

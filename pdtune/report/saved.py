@@ -8,7 +8,8 @@ from collections import Counter
 from dataclasses import asdict
 
 from pdtune.bench.runner import load_bench
-from pdtune.bench.summary import backlog_exceeds_ttft, partial_goodput
+from pdtune.bench.summary import (backlog_exceeds_ttft, failing_text, goodput_bound, goodput_ratio_text,
+                                  partial_goodput)
 from pdtune.config import prefill_jump_name
 from pdtune.errors import InputFileError
 from pdtune.perf.perf_model import KIND as PERF_MODEL_KIND
@@ -101,3 +102,34 @@ def combine_benches(benches: list[tuple[str, dict]]) -> dict:
             points = sorted(tuple(p) for g in found for p in g["points"])
             goodput[mode] = asdict(partial_goodput(points, found[0]["target"])) | {"complete": True}
     return dict(benches[0][1], summaries=summaries, runs=runs, goodput=goodput)
+
+
+def goodput_rows(report: dict) -> list[dict]:
+    """The goodput table as data: one row per mode, its goodput as far as the served rates
+    establish it (`bound` "" for a measured figure, ">= " or "< " for an open end)."""
+    baseline = report["goodput"].get("chunked")
+    rows = []
+    for mode, g in report["goodput"].items():
+        bound, rate = goodput_bound(g)
+        rows.append({"mode": mode, "bound": bound.strip(), "goodput_req_s": rate, "fails_at": failing_text(g),
+                     "vs_chunked": "" if baseline is None or mode == "chunked" else goodput_ratio_text(g, baseline),
+                     "attainment_target": g["target"],
+                     "probes": " ".join(f"{p[0]:.3g}:{p[1]:.3f}{'*' if p[2] else ''}{'+' if p[3] else ''}"
+                                        for p in sorted(g["points"]))})
+    return rows
+
+
+def save_combined(report: dict, out_dir: str) -> list[str]:
+    """The side-by-side runs as data next to their plots: summary.csv (a row per run), goodput.csv
+    (a row per mode; probes as rate:attainment, * stopped early, + fell behind) and report.json
+    (both with the configs; the request records stay in the results read)."""
+    import pandas as pd
+
+    os.makedirs(out_dir, exist_ok=True)
+    paths = [os.path.join(out_dir, name) for name in ("summary.csv", "goodput.csv", "report.json")]
+    rows = goodput_rows(report)
+    pd.json_normalize(report["summaries"]).to_csv(paths[0], index=False)
+    pd.DataFrame(rows).to_csv(paths[1], index=False)
+    with open(paths[2], "w") as f:
+        json.dump({k: v for k, v in report.items() if k != "runs"} | {"goodput_rows": rows}, f, indent=1, default=str)
+    return paths

@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import os
 import re
 
 import pytest
@@ -184,6 +185,25 @@ def test_report_joins_runs_of_one_setup_at_several_rates_into_one_goodput():
     assert [p[0] for p in pdmux["points"]] == [10.8, 12.6, 13.5, 14.4] and pdmux["bracket"] is None
     # a bracketed sweep alone keeps its bracket
     assert combine_benches([("up", sweep)])["goodput"]["pdmux"]["bracket"] == [10.8, 14.4]
+
+
+def test_report_saves_the_joined_runs_and_goodputs_as_csv_and_json(tmp_path):
+    import pandas as pd
+
+    from pdtune.report.saved import combine_benches, save_combined
+
+    combined = combine_benches([
+        ("c875", _saved_single_run("chunked", 8.75, 0.947)), ("c9", _saved_single_run("chunked", 9.125, 0.897)),
+        ("p135", _saved_single_run("pdmux", 13.5, 0.953)), ("p144", _saved_single_run("pdmux", 14.4, 0.953, 3.05))])
+    paths = save_combined(combined, str(tmp_path / "out"))
+    assert [os.path.basename(p) for p in paths] == ["summary.csv", "goodput.csv", "report.json"]
+    assert list(pd.read_csv(paths[0])["rate"]) == [8.75, 9.125, 13.5, 14.4]
+    goodput = pd.read_csv(paths[1], dtype=str, keep_default_na=False).set_index("mode")
+    assert goodput.loc["chunked", "goodput_req_s"] == "8.75" and goodput.loc["chunked", "fails_at"] == "9.12"
+    assert goodput.loc["pdmux", "vs_chunked"] == "1.54x"
+    assert goodput.loc["pdmux", "probes"] == "13.5:0.953 14.4:0.953+"  # + fell behind
+    saved = json.loads(open(paths[2]).read())
+    assert "runs" not in saved and saved["goodput_rows"][1]["mode"] == "pdmux"
 
 
 def test_report_gives_no_goodput_for_results_served_at_different_slos():
