@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import os
 from collections import Counter
+import dataclasses
 from dataclasses import asdict
 
 from pdtune.bench.runner import load_bench
 from pdtune.bench.summary import (backlog_exceeds_ttft, failing_text, goodput_bound, goodput_ratio_text,
                                   partial_goodput)
-from pdtune.config import prefill_jump_name
+from pdtune.config import EngineConfig, prefill_jump_name
 from pdtune.errors import InputFileError
 from pdtune.perf.perf_model import KIND as PERF_MODEL_KIND
 from pdtune.slo import parse_slo
@@ -37,6 +38,12 @@ def _result_name(path: str) -> str:
     return os.path.basename(os.path.dirname(path) if path.endswith((".json", ".json.gz")) else path)
 
 
+# What a result saved before an engine setting existed ran with: the setting's default, which is
+# what the code did before it (new settings come in off)
+_ENGINE_DEFAULTS = {f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
+                    for f in dataclasses.fields(EngineConfig)
+                    if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING}
+
 # Bench settings that vary between runs of one setup: the load and how it was searched.
 _PER_RUN = ("rate", "concurrency", "goodput", "goodput_iterations", "goodput_bracket", "save_workload", "repeat", "modes")
 
@@ -44,9 +51,9 @@ _PER_RUN = ("rate", "concurrency", "goodput", "goodput_iterations", "goodput_bra
 def _setup(data: dict) -> str:
     """What makes runs of one mode from two saved results runs of the same setup: the engine and
     workload configs and the GPU, bar the load, the goodput search and where files were written
-    (a profile is told by its file name)."""
+    (a profile is told by its file name; a setting the result predates counts at its default)."""
     config = {k: v for k, v in data["config"].items() if k not in _PER_RUN and k != "engine"}
-    engine = dict(data["config"].get("engine", {}), trace_path=None)
+    engine = {**_ENGINE_DEFAULTS, **data["config"].get("engine", {}), "trace_path": None}
     if engine.get("perf_model"):
         engine["perf_model"] = os.path.basename(engine["perf_model"])
     if "pdmux_prefill_jump" in engine:
@@ -114,7 +121,7 @@ def goodput_rows(report: dict) -> list[dict]:
         rows.append({"mode": mode, "bound": bound.strip(), "goodput_req_s": rate, "fails_at": failing_text(g),
                      "vs_chunked": "" if baseline is None or mode == "chunked" else goodput_ratio_text(g, baseline),
                      "attainment_target": g["target"],
-                     "probes": " ".join(f"{p[0]:.3g}:{p[1]:.3f}{'*' if p[2] else ''}{'+' if p[3] else ''}"
+                     "probes": " ".join(f"{p[0]:g}:{p[1]:.3f}{'*' if p[2] else ''}{'+' if p[3] else ''}"
                                         for p in sorted(g["points"]))})
     return rows
 

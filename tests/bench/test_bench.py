@@ -176,13 +176,19 @@ def test_report_joins_runs_of_one_setup_at_several_rates_into_one_goodput():
         ("p108", _saved_single_run("pdmux", 10.8, 0.983, perf_model="results/profile.json", pdmux_prefill_jump="off")),
         ("up", sweep),
         ("p144", _saved_single_run("pdmux", 14.4, 0.953, backlog_s=3.05, perf_model="results/profile.json",
-                                   pdmux_prefill_jump="off"))])
+                                   pdmux_prefill_jump="off", pdmux_spare_decode_target=1.0))])  # saved after it came in
     assert {s["mode"] for s in combined["summaries"]} == {"chunked", "pdmux"}
     chunked, pdmux = combined["goodput"]["chunked"], combined["goodput"]["pdmux"]
     assert (chunked["goodput"], chunked["failing_rate"], goodput_text(chunked)) == (8.75, 9.125, "8.75")
     # 14.4 met the target but fell behind its arrivals; the bracket's 14.4, taken on trust, is now served
     assert (pdmux["goodput"], pdmux["failing_rate"], goodput_text(pdmux)) == (13.5, 14.4, "13.50")
     assert [p[0] for p in pdmux["points"]] == [10.8, 12.6, 13.5, 14.4] and pdmux["bracket"] is None
+    # a setting one result predates counts at its default; set otherwise, it is another setup
+    def later(target: float) -> dict:
+        return _saved_single_run("pdmux", 14.4, 0.96, perf_model="p/profile.json", pdmux_prefill_jump="off",
+                                 pdmux_spare_decode_target=target)
+    spare = combine_benches([("p135", sweep), ("s", later(0.8)), ("d", later(1.0))])
+    assert [s["mode"] for s in spare["summaries"]] == ["pdmux [p135]", "pdmux [s]", "pdmux [p135]"]
     # a bracketed sweep alone keeps its bracket
     assert combine_benches([("up", sweep)])["goodput"]["pdmux"]["bracket"] == [10.8, 14.4]
 
