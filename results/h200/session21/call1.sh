@@ -4,6 +4,8 @@
 # one engine, bisected between chunked's passing 10.17 and 15.75 (session 18: adaptive passed
 # 13.125 and failed 14.4); (2) the first target's modes at chunked's passing rate 10.17 in one
 # command: chunked, pdmux defaults, decode target 0.8 with the shorter-first jump, the spare target.
+# Not served: the one start this session came as an H100 (the H200 kind may be lent one), and both
+# steps refused the H200 profile on it, as they should (h100/session21/h200-profile-refused.log).
 rm -rf /tmp/r
 source results/h200/device/setup.sh
 export PYTHONUNBUFFERED=1
