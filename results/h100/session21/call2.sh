@@ -7,7 +7,4 @@
 # engine start took over 85 s in session 20.
 rm -rf /tmp/r
 source results/h200/device/setup.sh
-export PYTHONUNBUFFERED=1
-S=results/h100/session21
-MODES="chunked,pdmux,pdmux:sglang,pdmux@$S/t0.8-shorter.json,pdmux@results/h100/session20/spare-0.8-shorter.json"
-step all-8.75 560 "pdtune bench $M $MIX300 $SLO30 --rate 8.75 --mode $MODES $P100 --trace /tmp/r/all-8.75/trace.jsonl --out /tmp/r/all-8.75"; pack
+step all-8.75 560 "pdtune bench $M $MIX300 $SLO30 --rate 8.75 --mode $ALL_MODES $P100 --trace /tmp/r/all-8.75/trace.jsonl --out /tmp/r/all-8.75"; pack

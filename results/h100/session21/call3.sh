@@ -5,8 +5,6 @@
 # then chunked, adaptive and the first-target setting at 9.125, chunked's failing rate.
 rm -rf /tmp/r
 source results/h200/device/setup.sh
-export PYTHONUNBUFFERED=1
 S=results/h100/session21
-MODES="chunked,pdmux,pdmux:sglang,pdmux@$S/t0.8-shorter.json,pdmux@results/h100/session20/spare-0.8-shorter.json"
-step all-13.5 400 "pdtune bench $M $MIX300 $SLO30 --rate 13.5 --mode $MODES $P100 --out /tmp/r/all-13.5"; pack
+step all-13.5 400 "pdtune bench $M $MIX300 $SLO30 --rate 13.5 --mode $ALL_MODES $P100 --out /tmp/r/all-13.5"; pack
 step all-9.125 190 "pdtune bench $M $MIX300 $SLO30 --rate 9.125 --mode chunked,pdmux,pdmux@$S/t0.8-shorter.json $P100 --out /tmp/r/all-9.125"; pack

@@ -5,7 +5,7 @@
 # (session 20: the working tree with all of .whl/ passed the 64 MiB a call carries). It defines
 #   step NAME SECONDS "COMMAND"   runs COMMAND under a time limit, its output in /tmp/r/NAME.log
 #   pack                          gzips bench.json and trace.jsonl, drops requests.csv, tars /tmp/r to $OUT/r.tgz
-# and the variables M, P and MIX that the commands in results/README.md use (MIX300, SLO30 and P100
+# and the variables M, P and MIX (and ALL_MODES, PYTHONUNBUFFERED) that the commands in results/README.md use (MIX300, SLO30 and P100
 # below for the H100 runs prepared in session 20).
 set -u
 mkdir -p /tmp/r /tmp/site
@@ -27,3 +27,8 @@ MIX="--workload mixed --num-requests 100 --max-prompt-len 16384 --max-num-seqs 1
 MIX300="--workload mixed --num-requests 300 --max-prompt-len 16384 --max-num-seqs 128 --max-model-len 20000"
 SLO30="--slo ttft=2s,tpot=30ms"
 P100="--perf-model results/h100/session19/profile-p64/profile-llama-3.1-8b.json"
+# Session 21's prepared calls: every mode and policy in one command, the first target's two pdmux
+# settings (decode target 0.8, and the spare target 0.8, each with the shorter-first jump) as files.
+ALL_MODES="chunked,pdmux,pdmux:sglang,pdmux@results/h100/session21/t0.8-shorter.json"
+ALL_MODES+=",pdmux@results/h100/session20/spare-0.8-shorter.json"
+export PYTHONUNBUFFERED=1
