@@ -13,7 +13,8 @@ from pdtune.cli.errors import user_errors
 def report(
     results: Annotated[list[str], typer.Argument(help="bench.json (or .json.gz) files or their folders, search "
                                                       "configs, profile models.")],
-    out: Annotated[Optional[str], typer.Option("--out", help="Folder for the re-rendered plots and the runs' summary and goodput as CSV and JSON.")] = None,
+    out: Annotated[Optional[str], typer.Option(
+        "--out", help="Folder for the re-rendered plots and the runs' summary and goodput as CSV and JSON.")] = None,
     slo: Annotated[Optional[str], typer.Option(
         help="Score the saved bench runs against this SLO instead, from their request records "
              "(e.g. ttft=2s,tpot=30ms,itl=50ms).")] = None,

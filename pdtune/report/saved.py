@@ -5,8 +5,7 @@ from __future__ import annotations
 import json
 import os
 from collections import Counter
-import dataclasses
-from dataclasses import asdict
+from dataclasses import MISSING, asdict, fields
 
 from pdtune.bench.runner import load_bench
 from pdtune.bench.summary import (backlog_exceeds_ttft, failing_text, goodput_bound, goodput_ratio_text,
@@ -40,9 +39,8 @@ def _result_name(path: str) -> str:
 
 # What a result saved before an engine setting existed ran with: the setting's default, which is
 # what the code did before it (new settings come in off)
-_ENGINE_DEFAULTS = {f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
-                    for f in dataclasses.fields(EngineConfig)
-                    if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING}
+_ENGINE_DEFAULTS = {f.name: f.default if f.default is not MISSING else f.default_factory()
+                    for f in fields(EngineConfig) if f.default is not MISSING or f.default_factory is not MISSING}
 
 # Bench settings that vary between runs of one setup: the load and how it was searched.
 _PER_RUN = ("rate", "concurrency", "goodput", "goodput_iterations", "goodput_bracket", "save_workload", "repeat", "modes")
