@@ -71,8 +71,9 @@ class EngineConfig:
     pdmux_decode_target: float = 1.0
     # pdmux adaptive: the decode target while TTFT slack is to spare: every queued prefill (the
     # batch in flight and the waiting requests, on the slowest mixed prefill partition) keeps at
-    # least `pdmux_spare_slack_share` of its TTFT SLO. Below `pdmux_decode_target`, spare TTFT slack buys TPOT at light
-    # load and decode falls back to the target as the queue fills; 1 (default) leaves it off
+    # least `pdmux_spare_slack_share` of its TTFT SLO. Below `pdmux_decode_target`, spare TTFT
+    # slack buys TPOT at light load and decode falls back to the target as the queue fills; 1
+    # (default) leaves it off
     pdmux_spare_decode_target: float = 1.0
     # ... and the share of its TTFT SLO every queued prefill must keep for it to apply
     pdmux_spare_slack_share: float = 0.5
