@@ -197,6 +197,31 @@ def _median_change(first: list[RequestRecord], later: list[RequestRecord], metri
     return statistics.median(changes) if changes else None
 
 
+def against_baseline(summaries: list[dict], baseline: str = "chunked") -> list[dict]:
+    """Every run served at a rate the baseline mode was served at too, with its p90 TTFT and TPOT
+    against the baseline's there (the mean of the baseline's runs at that rate): what a mode buys
+    in latency at a load the baseline carries. Rows in rate order, the baseline's first."""
+    at_rate: dict[float, list[dict]] = {}
+    for s in summaries:
+        if s.get("rate") is not None:
+            at_rate.setdefault(round(s["rate"], 6), []).append(s)
+    rows = []
+    for _, runs in sorted(at_rate.items()):
+        base = [s for s in runs if s["mode"] == baseline]
+        if not base or len(base) == len(runs):
+            continue
+        p90 = {m: statistics.fmean(s[m]["p90"] for s in base) for m in ("ttft_s", "tpot_s")}
+        for s in sorted(runs, key=lambda s: s["mode"] != baseline):
+            row = {"rate": s["rate"], "mode": s["mode"], "slo_attainment": s.get("slo_attainment"),
+                   "stopped_early": s.get("stopped_early", False)}
+            for m in ("ttft_s", "tpot_s"):
+                value = row[f"{m[:-2]}_p90_s"] = s[m]["p90"]
+                against = s["mode"] != baseline and p90[m] > 0 and value == value  # NaN: no second token
+                row[f"{m[:-2]}_p90_change"] = value / p90[m] - 1 if against else None
+            rows.append(row)
+    return rows
+
+
 @dataclass
 class GoodputResult:
     goodput: float  # highest rate (req/s) found whose attainment reached the target; 0 if none

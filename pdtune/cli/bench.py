@@ -85,6 +85,7 @@ def bench(
         from pdtune.errors import PdtuneError
         from pdtune.report.bench_report import (
             LiveBenchProgress,
+            against_baseline_table,
             bench_tables,
             goodput_table,
             repeat_lines,
@@ -126,6 +127,9 @@ def bench(
         folder = out or os.path.join("results", f"bench-{os.path.basename(workload)}-{time.strftime('%Y%m%d-%H%M%S')}")
         report = run_bench(cfg, lambda m: LiveBenchProgress(console, m), out_dir=folder)
         console.print(*([goodput_table(report)] if goodput else bench_tables(report, console.width)))
+        against = against_baseline_table(report)
+        if against is not None:
+            console.print(against)
         for line in repeat_lines(report):
             console.print(line)
         console.print(f"saved {', '.join(sorted(os.listdir(folder)))} in {folder}")

@@ -25,7 +25,7 @@ def report(
         import os
 
         from pdtune.bench.summary import rescore, saved_repeat_spread, with_slo_misses
-        from pdtune.report.bench_report import bench_tables, goodput_table, repeat_lines
+        from pdtune.report.bench_report import against_baseline_table, bench_tables, goodput_table, repeat_lines
         from pdtune.report.plots import plot_bench
         from pdtune.report.profile_report import profile_table
         from pdtune.report.saved import combine_benches, load_saved, save_combined
@@ -47,6 +47,8 @@ def report(
                 console.print(*bench_tables(data, console.width, title=file))
                 if data.get("goodput"):
                     console.print(goodput_table(data))
+                if (against := against_baseline_table(data)) is not None:
+                    console.print(against)
                 if data.get("repeatability"):
                     data = dict(data, repeatability=saved_repeat_spread(data))
                 for line in repeat_lines(data):
@@ -58,6 +60,8 @@ def report(
             console.print(*bench_tables(combined, console.width, title="all runs side by side"))
             if combined["goodput"]:
                 console.print(goodput_table(combined))
+            if (against := against_baseline_table(combined)) is not None:
+                console.print(against)
         if out:
             os.makedirs(out, exist_ok=True)
             console.print(f"saved: {', '.join(save_combined(combined, out) + plot_bench(combined, out))}")

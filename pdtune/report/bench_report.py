@@ -10,8 +10,8 @@ from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
 
-from pdtune.bench.summary import (failing_text, goodput_bound, goodput_ratio_text, goodput_text, probe_fell_behind,
-                                  sustained_text)
+from pdtune.bench.summary import (against_baseline, failing_text, goodput_bound, goodput_ratio_text, goodput_text,
+                                  probe_fell_behind, sustained_text)
 from pdtune.metrics import percentile
 from pdtune.slo import parse_slo
 
@@ -201,4 +201,33 @@ def goodput_table(report: dict) -> Table:
         table.add_row(escape(mode), f"{goodput_text(g)}{cut}", *([_of_ceiling(g, ceilings[mode])] if measured else []),
                       sustained_text(g, num_requests, ttft_s), failing_text(g), *ratio,
                       ", ".join(_probe_text(p) for p in sorted(g["points"])))
+    return table
+
+
+def _change(value: float | None) -> str:
+    return "-" if value is None else f"{value:+.0%}"
+
+
+def against_baseline_table(report: dict, baseline: str = "chunked") -> Table | None:
+    """p90 TTFT and TPOT of each mode against the baseline's at the rates both were served at,
+    the baseline's goodput marked: the latency a mode saves at a load the baseline just carries.
+    None where no rate had the baseline and another mode."""
+    rows = against_baseline(report["summaries"], baseline)
+    if not rows:
+        return None
+    goodput = report.get("goodput", {}).get(baseline)
+    bound, carried = goodput_bound(goodput) if goodput else ("< ", 0.0)
+    notes = [f"{baseline}'s goodput: {goodput_text(goodput)} req/s"] if goodput else []
+    if any(r["stopped_early"] for r in rows):
+        notes.append("* stopped early: its p90s are of the requests served before it stopped")
+    table = Table(title=f"p90 latency against {baseline} at the same rate", caption="\n".join(notes) or None)
+    for name in ("rate req/s", "mode", "SLO attainment", "TTFT p90 (ms)", f"vs {baseline}", "TPOT p90 (ms)",
+                 f"vs {baseline}"):
+        table.add_column(name, justify="left" if name == "mode" else "right", no_wrap=name == "mode")
+    for r in rows:
+        at_goodput = bound == "" and abs(r["rate"] - carried) < 1e-6  # a measured goodput, not a bound
+        rate = f"{r['rate']:.2f}{f' ({baseline} goodput)' if at_goodput else ''}"
+        met = "-" if r["slo_attainment"] is None else f"{r['slo_attainment']:.1%}{'*' if r['stopped_early'] else ''}"
+        table.add_row(rate, escape(r["mode"]), met, _ms({"p90": r["ttft_p90_s"]}, "p90"), _change(r["ttft_p90_change"]),
+                      _ms({"p90": r["tpot_p90_s"]}, "p90"), _change(r["tpot_p90_change"]))
     return table

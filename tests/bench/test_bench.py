@@ -202,14 +202,54 @@ def test_report_saves_the_joined_runs_and_goodputs_as_csv_and_json(tmp_path):
         ("c875", _saved_single_run("chunked", 8.75, 0.947)), ("c9", _saved_single_run("chunked", 9.125, 0.897)),
         ("p135", _saved_single_run("pdmux", 13.5, 0.953)), ("p144", _saved_single_run("pdmux", 14.4, 0.953, 3.05))])
     paths = save_combined(combined, str(tmp_path / "out"))
-    assert [os.path.basename(p) for p in paths] == ["summary.csv", "goodput.csv", "report.json"]
+    assert [os.path.basename(p) for p in paths] == ["summary.csv", "goodput.csv", "vs-chunked.csv", "report.json"]
     assert list(pd.read_csv(paths[0])["rate"]) == [8.75, 9.125, 13.5, 14.4]
     goodput = pd.read_csv(paths[1], dtype=str, keep_default_na=False).set_index("mode")
     assert goodput.loc["chunked", "goodput_req_s"] == "8.75" and goodput.loc["chunked", "fails_at"] == "9.12"
     assert goodput.loc["pdmux", "vs_chunked"] == "1.54x"
     assert goodput.loc["pdmux", "probes"] == "13.5:0.953 14.4:0.953+"  # + fell behind
-    saved = json.loads(open(paths[2]).read())
-    assert "runs" not in saved and saved["goodput_rows"][1]["mode"] == "pdmux"
+    assert list(pd.read_csv(paths[2]).columns) == ["rate", "mode"]  # no rate served by chunked and another mode
+    saved = json.loads(open(paths[3]).read())
+    assert "runs" not in saved and saved["goodput_rows"][1]["mode"] == "pdmux" and saved["vs_chunked_rows"] == []
+
+
+def _latency_run(mode: str, rate: float, ttft_p90: float, tpot_p90: float, attainment: float = 0.95) -> dict:
+    """A run's summary with the p90s the comparison against chunked reads."""
+    return {"mode": mode, "rate": rate, "slo_attainment": attainment, "stopped_early": False,
+            "ttft_s": {"p90": ttft_p90}, "tpot_s": {"p90": tpot_p90}}
+
+
+def test_each_mode_is_compared_with_chunked_at_the_rates_both_served(tmp_path):
+    import pandas as pd
+    from rich.console import Console
+
+    from pdtune.bench.summary import against_baseline
+    from pdtune.report.bench_report import against_baseline_table
+    from pdtune.report.saved import save_combined
+
+    summaries = [_latency_run("chunked", 8.75, 1.12, 0.0275), _latency_run("chunked", 8.75, 1.10, 0.0270),
+                 _latency_run("pdmux", 8.75, 0.837, 0.0183, 0.987), _latency_run("chunked", 9.125, 1.18, 0.030),
+                 _latency_run("pdmux", 13.5, 1.79, 0.026), _latency_run("pdmux:sglang", 9.125 + 1e-9, 0.5, float("nan"))]
+    rows = against_baseline(summaries)
+    assert [(r["rate"], r["mode"]) for r in rows] == [
+        (8.75, "chunked"), (8.75, "chunked"), (8.75, "pdmux"), (9.125, "chunked"), (9.125 + 1e-9, "pdmux:sglang")]
+    pdmux = rows[2]  # against the mean of chunked's two runs at 8.75: TTFT 1.11 s, TPOT 27.25 ms
+    assert pdmux["ttft_p90_change"] == pytest.approx(0.837 / 1.11 - 1)
+    assert pdmux["tpot_p90_change"] == pytest.approx(0.0183 / 0.02725 - 1)
+    assert rows[0]["tpot_p90_change"] is None and rows[-1]["ttft_p90_change"] == pytest.approx(0.5 / 1.18 - 1)
+    assert rows[-1]["tpot_p90_change"] is None  # no request of that run had a second token
+    report = {"summaries": summaries, "goodput": {"chunked": {"goodput": 8.75, "failing_rate": 9.125, "target": 0.9,
+                                                                "points": [[8.75, 0.95, False, False],
+                                                                           [9.125, 0.897, False, False]]}}}
+    console = Console(record=True, width=200)
+    console.print(against_baseline_table(report))
+    text = console.export_text()
+    assert text.count("8.75 (chunked goodput)") == 3 and "9.12 (chunked goodput)" not in text
+    assert "-25%" in text and "-33%" in text and "chunked's goodput: 8.75 req/s" in text
+    assert against_baseline_table({"summaries": summaries[4:5]}) is None  # pdmux alone at 13.5
+    paths = save_combined(dict(report, runs=[], config={}), str(tmp_path))
+    saved = pd.read_csv(paths[2])
+    assert list(saved["mode"]) == [r["mode"] for r in rows] and saved["tpot_p90_change"][2] == pytest.approx(-0.3284, abs=1e-4)
 
 
 def test_report_gives_no_goodput_for_results_served_at_different_slos():
@@ -351,6 +391,8 @@ def test_bench_cli_compares_modes_and_saves_results(tmp_path):
     assert {"latency-cdf.png", "timeline.png", "requests.csv", "summary.csv"} <= {p.name for p in out.iterdir()}
     again = runner.invoke(app, ["report", str(out)])
     assert again.exit_code == 0 and "pdmux:sglang" in again.output
+    for output in (result.output, again.output):  # both served at one rate: sglang's p90s against chunked's
+        assert "p90 latency against chunked at the same rate" in output
 
 
 def test_repeat_spread_of_hand_made_summaries():
