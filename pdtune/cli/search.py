@@ -76,5 +76,5 @@ def search(
         verdict = "beats" if best["score"] > adaptive["score"] else (
             "ties" if best["score"] == adaptive["score"] else "does not beat")
         console.print(f"best static plan {verdict} the adaptive policy (attainment {best['attainment']:.1%} vs "
-                      f"{adaptive['attainment']:.1%}, headroom {best['headroom']:+.0%} vs {adaptive['headroom']:+.0%}); "
+                      f"{adaptive['attainment']:.1%}, headroom {best['headroom']:+.1%} vs {adaptive['headroom']:+.1%}); "
                       f"saved {path} (use it with --config) and its trials CSV")

@@ -392,7 +392,7 @@ def test_bench_cli_compares_modes_and_saves_results(tmp_path):
     again = runner.invoke(app, ["report", str(out)])
     assert again.exit_code == 0 and "pdmux:sglang" in again.output
     for output in (result.output, again.output):  # both served at one rate: sglang's p90s against chunked's
-        assert "p90 latency against chunked at the same rate" in output
+        assert "p90 latency (ms) against chunked at the same rate" in output
 
 
 def test_repeat_spread_of_hand_made_summaries():
