@@ -49,9 +49,8 @@ class LiveBenchProgress:
             self.live.stop()
 
 
-def _ms(d: dict, key: str) -> str:
-    v = d[key]
-    return "-" if v != v else f"{v * 1e3:,.1f}"
+def _ms(seconds: float) -> str:
+    return "-" if seconds != seconds else f"{seconds * 1e3:,.1f}"
 
 
 def _rate(rate: float | None) -> str:
@@ -77,7 +76,7 @@ def bench_table(report: dict, title: str | None = None) -> Table:
     ]
     for metric in ("ttft_s", "tpot_s", "itl_s", "e2e_s"):
         for q in ("p50", "p90", "p99"):
-            rows.append((f"{metric[:-2].upper()} {q} (ms)", lambda s, m=metric, q=q: _ms(s[m], q)))
+            rows.append((f"{metric[:-2].upper()} {q} (ms)", lambda s, m=metric, q=q: _ms(s[m][q])))
     if runs and "slo_attainment" in runs[0]:
         rows.append((f"SLO attainment ({runs[0]['slo']})", lambda s: f"{s['slo_attainment']:.1%}"))
     if runs and "slo_misses" in runs[0]:  # results saved before the breakdown lack it
@@ -121,7 +120,7 @@ def repeat_lines(report: dict) -> list[str]:
     for mode, row in report.get("repeatability", {}).items():
         parts = []
         for metric, name in (("ttft_s", "TTFT"), ("tpot_s", "TPOT")):
-            p90 = " / ".join(_ms({"p90": x}, "p90") for x in row[metric]["p90"])
+            p90 = " / ".join(_ms(x) for x in row[metric]["p90"])
             spread = row[metric]["spread"]
             changes = [c for c in row[metric].get("median_change", []) if c is not None]  # saved before: absent
             drift = f"; median request {', '.join(f'{c:+.1%}' for c in changes)} in later runs" if changes else ""
@@ -230,6 +229,6 @@ def against_baseline_table(report: dict, baseline: str = "chunked") -> Table | N
         at_goodput = bound == "" and abs(r["rate"] - carried) < 1e-6  # a measured goodput, not a bound
         rate = f"{r['rate']:.2f}{f' ({baseline} goodput)' if at_goodput else ''}"
         met = "-" if r["slo_attainment"] is None else f"{r['slo_attainment']:.1%}{'*' if r['stopped_early'] else ''}"
-        table.add_row(rate, escape(r["mode"]), met, _ms({"p90": r["ttft_p90_s"]}, "p90"), _change(r["ttft_p90_change"]),
-                      _ms({"p90": r["tpot_p90_s"]}, "p90"), _change(r["tpot_p90_change"]))
+        table.add_row(rate, escape(r["mode"]), met, _ms(r["ttft_p90_s"]), _change(r["ttft_p90_change"]),
+                      _ms(r["tpot_p90_s"]), _change(r["tpot_p90_change"]))
     return table

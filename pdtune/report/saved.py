@@ -8,8 +8,8 @@ from collections import Counter
 from dataclasses import MISSING, asdict, fields
 
 from pdtune.bench.runner import load_bench
-from pdtune.bench.summary import (against_baseline, backlog_exceeds_ttft, failing_text, goodput_bound, goodput_ratio_text,
-                                  partial_goodput)
+from pdtune.bench.summary import (against_baseline, backlog_exceeds_ttft, failing_text, goodput_bound,
+                                  goodput_ratio_text, partial_goodput)
 from pdtune.config import EngineConfig, prefill_jump_name
 from pdtune.errors import InputFileError
 from pdtune.perf.perf_model import KIND as PERF_MODEL_KIND

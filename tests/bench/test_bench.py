@@ -229,7 +229,8 @@ def test_each_mode_is_compared_with_chunked_at_the_rates_both_served(tmp_path):
 
     summaries = [_latency_run("chunked", 8.75, 1.12, 0.0275), _latency_run("chunked", 8.75, 1.10, 0.0270),
                  _latency_run("pdmux", 8.75, 0.837, 0.0183, 0.987), _latency_run("chunked", 9.125, 1.18, 0.030),
-                 _latency_run("pdmux", 13.5, 1.79, 0.026), _latency_run("pdmux:sglang", 9.125 + 1e-9, 0.5, float("nan"))]
+                 _latency_run("pdmux", 13.5, 1.79, 0.026),
+                 _latency_run("pdmux:sglang", 9.125 + 1e-9, 0.5, float("nan"))]
     rows = against_baseline(summaries)
     assert [(r["rate"], r["mode"]) for r in rows] == [
         (8.75, "chunked"), (8.75, "chunked"), (8.75, "pdmux"), (9.125, "chunked"), (9.125 + 1e-9, "pdmux:sglang")]
@@ -249,7 +250,8 @@ def test_each_mode_is_compared_with_chunked_at_the_rates_both_served(tmp_path):
     assert against_baseline_table({"summaries": summaries[4:5]}) is None  # pdmux alone at 13.5
     paths = save_combined(dict(report, runs=[], config={}), str(tmp_path))
     saved = pd.read_csv(paths[2])
-    assert list(saved["mode"]) == [r["mode"] for r in rows] and saved["tpot_p90_change"][2] == pytest.approx(-0.3284, abs=1e-4)
+    assert list(saved["mode"]) == [r["mode"] for r in rows]
+    assert saved["tpot_p90_change"][2] == pytest.approx(-0.3284, abs=1e-4)
 
 
 def test_report_gives_no_goodput_for_results_served_at_different_slos():
