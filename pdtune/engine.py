@@ -156,6 +156,13 @@ class Engine:
         config = dataclasses.replace(self.config, **{f: getattr(wanted, f) for f in PLANNER_FIELDS})
         self.config = self.stepper.config = self.stepper.planner.config = config
 
+    def tag_trace(self, **tags) -> None:
+        """Tags the pdmux trace's rows from here on (a tag set to None is dropped): runs that
+        share one engine, and so its `--trace` file, stay apart in it. Other modes keep no trace."""
+        planner = getattr(self.stepper, "planner", None)
+        if planner is not None:
+            planner.trace_tags = {k: v for k, v in {**planner.trace_tags, **tags}.items() if v is not None}
+
     def planner_inputs(self) -> dict | None:
         """What the pdmux planner predicts from (None in other modes): its settings (a mode's own,
         which a shared engine switches), the granted partitions, the source of each one's priors

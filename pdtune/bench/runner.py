@@ -111,6 +111,7 @@ def serve_workload(engine: Engine, label: str, workload: Workload, cfg: BenchCon
     stall the warm-up or the memory plan should have spared it), and its prefill FLOPs and the
     GPUs' matmul rate, from which the summary finds the run's prefill ceiling."""
     engine.reset_counters()
+    engine.tag_trace(run=label, rate=rate)
     compiled_before, allocs_before = compiled_variants(), allocator_counts()
     if cfg.concurrency:
         result = serve_closed_loop(engine, workload.requests, cfg.concurrency, progress)
@@ -176,6 +177,7 @@ def warm_up(engine: Engine, workload: Workload, n: int) -> None:
     by one, two steps apart (a prefill alone, then beside the decode of those before it), then the
     longest prompt (whose chunks attend to a cached prefix, a kernel variant short prompts never
     reach) beside them all. `serve_workload` counts what still compiles in a timed run."""
+    engine.tag_trace(run="warm-up", rate=None)
     longest = max(workload.requests, key=lambda r: len(r.prompt_token_ids), default=None)
     for req in workload.requests[:n] + ([longest] if longest is not None else []):
         try:

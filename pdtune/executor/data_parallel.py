@@ -43,8 +43,8 @@ def _drain(inbox, outbox, index: int, engine, block: bool) -> bool:
                 aborted = engine.abort_waiting()
                 if aborted:  # reported like finished requests, so the front end's in_flight stays right
                     outbox.put(_step_report(index, engine, aborted))
-            elif isinstance(msg, dict):  # a pdmux plan, checked by the front end
-                engine.set_pdmux_plan(**msg)
+            elif isinstance(msg, dict):  # a call on the engine: a pdmux plan (checked by the front end), trace tags
+                getattr(engine, msg.pop("call"))(**msg)
             else:
                 request_id, prompt, params, arrival = msg
                 engine.add_request(prompt, params, request_id, arrival)
@@ -63,6 +63,7 @@ def _replica(index: int, config: EngineConfig, inbox, outbox) -> None:
     except PdtuneError as exc:
         outbox.put(("failed", index, str(exc)))
         return
+    engine.tag_trace(replica=index)  # the replicas append to one trace file
     outbox.put(("ready", index, engine.num_kv_blocks, engine.max_model_len, engine.ceilings))
     while _drain(inbox, outbox, index, engine, block=not engine.has_unfinished()):
         if engine.has_unfinished():
@@ -194,7 +195,12 @@ class DataParallelEngine:
         afterwards run under the new plan."""
         self.config = pdmux_plan_config(self.config, policy, split, gang, prefill_tokens)
         for inbox in self.inboxes:
-            inbox.put(dict(policy=policy, split=split, gang=gang, prefill_tokens=prefill_tokens))
+            inbox.put(dict(call="set_pdmux_plan", policy=policy, split=split, gang=gang, prefill_tokens=prefill_tokens))
+
+    def tag_trace(self, **tags) -> None:
+        """Tags every replica's trace rows from here on (see Engine.tag_trace)."""
+        for inbox in self.inboxes:
+            inbox.put(dict(call="tag_trace", **tags))
 
     def planner_inputs(self) -> dict | None:
         """The front end holds no planner; each replica's stays in its process (not reported)."""

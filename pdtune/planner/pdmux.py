@@ -163,6 +163,7 @@ class PdmuxPlanner:
         self.prefill_alone = next(p for p in partitions if not p.decode_sms)
         self.decode_alone = next(p for p in partitions if not p.prefill_sms)
         self.trace = _open_trace(config.trace_path) if config.trace_path else None
+        self.trace_tags: dict = {}  # written into every trace row: which run (bench mode, rate) and replica
         self.num_steps = 0
 
     def _static_partition(self) -> Partition:
@@ -405,6 +406,6 @@ class PdmuxPlanner:
                "predicted_decode_ms": decision.predicted_decode_ms, "measured_decode_ms": measured_decode_ms,
                "predicted_prefill_ms": decision.predicted_prefill_ms, "measured_prefill_blocks_ms": measured_prefill_ms or [],
                "decode_budget_ms": decision.decode_budget_ms,
-               "host_ms": self.predictor.host_ms}
+               "host_ms": self.predictor.host_ms, **self.trace_tags}
         self.trace.write(json.dumps(row) + "\n")
         self.trace.flush()

@@ -528,7 +528,9 @@ def test_a_pdmux_run_records_what_its_planner_predicted_from(tmp_path):
     assert planner["rates_measured"] is False and planner["copy_bytes_per_s"] > 1e12  # CPU: the simulated H100
 
 
-def test_pdmux_policies_share_one_engine_and_other_modes_build_their_own(monkeypatch):
+def test_pdmux_policies_share_one_engine_and_other_modes_build_their_own(tmp_path, monkeypatch):
+    import itertools
+
     from pdtune.bench import runner as bench_runner
     from pdtune.bench.runner import BenchConfig, run_bench
     from pdtune.config import EngineConfig
@@ -549,7 +551,8 @@ def test_pdmux_policies_share_one_engine_and_other_modes_build_their_own(monkeyp
 
     monkeypatch.setattr(bench_runner, "make_engine", make_engine)
     monkeypatch.setattr(bench_runner, "serve_workload", serve_workload)
-    engine = EngineConfig(model="tiny", load_format="dummy", num_kv_blocks=64)
+    trace = tmp_path / "trace.jsonl"
+    engine = EngineConfig(model="tiny", load_format="dummy", num_kv_blocks=64, trace_path=str(trace))
     cfg = BenchConfig(engine, ("pdmux", "pdmux:sglang", "pdmux:eager-prefill", "chunked"), "random", 4, 50.0,
                       max_prompt_len=24, max_output_len=3, slo=parse_slo("ttft=5s,tpot=1s"), warmup_requests=1)
     report = run_bench(cfg)
@@ -557,6 +560,12 @@ def test_pdmux_policies_share_one_engine_and_other_modes_build_their_own(monkeyp
     assert built == ["pdmux", "pdmux eager", "chunked"]  # pdmux:sglang switched the first engine's planner
     assert served == [("pdmux", "adaptive", "adaptive"), ("pdmux:sglang", "sglang", "sglang"),
                       ("pdmux:eager-prefill", "adaptive", "adaptive"), ("chunked", "adaptive", None)]
+    # the pdmux runs share one trace file; each row says which run (and rate) made it
+    rows = [json.loads(line) for line in trace.read_text().splitlines()]
+    assert [run for run, _ in itertools.groupby(r["run"] for r in rows)] == [
+        "warm-up", "pdmux", "warm-up", "pdmux:sglang", "warm-up", "pdmux:eager-prefill"]
+    assert {r.get("rate") for r in rows if r["run"] != "warm-up"} == {50.0}
+    assert not any("rate" in r for r in rows if r["run"] == "warm-up")
     pdmux = EngineConfig(mode="pdmux")
     assert switches_plan_to(pdmux, EngineConfig(mode="pdmux", pdmux_policy="static", pdmux_static_split=(96, 36),
                                                 pdmux_gang=2))

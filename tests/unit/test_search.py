@@ -65,9 +65,11 @@ def test_each_trial_runs_the_split_and_gang_it_suggested(first_search):
     rows = [json.loads(line) for line in trace.read_text().splitlines()]
     study = optuna.load_study(study_name="s", storage=cfg.storage)
     splits = set()
+    runs = [r["run"] for r in rows]  # each row tagged with the run that made it
+    assert runs[0] == "warm-up" and runs[-1] == "adaptive" and set(runs) == {
+        "warm-up", "adaptive", *(f"trial {t.number}" for t in study.trials)}
     for trial in study.trials:
-        start, end = trial.datetime_start.timestamp(), trial.datetime_complete.timestamp()
-        beside = [r for r in rows if start <= r["t"] <= end and r["decode_batch"] and r["gang"]
+        beside = [r for r in rows if r["run"] == f"trial {trial.number}" and r["decode_batch"] and r["gang"]
                   and r["prefill_tokens"]]  # prefill blocks beside a decode step: the static plan's steps
         assert beside, f"trial {trial.number} ran no prefill beside decode"
         p, d = map(int, trial.params["split"].split("/"))
@@ -179,6 +181,7 @@ def test_a_plan_set_on_data_parallel_replicas_reaches_each_planner(tmp_path):
     rows = [json.loads(line) for line in trace.read_text().splitlines()]
     beside = [r for r in rows if r["decode_batch"] and r["gang"] and r["prefill_tokens"]]
     assert beside and {(r["split"], r["gang"]) for r in beside} == {("80/52", 2)}
+    assert {r["replica"] for r in rows} == {0, 1}  # each row says which replica planned it
 
 
 def test_ties_on_attainment_go_to_the_plan_with_more_headroom_and_never_outrank_a_request():
