@@ -13,11 +13,15 @@ from pdtune.bench.summary import (against_baseline, backlog_exceeds_ttft, failin
 from pdtune.config import EngineConfig, prefill_jump_name
 from pdtune.errors import InputFileError
 from pdtune.perf.perf_model import KIND as PERF_MODEL_KIND
+from pdtune.report.trace_report import is_trace, read_trace
 from pdtune.slo import parse_slo
 
 
-def load_saved(path: str) -> tuple[str, dict]:
-    """("bench" | "search" | "profile", its data); anything else is a clear error naming the file."""
+def load_saved(path: str) -> tuple[str, dict | list]:
+    """("bench" | "search" | "profile" | "trace", its data; a trace's rows); anything else is a
+    clear error naming the file."""
+    if is_trace(path):
+        return "trace", read_trace(path)
     if os.path.isfile(path) and path.endswith(".json"):
         try:
             with open(path) as f:
