@@ -134,6 +134,7 @@ class StepDecision:
     predicted_decode_ms: float | None
     predicted_prefill_ms: float | None
     decode_budget_ms: float | None = None  # what the adaptive policy planned decode within
+    host_ms: float = 0.0  # the host's time per step the plan allowed for (learned on between steps)
 
 
 def _open_trace(path: str):
@@ -204,6 +205,15 @@ class PdmuxPlanner:
         runs that block alone and decode waits. While a prefill block still waits behind the running
         one (`prefill_queued`: a layer can outlast a decode step), the step launches no layers, so
         the prefill stream stays within two blocks of the plan."""
+        decision = self._decide(decode_batch, context_tokens, prefill, remaining_layers, prefill_slack, budget_ms,
+                                prefill_queued)
+        decision.host_ms = self.predictor.host_ms  # the trace row, written a step later, shows what was planned with
+        return decision
+
+    def _decide(self, decode_batch: int, context_tokens: int, prefill: PrefillShape, remaining_layers: int,
+                prefill_slack: Callable[[], float] | None, budget_ms: float | None,
+                prefill_queued: bool) -> StepDecision:
+        """`decide` before the host time it planned with is noted."""
         pred = self.predictor
         if not remaining_layers:
             part = self.decode_alone
@@ -406,6 +416,6 @@ class PdmuxPlanner:
                "predicted_decode_ms": decision.predicted_decode_ms, "measured_decode_ms": measured_decode_ms,
                "predicted_prefill_ms": decision.predicted_prefill_ms, "measured_prefill_blocks_ms": measured_prefill_ms or [],
                "decode_budget_ms": decision.decode_budget_ms,
-               "host_ms": self.predictor.host_ms, **self.trace_tags}
+               "host_ms": decision.host_ms, **self.trace_tags}
         self.trace.write(json.dumps(row) + "\n")
         self.trace.flush()

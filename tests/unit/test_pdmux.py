@@ -281,8 +281,8 @@ def test_the_engine_plans_pdmux_decode_within_the_pace_budget(tmp_path):
     assert row["decode_budget_ms"] + row["host_ms"] > 50.0
 
 
-def test_the_host_time_of_a_step_counts_against_the_tpot_budget():
-    p = planner(slo_tpot_ms=8.0)
+def test_the_host_time_of_a_step_counts_against_the_tpot_budget(tmp_path):
+    p = planner(slo_tpot_ms=8.0, trace_path=str(tmp_path / "trace.jsonl"))
     alone = p.decide(8, 8 * 1024, P4096, 32)
     assert alone.predicted_decode_ms <= 8.0
     # steps whose wall time is 4 ms over their decode: decode must fit in about 4 ms now
@@ -292,6 +292,11 @@ def test_the_host_time_of_a_step_counts_against_the_tpot_budget():
     moved = p.decide(8, 8 * 1024, P4096, 32)
     assert moved.partition.decode_sms > alone.partition.decode_sms
     assert moved.predicted_decode_ms <= 4.0 or moved.partition is p.mixed[-1]
+    # each decision keeps the host time it planned with, though the next step's wall time moves it on
+    assert (alone.host_ms, moved.host_ms) == (0.0, pytest.approx(4.0, rel=1e-3))
+    p.predictor.observe_step_wall(moved.predicted_decode_ms + 40.0, moved.predicted_decode_ms)
+    p.record(moved, 8, 4096, moved.predicted_decode_ms)  # with overlap, a step's row is written after the next began
+    assert json.loads((tmp_path / "trace.jsonl").read_text())["host_ms"] == moved.host_ms != p.predictor.host_ms
 
 
 def test_layer_times_are_learned_per_token_bucket_and_ignore_one_stalled_block():
