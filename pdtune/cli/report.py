@@ -41,14 +41,14 @@ def report(
         if rescored is not None:
             loaded = [(path, kind, rescore(data, rescored) if kind == "bench" else data) for path, kind, data in loaded]
         benches = [(path, data) for path, kind, data in loaded if kind == "bench"]
-        traces = [(path, summarize_trace(data)) for path, kind, data in loaded if kind == "trace"]
+        traces = {path: summarize_trace(data) for path, kind, data in loaded if kind == "trace"}
         for file, kind, data in loaded:
             if kind == "profile":
                 console.print(profile_table(data))
             elif kind == "search":
                 console.print(search_table(data))
             elif kind == "trace":
-                console.print(trace_table(dict(traces)[file], file))
+                console.print(trace_table(traces[file], file))
             else:
                 console.print(*bench_tables(data, console.width, title=file))
                 if data.get("goodput"):

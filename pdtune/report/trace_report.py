@@ -127,13 +127,13 @@ def trace_table(summaries: list[TraceRunSummary], title: str) -> Table:
     return table
 
 
-def save_trace_summaries(traces: list[tuple[str, list[TraceRunSummary]]], out_dir: str) -> str:
+def save_trace_summaries(traces: dict[str, list[TraceRunSummary]], out_dir: str) -> str:
     """trace-summary.csv: a row per trace and run (its splits as "P/D:steps" by use)."""
     import pandas as pd
 
     os.makedirs(out_dir, exist_ok=True)
     path = os.path.join(out_dir, "trace-summary.csv")
     rows = [{"trace": trace, **asdict(s), "splits": " ".join(f"{name}:{count}" for name, count in s.splits)}
-            for trace, summaries in traces for s in summaries]
+            for trace, summaries in traces.items() for s in summaries]
     pd.DataFrame(rows).to_csv(path, index=False)
     return path
