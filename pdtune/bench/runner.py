@@ -14,7 +14,7 @@ import torch
 
 from pdtune.bench.serve import Progress, RunResult, serve_closed_loop, serve_open_loop
 from pdtune.bench.summary import (GoodputResult, attainment, fell_behind, find_goodput, partial_goodput,
-                                  records_prefill_flops, repeat_spread, summarize_run)
+                                  records_prefill_flops, repeat_spread, summarize_run, swept_goodput)
 from pdtune.config import EngineConfig, read_engine_settings
 from pdtune.engine import PLANNER_FIELDS, Engine, make_engine, switches_plan_to
 from pdtune.errors import InputFileError, InvalidRequestError, PdtuneError
@@ -37,7 +37,7 @@ class BenchConfig:
     modes: tuple[str, ...]  # "chunked", "pdmux"; "pdmux:sglang" picks a policy, "chunked:512" a chunk size
     workload: str  # generator name, shipped trace name, or a file (saved workload or trace)
     num_requests: int = 200
-    rate: float | None = None  # open loop, requests/s; None replays the trace's own times
+    rate: float | tuple[float, ...] | None = None  # open loop, requests/s (several: a sweep); None: the trace's times
     burstiness: float = 1.0  # 1 is Poisson; gamma arrivals otherwise
     concurrency: int | None = None  # closed loop with this many users instead
     time_scale: float = 1.0
@@ -52,6 +52,18 @@ class BenchConfig:
     warmup_requests: int = 8
     save_workload: str | None = None  # also write the generated workload here (replay it with workload=PATH)
     repeat: int = 1  # serve the same timed workload this many times per mode (not with goodput)
+
+    def __post_init__(self) -> None:
+        if len(self.rates) > 1 and (self.goodput or self.concurrency or self.repeat > 1):
+            raise PdtuneError("several rates are a sweep of their own: they do not combine with a goodput search, "
+                              "a closed loop (concurrency) or repeats")
+        if any(r is not None and not r > 0 for r in self.rates):
+            raise PdtuneError(f"request rates must be positive, got {self.rate}")
+
+    @property
+    def rates(self) -> tuple[float | None, ...]:
+        """The rates each mode is served at, in order; (None,) replays the trace's own times."""
+        return tuple(self.rate) if isinstance(self.rate, (tuple, list)) else (self.rate,)
 
 
 def build_workload(cfg: BenchConfig, vocab_size: int, tokenizer) -> Workload:
@@ -231,7 +243,7 @@ def run_bench(cfg: BenchConfig, progress_factory=None, out_dir: str | None = Non
         if workload is None:
             workload = build_workload(cfg, engine.vocab_size, engine.tokenizer)
             if cfg.save_workload:
-                save_workload(timed(workload, cfg, cfg.rate), cfg.save_workload)
+                save_workload(timed(workload, cfg, cfg.rates[0]), cfg.save_workload)
         warm_up(engine, workload, cfg.warmup_requests)
         progress = progress_factory(label) if progress_factory else None
         if cfg.goodput:
@@ -248,13 +260,20 @@ def run_bench(cfg: BenchConfig, progress_factory=None, out_dir: str | None = Non
                     save_bench(_report(cfg, workload, runs, goodputs), out_dir)
                 return points[-1][1:]
 
-            start = cfg.rate or max(0.1, len(workload) / max(workload.duration, 1e-9) / 4)
+            start = cfg.rates[0] or max(0.1, len(workload) / max(workload.duration, 1e-9) / 4)
             gp: GoodputResult = find_goodput(attainment_at, start, cfg.attainment_target, cfg.goodput_iterations,
                                              bracket=cfg.goodput_bracket)
             goodputs[label] = dataclasses.asdict(gp)
         else:
-            for _ in range(cfg.repeat):
-                runs.append(serve_workload(engine, label, timed(workload, cfg, cfg.rate), cfg, cfg.rate, progress))
+            for rate in cfg.rates:
+                for _ in range(cfg.repeat):
+                    runs.append(serve_workload(engine, label, timed(workload, cfg, rate), cfg, rate, progress))
+                if len(cfg.rates) > 1 and out_dir is not None:  # a sweep cut short keeps the rates it served
+                    save_bench(_report(cfg, workload, runs, goodputs), out_dir)
+            if len(cfg.rates) > 1 and cfg.slo is not None:  # a sweep: the goodput its rates establish
+                served = [(r.rate, attainment(r, cfg.slo), False, fell_behind(r.records, cfg.slo))
+                          for r in runs if r.mode == label]
+                goodputs[label] = swept_goodput(served, cfg.attainment_target)
         if out_dir is not None:
             save_bench(_report(cfg, workload, runs, goodputs), out_dir)
     engine.close()

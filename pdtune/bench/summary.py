@@ -304,6 +304,12 @@ def partial_goodput(points: list[tuple], target: float,
     return GoodputResult(good, target, list(points), failing, complete=False, bracket=bracket)
 
 
+def swept_goodput(points: list[tuple], target: float) -> dict:
+    """The goodput a finished set of runs at chosen rates establishes (a rate sweep, or single
+    runs joined from several results), as saved results hold it."""
+    return asdict(partial_goodput(points, target)) | {"complete": True}
+
+
 def find_goodput(attainment_at: Callable[[float], tuple[float, bool, bool]], start_rate: float, target: float = 0.9,
                  iterations: int = 5, max_doublings: int = 8,
                  bracket: tuple[float, float] | None = None) -> GoodputResult:

@@ -25,13 +25,27 @@ def _parse_bracket(text: str) -> tuple[float, float]:
     return good, bad
 
 
+def _parse_rates(text: str) -> float | tuple[float, ...]:
+    """One rate, or several (a sweep: every mode at each, on one engine per mode)."""
+    from pdtune.errors import PdtuneError
+
+    try:
+        rates = tuple(float(x) for x in text.split(","))
+    except ValueError:
+        raise PdtuneError(f"--rate {text!r}: expected a rate in req/s or several comma-separated, e.g. 8,10,12") from None
+    return rates[0] if len(rates) == 1 else rates
+
+
 def bench(
     workload: Annotated[str, typer.Option(help="Generator (sharegpt, loogle, mooncake-conversation, toolagent, "
                                                "openthoughts, random), shipped trace (azure-code, azure-conv, "
                                                "mooncake-conversation, mooncake-synthetic) or a file.")] = "sharegpt",
     mode: Annotated[str, typer.Option("--mode", help="Modes to compare, comma-separated.")] = "chunked,pdmux",
     num_requests: Annotated[int, typer.Option(help="Requests in the workload.")] = 200,
-    rate: Annotated[Optional[float], typer.Option(help="Open-loop request rate (req/s); default: the trace's times.")] = None,
+    rate: Annotated[Optional[str], typer.Option(
+        help="Open-loop request rate (req/s); several comma-separated serve every mode at each, in order, on one "
+             "engine per mode (a sweep: attainment vs rate, and the goodput its rates establish); default: the "
+             "trace's times.")] = None,
     burstiness: Annotated[float, typer.Option(help="Gamma shape of arrival gaps; 1 is Poisson.")] = 1.0,
     concurrency: Annotated[Optional[int], typer.Option(help="Closed loop with this many users instead.")] = None,
     time_scale: Annotated[float, typer.Option(help="Trace replay: multiply recorded times by this.")] = 1.0,
@@ -121,12 +135,14 @@ def bench(
         if given and not any(m.partition(":")[0] == "pdmux" for m in modes):
             verb = "applies" if len(given) == 1 else "apply"
             raise PdtuneError(f"{', '.join(given)} {verb} only to pdmux modes; --mode {mode} has none")
-        cfg = BenchConfig(engine, modes, workload, num_requests, rate, burstiness, concurrency, time_scale, seed,
+        rates = _parse_rates(rate) if rate is not None else None
+        cfg = BenchConfig(engine, modes, workload, num_requests, rates, burstiness, concurrency, time_scale, seed,
                           max_prompt_len, max_output_len, parsed_slo, goodput, attainment, goodput_iterations,
                           bracket, save_workload=save_workload, repeat=repeat)
         folder = out or os.path.join("results", f"bench-{os.path.basename(workload)}-{time.strftime('%Y%m%d-%H%M%S')}")
         report = run_bench(cfg, lambda m: LiveBenchProgress(console, m), out_dir=folder)
-        console.print(*([goodput_table(report)] if goodput else bench_tables(report, console.width)))
+        tables = [] if goodput else bench_tables(report, console.width)  # a goodput search: its probes' table
+        console.print(*tables, *([goodput_table(report)] if report["goodput"] else []))
         against = against_baseline_table(report)
         if against is not None:
             console.print(against)

@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 import os
 from collections import Counter
-from dataclasses import MISSING, asdict, fields
+from dataclasses import MISSING, fields
 
 from pdtune.bench.runner import load_bench
 from pdtune.bench.summary import (against_baseline, backlog_exceeds_ttft, failing_text, goodput_bound,
-                                  goodput_ratio_text, partial_goodput)
+                                  goodput_ratio_text, swept_goodput)
 from pdtune.config import EngineConfig, prefill_jump_name
 from pdtune.errors import InputFileError
 from pdtune.perf.perf_model import KIND as PERF_MODEL_KIND
@@ -109,7 +109,7 @@ def combine_benches(benches: list[tuple[str, dict]]) -> dict:
             goodput[mode] = found[0]
         else:
             points = sorted(tuple(p) for g in found for p in g["points"])
-            goodput[mode] = asdict(partial_goodput(points, found[0]["target"])) | {"complete": True}
+            goodput[mode] = swept_goodput(points, found[0]["target"])
     return dict(benches[0][1], summaries=summaries, runs=runs, goodput=goodput)
 
 

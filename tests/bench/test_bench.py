@@ -397,6 +397,23 @@ def test_bench_cli_compares_modes_and_saves_results(tmp_path):
         assert "p90 latency (ms) against chunked at the same rate" in output
 
 
+def test_several_rates_serve_every_mode_at_each_and_give_the_goodput_they_establish(tmp_path):
+    out = tmp_path / "sweep"
+    result = runner.invoke(app, ["bench", "--workload", "random", "--num-requests", "4", "--rate", "40,20",
+                                 "--mode", "chunked,pdmux:sglang", "--slo", "ttft=5s,tpot=1s", "--max-prompt-len", "32",
+                                 "--max-output-len", "4", "--out", str(out), *TINY], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "bench.json").read_text())
+    assert [(s["mode"], s["rate"]) for s in report["summaries"]] == [
+        ("chunked", 40.0), ("chunked", 20.0), ("pdmux:sglang", 40.0), ("pdmux:sglang", 20.0)]
+    for mode in ("chunked", "pdmux:sglang"):  # every rate met the SLO: the goodput is at least the highest
+        goodput = report["goodput"][mode]
+        assert [p[0] for p in goodput["points"]] == [40.0, 20.0] and goodput["goodput"] == 40.0
+        assert goodput["failing_rate"] is None and goodput["complete"]
+    assert (out / "attainment-vs-rate.png").exists()
+    assert "goodput (ttft=5000ms,tpot=1000ms" in result.output and "p90 latency (ms) against chunked" in result.output
+
+
 def test_repeat_spread_of_hand_made_summaries():
     def run(mode, ttft, tpot):
         return {"mode": mode, "ttft_s": {"p90": ttft}, "tpot_s": {"p90": tpot}}
@@ -449,6 +466,10 @@ def test_bench_repeat_serves_the_same_arrivals_again_and_reports_the_spread(tmp_
     (["--mode", "chunked,sequential", "--dispatch", "edf"], "--dispatch applies only to pdmux modes"),
     (["--mode", "chunked", "--pdmux-prefill-jump", "late", "--trace", "t.jsonl"], "--pdmux-prefill-jump, --trace apply only"),
     (["--mode", "pdmux", "--pdmux-prefill-jump", "soon"], "pdmux prefill jump must be one of"),
+    (["--rate", "2,fast"], "--rate '2,fast': expected a rate"),
+    (["--rate", "2,0"], "request rates must be positive"),
+    (["--rate", "2,4", "--goodput", "--slo", "ttft=1s,tpot=50ms"], "several rates are a sweep of their own"),
+    (["--rate", "2,4", "--repeat", "2"], "several rates are a sweep of their own"),
 ])
 def test_bench_user_errors(tmp_path, args, message):
     bad = tmp_path / "bad.jsonl"
