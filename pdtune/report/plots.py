@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections import Counter
 
 import matplotlib
 
@@ -58,15 +59,25 @@ def _cdf(ax, values, label):
         ax.plot([v * 1e3 for v in values], [(i + 1) / len(values) for i in range(len(values))], label=label)
 
 
-def _last_run_per_mode(report: dict) -> dict[str, dict]:
-    return {run["mode"]: run for run in report["runs"]}
+def runs_to_plot(report: dict) -> dict[str, dict]:
+    """One run per mode for the latency plots, labelled with its load: the mode's last run at the
+    rate the most modes were served at (the highest, on a tie), so the curves compare at one load
+    where they can; a mode never served there shows its last run."""
+    served = {(run["mode"], run.get("rate")) for run in report["runs"] if run.get("rate") is not None}
+    modes_at = Counter(rate for _, rate in served)
+    common = max(modes_at, key=lambda rate: (modes_at[rate], rate), default=None)
+    chosen: dict[str, dict] = {}
+    for run in report["runs"]:
+        if run.get("rate") == common or chosen.get(run["mode"], {}).get("rate") != common:
+            chosen[run["mode"]] = run
+    return {f"{mode} @ {run['rate']:g} req/s" if run.get("rate") else mode: run for mode, run in chosen.items()}
 
 
 def plot_bench(report: dict, out_dir: str) -> list[str]:
     """Latency CDFs per mode, SLO attainment vs rate per mode (goodput sweeps), and a timeline
     of TTFT and TPOT over each mode's run."""
     paths = []
-    runs = _last_run_per_mode(report)
+    runs = runs_to_plot(report)
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for mode, run in runs.items():
         ok = [r for r in run["records"] if r["error"] is None]

@@ -803,6 +803,18 @@ def test_the_attainment_plot_marks_a_probe_that_fell_behind(tmp_path):
     assert ([21.0], [0.97], "x") in drawn  # the failing probe, crossed
 
 
+def test_the_latency_plots_compare_the_modes_at_the_rate_most_of_them_served():
+    from pdtune.report.plots import runs_to_plot
+
+    runs = [{"mode": m, "rate": r, "n": i} for i, (m, r) in enumerate([
+        ("chunked", 8.0), ("chunked", 8.75), ("chunked", 9.125), ("chunked", 8.75), ("pdmux", 8.75), ("pdmux", 13.5),
+        ("sglang", 11.0), ("sglang", 9.9)])]
+    chosen = runs_to_plot({"runs": runs})
+    assert {label: run["n"] for label, run in chosen.items()} == {
+        "chunked @ 8.75 req/s": 3, "pdmux @ 8.75 req/s": 4, "sglang @ 9.9 req/s": 7}  # sglang never ran at 8.75
+    assert list(runs_to_plot({"runs": [{"mode": "chunked", "rate": None}]})) == ["chunked"]  # a trace replay
+
+
 def test_a_sweep_of_many_runs_is_cut_into_tables_that_fit_the_terminal():
     from rich.console import Console
 
