@@ -42,7 +42,7 @@ class TraceRunSummary:
     beside_steps: int  # decode beside prefill layers launched in the same step
     waiting_steps: int  # a mixed split with no layers launched: the block before still ran
     decode_alone_steps: int  # decode on the whole GPU (no prefill left, or prefill paused for TPOT)
-    paused_steps: int  # of those, steps with prefill queued: TTFT slack spent on TPOT
+    paused_steps: int  # of those, with a prefill batch in hand: paused (TTFT slack on TPOT) or in its last block
     prefill_alone_steps: int  # prefill on the whole GPU (nothing decoding, or decode waiting)
     splits: list[tuple[str, int]]  # mixed steps per split (prefill/decode SMs), most used first
     # percentiles are NaN where no step had the figure (no decode, no budget: a policy without one)
@@ -105,7 +105,8 @@ def _num(value: float | None, fmt: str) -> str:
 def trace_table(summaries: list[TraceRunSummary], title: str) -> Table:
     table = Table(title=title, caption="steps: beside = decode with prefill layers launched; waiting = a mixed "
                                        "split, no layers launched (the block before still ran); alone = the "
-                                       "whole GPU (in brackets: while prefill was queued). Decode error: "
+                                       "whole GPU (in brackets: with a prefill batch in hand, paused or in "
+                                       "its last block). Decode error: "
                                        "measured over predicted.")
     for name in ("run", "req/s", "steps", "beside / waiting / decode alone (paused) / prefill alone",
                  "mixed splits (P/D: share)", "decode batch p50 / p90", "decode ms p50 / p90",
