@@ -49,13 +49,21 @@ _ENGINE_DEFAULTS = {f.name: f.default if f.default is not MISSING else f.default
 # Bench settings that vary between runs of one setup: the load and how it was searched.
 _PER_RUN = ("rate", "concurrency", "goodput", "goodput_iterations", "goodput_bracket", "save_workload", "repeat", "modes")
 
+# Engine settings only pdmux reads: a chunked run served beside pdmux modes (given --perf-model for
+# them) is the same setup as one served alone
+_PDMUX_ONLY = tuple(f.name for f in fields(EngineConfig) if f.name.startswith("pdmux_")) + ("dispatch",)
 
-def _setup(data: dict) -> str:
+
+def _setup(data: dict, mode: str) -> str:
     """What makes runs of one mode from two saved results runs of the same setup: the engine and
-    workload configs and the GPU, bar the load, the goodput search and where files were written
-    (a profile is told by its file name; a setting the result predates counts at its default)."""
+    workload configs and the GPU, bar the load, the goodput search, where files were written and,
+    for a mode other than pdmux, the settings only pdmux reads (a profile is told by its file name;
+    a setting the result predates counts at its default)."""
     config = {k: v for k, v in data["config"].items() if k not in _PER_RUN and k != "engine"}
     engine = {**_ENGINE_DEFAULTS, **data["config"].get("engine", {}), "trace_path": None}
+    if not mode.startswith("pdmux"):
+        single = engine.get("data_parallel_size", 1) == 1  # replicas' dispatcher reads the profile too
+        engine = {k: v for k, v in engine.items() if k not in _PDMUX_ONLY and not (single and k == "perf_model")}
     if engine.get("perf_model"):
         engine["perf_model"] = os.path.basename(engine["perf_model"])
     if "pdmux_prefill_jump" in engine:
@@ -79,18 +87,18 @@ def combine_benches(benches: list[tuple[str, dict]]) -> dict:
     alone). A mode served in different setups (two pdmux runs with different flags) gets the
     folder name of each setup's first result, so they stay apart. Results served at different SLOs
     give no goodput together (`report --slo` scores them all against one)."""
-    setup_of = [_setup(data) for _, data in benches]
+    setups = [{s["mode"]: _setup(data, s["mode"]) for s in data["summaries"]} for _, data in benches]
     names: dict[tuple[str, str], str] = {}  # (mode, setup) -> the folder of its first result
-    for (path, data), setup in zip(benches, setup_of):
+    for (path, data), setup in zip(benches, setups):
         for s in data["summaries"]:
-            names.setdefault((s["mode"], setup), _result_name(path))
+            names.setdefault((s["mode"], setup[s["mode"]]), _result_name(path))
     setups_per_mode = Counter(mode for mode, _ in names)
 
-    def label(mode: str, setup: str) -> str:
-        return f"{mode} [{names[(mode, setup)]}]" if setups_per_mode[mode] > 1 else mode
+    def label(mode: str, setup: dict[str, str]) -> str:
+        return f"{mode} [{names[(mode, setup[mode])]}]" if setups_per_mode[mode] > 1 else mode
 
     summaries, runs, sources = [], [], {}
-    for (_, data), setup in zip(benches, setup_of):
+    for (_, data), setup in zip(benches, setups):
         summaries += [dict(s, mode=label(s["mode"], setup)) for s in data["summaries"]]
         runs += [dict(r, mode=label(r["mode"], setup)) for r in data["runs"]]
         swept = data.get("goodput", {})

@@ -193,6 +193,21 @@ def test_report_joins_runs_of_one_setup_at_several_rates_into_one_goodput():
     assert combine_benches([("up", sweep)])["goodput"]["pdmux"]["bracket"] == [10.8, 14.4]
 
 
+def test_a_chunked_run_beside_pdmux_modes_joins_one_served_alone_but_pdmux_settings_part_pdmux_runs():
+    from pdtune.report.saved import combine_benches
+
+    one_command = _saved_single_run("chunked", 8.75, 0.96, perf_model="p/profile.json", pdmux_decode_target=0.8)
+    one_command["summaries"].append(dict(one_command["summaries"][0], mode="pdmux"))
+    one_command["runs"].append({"mode": "pdmux"})
+    combined = combine_benches([("alone", _saved_single_run("chunked", 9.125, 0.897)),
+                                ("pdmux", _saved_single_run("pdmux", 8.75, 0.99)), ("all", one_command)])
+    assert [s["mode"] for s in combined["summaries"]] == ["chunked", "pdmux [pdmux]", "chunked", "pdmux [all]"]
+    assert [p[0] for p in combined["goodput"]["chunked"]["points"]] == [8.75, 9.125]
+    replicas = _saved_single_run("chunked", 8.75, 0.96, perf_model="p/profile.json", data_parallel_size=2)
+    alone = _saved_single_run("chunked", 9.125, 0.897, data_parallel_size=2)
+    assert len(combine_benches([("a", alone), ("r", replicas)])["goodput"]) == 2  # their dispatcher reads it
+
+
 def test_report_saves_the_joined_runs_and_goodputs_as_csv_and_json(tmp_path):
     import pandas as pd
 
