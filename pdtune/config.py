@@ -8,7 +8,7 @@ DEFAULT_MODEL = "smollm2-135m-instruct"
 MODES = ("sequential", "chunked", "pdmux")
 PDMUX_POLICIES = ("adaptive", "static", "sglang")
 DISPATCH_ORDERS = ("edf", "fcfs", "fewest-misses")
-PREFILL_JUMPS = ("off", "late", "shorter")
+PREFILL_JUMPS = ("off", "late", "shorter", "spare")
 
 
 def prefill_jump_name(value: str | bool) -> str:
@@ -62,7 +62,9 @@ class EngineConfig:
     # layer boundary (the overtaken prefill keeps its hidden state and resumes after), when the
     # overtaken keeps the TTFT slack for it: "late", the head of the queue when it would miss its
     # TTFT behind; "shorter", the shortest waiting prefill when it is at most a quarter of what
-    # remains (shortest remaining time first, for TTFT below the SLO); "off"
+    # remains (shortest remaining time first, for TTFT below the SLO); "spare", "shorter" only while
+    # every queued prefill keeps `pdmux_spare_slack_share` of its TTFT SLO (as the spare decode
+    # target: under load the long prompts overtaken would fall behind); "off"
     pdmux_prefill_jump: str = "off"
     # pdmux adaptive: decode steps are planned to take at most this share of the TPOT SLO. Below 1,
     # decode gets SMs beyond the least that just meet the SLO: requests then finish sooner and the

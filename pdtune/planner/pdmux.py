@@ -288,8 +288,8 @@ class PdmuxPlanner:
 
     def jump_candidate(self, scheduler: Scheduler) -> Sequence:
         """The waiting request that may jump ahead: the head of the dispatch order ("late"), or
-        the one with the shortest predicted prefill ("shorter")."""
-        if self.config.pdmux_prefill_jump != "shorter":
+        the one with the shortest predicted prefill ("shorter", "spare")."""
+        if self.config.pdmux_prefill_jump == "late":
             return scheduler.waiting[0]
         return min(scheduler.waiting, key=lambda s: self._prefill_of(scheduler, s, self.mixed[-1])[1])
 
@@ -299,7 +299,8 @@ class PdmuxPlanner:
         flight (the paper's "let a shorter prefill go first" at a layer boundary): it meets its
         TTFT going first, the prefill it overtakes keeps enough TTFT slack to absorb it, and, with
         `pdmux_prefill_jump` "late", it is shorter than what remains and would miss its TTFT
-        behind it; with "shorter", it takes at most `SHORTER_JUMP_SHARE` of what remains."""
+        behind it; with "shorter", it takes at most `SHORTER_JUMP_SHARE` of what remains; with
+        "spare", so too, while the queue keeps `pdmux_spare_slack_share` of its TTFT SLO."""
         pred, part = self.predictor, self.mixed[-1]
         own_ms = self._prefill_of(scheduler, seq, part)[1]
         behind_ms = pred.layer_ms(part, in_flight) * remaining_layers
@@ -307,7 +308,11 @@ class PdmuxPlanner:
         overtaken_slack_ms = self.prefill_slack_ms(earliest_arrival, in_flight, remaining_layers, now)
         if own_ms > deadline_ms or overtaken_slack_ms < own_ms:
             return False
-        if self.config.pdmux_prefill_jump == "shorter":
+        if self.config.pdmux_prefill_jump == "spare":
+            spare_ms = self.config.pdmux_spare_slack_share * self.config.slo_ttft_ms
+            if self.queue_slack_ms(scheduler, in_flight, remaining_layers, earliest_arrival, now) < spare_ms:
+                return False
+        if self.config.pdmux_prefill_jump in ("shorter", "spare"):
             return own_ms <= SHORTER_JUMP_SHARE * behind_ms
         return own_ms < behind_ms and deadline_ms < behind_ms + own_ms
 

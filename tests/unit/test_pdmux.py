@@ -640,6 +640,15 @@ def test_the_shortest_waiting_prefill_jumps_when_it_is_a_quarter_of_what_remains
     assert jumper([12000]) is None  # more than a quarter of what remains
     assert jumper([256], overtaken_waited_s=2.0 - behind_ms / 1e3 - 0.001) is None  # no slack to give
     assert tiny(pdmux_prefill_jump=True).engine.config.pdmux_prefill_jump == "late"  # configs from when it was a switch
+    # "spare": the same jump while the queue keeps half its TTFT slack, none once it is used up
+    p = planner(slo_ttft_ms=2000.0, pdmux_prefill_jump="spare")
+    assert jumper([2000, 256]) == 256
+    assert jumper([8000, 256, 2000]) is None  # behind the 8000 tokens the queue keeps under 1 s of its 2
+    overtaken_slack_s = 2.0 - behind_ms / 1e3  # the batch in flight's slack when it has just arrived
+    assert jumper([256], overtaken_waited_s=overtaken_slack_s - 1.1) == 256  # 1.1 s left of 2: jumps
+    assert jumper([256], overtaken_waited_s=overtaken_slack_s - 0.9) is None  # 0.9 s left: no jump
+    p = planner(slo_ttft_ms=2000.0, pdmux_prefill_jump="shorter")
+    assert jumper([256], overtaken_waited_s=overtaken_slack_s - 0.9) == 256  # "shorter" spends it
 
 
 def test_a_prefill_that_jumps_ahead_runs_first_and_the_overtaken_one_resumes(reference_tokens, monkeypatch):
