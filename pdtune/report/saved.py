@@ -54,13 +54,24 @@ _PER_RUN = ("rate", "concurrency", "goodput", "goodput_iterations", "goodput_bra
 _PDMUX_ONLY = tuple(f.name for f in fields(EngineConfig) if f.name.startswith("pdmux_")) + ("dispatch",)
 
 
+def _shown_mode(data: dict, mode: str) -> tuple[str, dict]:
+    """A mode as the report shows it, and the planner settings its runs recorded that its label
+    hides: "pdmux@FILE" is "pdmux" with the file's settings, so it joins pdmux runs given the
+    same settings as flags (a result saved before runs recorded them keeps its label)."""
+    if "@" not in mode:
+        return mode, {}
+    settings = next((r.get("extra", {}).get("planner", {}).get("settings") for r in data["runs"] if r["mode"] == mode),
+                    None)
+    return ("pdmux", settings) if settings else (mode, {})
+
+
 def _setup(data: dict, mode: str) -> str:
     """What makes runs of one mode from two saved results runs of the same setup: the engine and
     workload configs and the GPU, bar the load, the goodput search, where files were written and,
     for a mode other than pdmux, the settings only pdmux reads (a profile is told by its file name;
-    a setting the result predates counts at its default)."""
+    a setting the result predates counts at its default; a `pdmux@FILE` run's are the file's)."""
     config = {k: v for k, v in data["config"].items() if k not in _PER_RUN and k != "engine"}
-    engine = {**_ENGINE_DEFAULTS, **data["config"].get("engine", {}), "trace_path": None}
+    engine = {**_ENGINE_DEFAULTS, **data["config"].get("engine", {}), "trace_path": None, **_shown_mode(data, mode)[1]}
     if not mode.startswith("pdmux"):
         single = engine.get("data_parallel_size", 1) == 1  # replicas' dispatcher reads the profile too
         engine = {k: v for k, v in engine.items() if k not in _PDMUX_ONLY and not (single and k == "perf_model")}
@@ -87,15 +98,23 @@ def combine_benches(benches: list[tuple[str, dict]]) -> dict:
     alone). A mode served in different setups (two pdmux runs with different flags) gets the
     folder name of each setup's first result, so they stay apart. Results served at different SLOs
     give no goodput together (`report --slo` scores them all against one)."""
-    setups = [{s["mode"]: _setup(data, s["mode"]) for s in data["summaries"]} for _, data in benches]
-    names: dict[tuple[str, str], str] = {}  # (mode, setup) -> the folder of its first result
-    for (path, data), setup in zip(benches, setups):
-        for s in data["summaries"]:
-            names.setdefault((s["mode"], setup[s["mode"]]), _result_name(path))
+    # per result: each mode label as shown, and its setup
+    setups = [{s["mode"]: (_shown_mode(data, s["mode"])[0], _setup(data, s["mode"])) for s in data["summaries"]}
+              for _, data in benches]
+    # (shown mode, setup) -> its name: the file of a pdmux@FILE label, else the folder of its
+    # first result; a name two setups of one mode would share gets a number
+    names: dict[tuple[str, str], str] = {}
+    for (path, _), setup in zip(benches, setups):
+        for mode, shown in setup.items():
+            if shown not in names:
+                name = os.path.basename(mode.partition("@")[2]).removesuffix(".json") or _result_name(path)
+                taken = sum(1 for (m, _), n in names.items() if m == shown[0] and n.split(" #")[0] == name)
+                names[shown] = f"{name} #{taken + 1}" if taken else name
     setups_per_mode = Counter(mode for mode, _ in names)
 
-    def label(mode: str, setup: dict[str, str]) -> str:
-        return f"{mode} [{names[(mode, setup[mode])]}]" if setups_per_mode[mode] > 1 else mode
+    def label(mode: str, setup: dict[str, tuple[str, str]]) -> str:
+        shown = setup[mode]
+        return f"{shown[0]} [{names[shown]}]" if setups_per_mode[shown[0]] > 1 else shown[0]
 
     summaries, runs, sources = [], [], {}
     for (_, data), setup in zip(benches, setups):

@@ -208,6 +208,30 @@ def test_a_chunked_run_beside_pdmux_modes_joins_one_served_alone_but_pdmux_setti
     assert len(combine_benches([("a", alone), ("r", replicas)])["goodput"]) == 2  # their dispatcher reads it
 
 
+def test_a_config_files_pdmux_mode_joins_the_same_planner_settings_given_as_flags_and_is_named_by_its_file():
+    from pdtune.report.saved import combine_benches
+
+    def with_files(rate: float, files: dict[str, dict]) -> dict:
+        """One result of pdmux@FILE modes, each run recording its planner settings."""
+        result = _saved_single_run("chunked", rate, 0.96)
+        for label, settings in files.items():
+            result["summaries"].append(dict(result["summaries"][0], mode=label))
+            result["runs"].append({"mode": label, "extra": {"planner": {"settings": settings}}})
+        return result
+
+    t08 = {"pdmux_decode_target": 0.8, "pdmux_prefill_jump": "shorter"}
+    flags = _saved_single_run("pdmux", 8.75, 0.987, pdmux_decode_target=0.8, pdmux_prefill_jump="shorter")
+    one_command = with_files(13.5, {"pdmux@a/t0.8.json": t08, "pdmux@a/spare.json": {"pdmux_spare_decode_target": 0.8},
+                                    "pdmux@b/spare.json": {"pdmux_spare_decode_target": 0.7}})
+    combined = combine_benches([("flags", flags), ("all", one_command)])
+    assert [s["mode"] for s in combined["summaries"]] == [
+        "pdmux [flags]", "chunked", "pdmux [flags]", "pdmux [spare]", "pdmux [spare #2]"]
+    assert [p[0] for p in combined["goodput"]["pdmux [flags]"]["points"]] == [8.75, 13.5]
+    # a result saved before runs recorded their settings keeps its label
+    old = with_files(13.5, {"pdmux@a/t0.8.json": None})
+    assert [s["mode"] for s in combine_benches([("old", old)])["summaries"]] == ["chunked", "pdmux@a/t0.8.json"]
+
+
 def test_report_saves_the_joined_runs_and_goodputs_as_csv_and_json(tmp_path):
     import pandas as pd
 
