@@ -96,7 +96,8 @@ def combine_benches(benches: list[tuple[str, dict]]) -> dict:
     rates and goodput probes make one attainment curve and one goodput, established by the rates
     they served (a `--goodput-bracket` end taken on trust counts only while one sweep stands
     alone). A mode served in different setups (two pdmux runs with different flags) gets the
-    folder name of each setup's first result, so they stay apart. Results served at different SLOs
+    name of each setup, so they stay apart: the file of a `pdmux@FILE` label, else the folder of
+    its first result, numbered where two setups would share it. Results served at different SLOs
     give no goodput together (`report --slo` scores them all against one)."""
     # per result: each mode label as shown, and its setup
     setups = [{s["mode"]: (_shown_mode(data, s["mode"])[0], _setup(data, s["mode"])) for s in data["summaries"]}
