@@ -257,13 +257,18 @@ class PdmuxPlanner:
         gang = min(gang, remaining_layers)
         return StepDecision(part, gang, decode_ms, layer_ms * gang, budget)
 
+    def _keeps_spare_slack(self, slack_ms: float) -> bool:
+        """Whether the prefill queue's least TTFT slack (`queue_slack_ms`) is to spare: at least
+        `pdmux_spare_slack_share` of the TTFT SLO, where the spare decode target and jump apply."""
+        return slack_ms >= self.config.pdmux_spare_slack_share * self.config.slo_ttft_ms
+
     def _with_spare_slack(self, budget_ms: float, slack: Callable[[], float] | None) -> float:
         """The decode budget at `pdmux_spare_decode_target` instead of `pdmux_decode_target` while
         the prefill queue keeps `pdmux_spare_slack_share` of its TTFT SLO (`slack`, `queue_slack_ms`:
         on the slowest mixed prefill partition, so no split this step picks breaks it)."""
         config = self.config
         spare, target = config.pdmux_spare_decode_target, config.pdmux_decode_target
-        if spare >= target or slack is None or slack() < config.pdmux_spare_slack_share * config.slo_ttft_ms:
+        if spare >= target or slack is None or not self._keeps_spare_slack(slack()):
             return budget_ms
         host_ms = self.predictor.host_ms  # the budget is the target's share of the TPOT less the host's work
         return (budget_ms + host_ms) * spare / target - host_ms
@@ -308,10 +313,9 @@ class PdmuxPlanner:
         overtaken_slack_ms = self.prefill_slack_ms(earliest_arrival, in_flight, remaining_layers, now)
         if own_ms > deadline_ms or overtaken_slack_ms < own_ms:
             return False
-        if self.config.pdmux_prefill_jump == "spare":
-            spare_ms = self.config.pdmux_spare_slack_share * self.config.slo_ttft_ms
-            if self.queue_slack_ms(scheduler, in_flight, remaining_layers, earliest_arrival, now) < spare_ms:
-                return False
+        if self.config.pdmux_prefill_jump == "spare" and not self._keeps_spare_slack(
+                self.queue_slack_ms(scheduler, in_flight, remaining_layers, earliest_arrival, now)):
+            return False
         if self.config.pdmux_prefill_jump in ("shorter", "spare"):
             return own_ms <= SHORTER_JUMP_SHARE * behind_ms
         return own_ms < behind_ms and deadline_ms < behind_ms + own_ms

@@ -65,13 +65,15 @@ def _shown_mode(data: dict, mode: str) -> tuple[str, dict]:
     return ("pdmux", settings) if settings else (mode, {})
 
 
-def _setup(data: dict, mode: str) -> str:
-    """What makes runs of one mode from two saved results runs of the same setup: the engine and
-    workload configs and the GPU, bar the load, the goodput search, where files were written and,
-    for a mode other than pdmux, the settings only pdmux reads (a profile is told by its file name;
-    a setting the result predates counts at its default; a `pdmux@FILE` run's are the file's)."""
+def _setup(data: dict, mode: str) -> tuple[str, str]:
+    """The mode as shown (`_shown_mode`) and what makes its runs from two saved results runs of
+    the same setup: the engine and workload configs and the GPU, bar the load, the goodput search,
+    where files were written and, for a mode other than pdmux, the settings only pdmux reads (a
+    profile is told by its file name; a setting the result predates counts at its default; a
+    `pdmux@FILE` run's are the file's)."""
     config = {k: v for k, v in data["config"].items() if k not in _PER_RUN and k != "engine"}
-    engine = {**_ENGINE_DEFAULTS, **data["config"].get("engine", {}), "trace_path": None, **_shown_mode(data, mode)[1]}
+    shown, settings = _shown_mode(data, mode)
+    engine = {**_ENGINE_DEFAULTS, **data["config"].get("engine", {}), "trace_path": None, **settings}
     if not mode.startswith("pdmux"):
         single = engine.get("data_parallel_size", 1) == 1  # replicas' dispatcher reads the profile too
         engine = {k: v for k, v in engine.items() if k not in _PDMUX_ONLY and not (single and k == "perf_model")}
@@ -79,7 +81,7 @@ def _setup(data: dict, mode: str) -> str:
         engine["perf_model"] = os.path.basename(engine["perf_model"])
     if "pdmux_prefill_jump" in engine:
         engine["pdmux_prefill_jump"] = prefill_jump_name(engine["pdmux_prefill_jump"])
-    return json.dumps([config, engine, data.get("environment", {}).get("gpu")], sort_keys=True, default=str)
+    return shown, json.dumps([config, engine, data.get("environment", {}).get("gpu")], sort_keys=True, default=str)
 
 
 def _single_run_point(summary: dict) -> tuple | None:
@@ -100,8 +102,7 @@ def combine_benches(benches: list[tuple[str, dict]]) -> dict:
     its first result, numbered where two setups would share it. Results served at different SLOs
     give no goodput together (`report --slo` scores them all against one)."""
     # per result: each mode label as shown, and its setup
-    setups = [{s["mode"]: (_shown_mode(data, s["mode"])[0], _setup(data, s["mode"])) for s in data["summaries"]}
-              for _, data in benches]
+    setups = [{s["mode"]: _setup(data, s["mode"]) for s in data["summaries"]} for _, data in benches]
     # (shown mode, setup) -> its name: the file of a pdmux@FILE label, else the folder of its
     # first result; a name two setups of one mode would share gets a number
     names: dict[tuple[str, str], str] = {}
