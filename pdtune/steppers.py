@@ -187,6 +187,15 @@ class PdmuxStepper:
                                         max_chunk=self.config.pdmux_prefill_tokens)
         self._launch_prefill_job(plan)
 
+    def _launch_behind(self, decision: StepDecision) -> None:
+        """After the last layers of a prefill that jumped ahead, the next layers of the one it
+        overtook, in the same step on the same prefill stream (`PdmuxPlanner.layers_behind`)."""
+        behind = self.jobs[1]
+        layers = self.planner.layers_behind(decision, behind.shape, behind.remaining_layers)
+        if layers:
+            self.executor.launch_step(None, behind, decision.partition, layers)
+            self.pending_blocks.append((decision.partition, behind.shape, layers, behind.last_block))
+
     def _observe_prefill_blocks(self) -> list[float]:
         """Every block that has finished since the last step, oldest first (blocks finish in
         launch order: one stream, or a wait on the previous block's event). Each is learned
@@ -245,6 +254,8 @@ class PdmuxStepper:
                                            decode_plan if self.overlap else None)
         if gang:
             self.pending_blocks.append((decision.partition, prefill, gang, job.last_block))
+            if gang == remaining and len(self.jobs) > 1:
+                self._launch_behind(decision)
         step = PdmuxStep(decision, batch, context, prefill.tokens, measured_prefill, len(self.jobs))
         if self.overlap:
             return results + self._overlapped(launch, step, previous, job)

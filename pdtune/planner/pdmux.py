@@ -135,6 +135,7 @@ class StepDecision:
     predicted_prefill_ms: float | None
     decode_budget_ms: float | None = None  # what the adaptive policy planned decode within
     host_ms: float = 0.0  # the host's time per step the plan allowed for (learned on between steps)
+    gang_behind: int = 0  # layers of the prefill waiting behind, launched after this one's last (`layers_behind`)
 
 
 def _open_trace(path: str):
@@ -256,6 +257,20 @@ class PdmuxPlanner:
             gang = max(1, math.ceil(max(decode_ms, pred.step_wall_ms or 0.0) / layer_ms))
         gang = min(gang, remaining_layers)
         return StepDecision(part, gang, decode_ms, layer_ms * gang, budget)
+
+    def layers_behind(self, decision: StepDecision, behind: PrefillShape, remaining_layers: int) -> int:
+        """Layers of the prefill waiting behind one whose last layers this step launched (a jump's
+        short prefill), to run after them in the same step (noted in `decision.gang_behind`). The
+        adaptive gang keeps the prefill SMs busy for the whole step; without these they would idle
+        from the jump's end to the next step, most of a step for a prompt of a few hundred tokens.
+        The other policies' gangs follow their own rules: none."""
+        part, pred = decision.partition, self.predictor
+        if self.config.pdmux_policy != "adaptive" or not (part.prefill_sms and part.decode_sms) or not remaining_layers:
+            return 0
+        left_ms = max(decision.predicted_decode_ms or 0.0, pred.step_wall_ms or 0.0) - (decision.predicted_prefill_ms or 0.0)
+        if left_ms > 0:
+            decision.gang_behind = min(remaining_layers, math.ceil(left_ms / pred.layer_ms(part, behind)))
+        return decision.gang_behind
 
     def _keeps_spare_slack(self, slack_ms: float) -> bool:
         """Whether the prefill queue's least TTFT slack (`queue_slack_ms`) is to spare: at least
@@ -421,6 +436,7 @@ class PdmuxPlanner:
         if self.trace is None:
             return
         row = {"step": self.num_steps, "t": time.time(), "split": decision.partition.name, "gang": decision.gang,
+               "gang_behind": decision.gang_behind,
                "decode_batch": decode_batch, "prefill_tokens": prefill_tokens, "prefill_jobs": prefill_jobs,
                "predicted_decode_ms": decision.predicted_decode_ms, "measured_decode_ms": measured_decode_ms,
                "predicted_prefill_ms": decision.predicted_prefill_ms, "measured_prefill_blocks_ms": measured_prefill_ms or [],

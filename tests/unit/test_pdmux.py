@@ -14,7 +14,7 @@ from pdtune.executor.partitions import simulated_partitions
 from pdtune.model.arch import ModelArch
 from pdtune.model.loader import PRESET_DIR, read_json
 from pdtune.perf.model_costs import PrefillShape
-from pdtune.planner.pdmux import LAYER_LAUNCH_MS, PdmuxPlanner, StepTimePredictor
+from pdtune.planner.pdmux import LAYER_LAUNCH_MS, PdmuxPlanner, StepDecision, StepTimePredictor
 from pdtune.request.sequence import Sequence
 from pdtune.scheduler.block_manager import BlockManager
 from pdtune.scheduler.scheduler import Scheduler
@@ -672,6 +672,52 @@ def test_a_prefill_that_jumps_ahead_runs_first_and_the_overtaken_one_resumes(ref
         engine.step()
     ref = {tuple(p): t for p, t in zip(PROMPTS, reference_tokens)}
     assert long.output_token_ids == ref[tuple(PROMPTS[-1])] and short.output_token_ids == ref[tuple(PROMPTS[0])]
+
+
+def test_the_overtaken_prefill_runs_its_next_layers_in_the_step_the_jump_ends(reference_tokens, monkeypatch):
+    llm = tiny(mode="pdmux", pdmux_prefill_jump="shorter", overlap_scheduling=False)
+    engine, stepper = llm.engine, llm.engine.stepper
+    planner = stepper.planner
+    monkeypatch.setattr(planner, "jumps_ahead", lambda *args: True)
+    decide = planner.decide
+
+    def long_prompt_one_layer_a_step(*args, **kw):  # the long prompt's layers, one a step, leave room to jump
+        decision = decide(*args, **kw)
+        if args[2].tokens > 8 and decision.gang:
+            decision.gang, decision.predicted_prefill_ms = 1, decision.predicted_prefill_ms / decision.gang
+        return decision
+
+    monkeypatch.setattr(planner, "decide", long_prompt_one_layer_a_step)
+    monkeypatch.setattr(planner.predictor, "step_wall_ms", 1e3)  # a step outlasts the short prefill
+    first = engine.add_request(PROMPTS[1], SamplingParams(max_tokens=50, temperature=0, ignore_eos=True))
+    while first.num_output_tokens == 0:
+        engine.step()
+    long = engine.add_request(PROMPTS[-1], GREEDY)
+    engine.step()  # layer 0 of the long prompt
+    assert stepper.job.next_layer == 1
+    short = engine.add_request(PROMPTS[0], GREEDY)
+    engine.step()  # the short prompt's two layers, then the long one's last layer, in one step
+    assert [j.plan.chunks[0].seq for j in stepper.jobs] == [short, long]
+    assert stepper.jobs[0].remaining_layers == 0 and stepper.jobs[1].remaining_layers == 0
+    assert [b[2] for b in stepper.pending_blocks][-2:] == [2, 1]
+    while engine.has_unfinished():
+        engine.step()
+    ref = {tuple(p): t for p, t in zip(PROMPTS, reference_tokens)}
+    assert long.output_token_ids == ref[tuple(PROMPTS[-1])] and short.output_token_ids == ref[tuple(PROMPTS[0])]
+
+
+def test_layers_behind_fill_the_step_the_jump_leaves_on_the_adaptive_policy_only():
+    p = planner(slo_ttft_ms=2000.0)
+    part = p.mixed[-1]
+    behind = PrefillShape.single(4096)
+    layer_ms = p.predictor.layer_ms(part, behind)
+    decision = StepDecision(part, 2, 10 * layer_ms, 2.5 * layer_ms)
+    assert p.layers_behind(decision, behind, 30) == 8 == decision.gang_behind  # ceil(7.5) layers fill the step
+    assert p.layers_behind(StepDecision(part, 2, 10 * layer_ms, 2.5 * layer_ms), behind, 5) == 5  # all that is left
+    assert p.layers_behind(StepDecision(part, 2, layer_ms, 2 * layer_ms), behind, 30) == 0  # the jump fills it
+    assert p.layers_behind(StepDecision(p.prefill_alone, 2, None, 2 * layer_ms), behind, 30) == 0  # decode waits
+    static = planner(slo_ttft_ms=2000.0, **STATIC)
+    assert static.layers_behind(StepDecision(part, 2, 10 * layer_ms, 2.5 * layer_ms), behind, 30) == 0
 
 
 def test_reset_counters_drops_the_planners_online_corrections():
