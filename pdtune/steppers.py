@@ -134,8 +134,14 @@ class PdmuxStepper:
 
     @property
     def job(self) -> PrefillJob | None:
-        """The prefill batch whose layers run now."""
-        return self.jobs[0] if self.jobs else None
+        """The prefill batch whose layers run now: the first with layers left to launch (the one
+        before it, all launched, may still run its last block)."""
+        return next((j for j in self.jobs if j.remaining_layers), self.jobs[0] if self.jobs else None)
+
+    def _prefill_queued(self, job: PrefillJob) -> bool:
+        """A block still waits on the prefill stream behind the running one: the job's own, or
+        (behind a batch whose last block runs) the job's first."""
+        return job.queue_full or (job is not self.jobs[0] and not self.jobs[0].done.query())
 
     def _finish_prefill(self) -> StepResults:
         job = self.jobs.pop(0)
@@ -153,9 +159,9 @@ class PdmuxStepper:
         self.scheduler.schedule_running(plan, self.config.pdmux_prefill_tokens, prefill_only=True)
         self._launch_prefill_job(plan)
 
-    def _launch_prefill_job(self, plan: StepPlan) -> None:
+    def _launch_prefill_job(self, plan: StepPlan, behind: bool = False) -> None:
         if plan:
-            self.jobs.insert(0, self.executor.start_prefill(plan))
+            self.jobs.insert(len(self.jobs) if behind else 0, self.executor.start_prefill(plan))
             self.scheduler.protected |= {id(c.seq) for c in plan.chunks}
 
     def _start_prefill(self, now: float) -> None:
@@ -179,17 +185,33 @@ class PdmuxStepper:
             self.scheduler.waiting.remove(seq)
             self.scheduler.waiting.appendleft(seq)
             budget = 1  # admits it alone
+        self._launch_prefill_job(self._admit_waiting(budget))
+
+    def _admit_waiting(self, budget: int) -> StepPlan:
+        """The next prefill batch from the head of the (ordered) waiting queue."""
         admits = None
         if self.config.pdmux_admission == "tpot":
             admits = self.planner.tpot_admission([s for s in self.scheduler.running if s.status == Status.RUNNING])
         plan = StepPlan()
         self.scheduler.schedule_waiting(plan, budget, allow_chunking=False, admits=admits,
                                         max_chunk=self.config.pdmux_prefill_tokens)
-        self._launch_prefill_job(plan)
+        return plan
 
-    def _launch_behind(self, decision: StepDecision) -> None:
-        """After the last layers of a prefill that jumped ahead, the next layers of the one it
-        overtook, in the same step on the same prefill stream (`PdmuxPlanner.layers_behind`)."""
+    def _launch_behind(self, decision: StepDecision, now: float) -> None:
+        """In the step a prefill batch's last layers launch, the next batch's first layers behind
+        them on the same prefill stream (`PdmuxPlanner.layers_behind`), so the prefill SMs do not
+        idle from that block's end to the next step: the batch a jump overtook, or else a new one
+        from the queue. A prompt cut at `pdmux_prefill_tokens` goes on only once its batch is done
+        (its next cut starts where that one ends), so no new batch is taken meanwhile."""
+        last = self.jobs[0]
+        if len(self.jobs) == 1:
+            if not self.scheduler.waiting or self.cut_prompts or any(
+                    c.seq.num_uncomputed_tokens - c.num_new_tokens > 1 for c in last.plan.chunks):
+                return
+            self.planner.order_waiting(self.scheduler, now)
+            self._launch_prefill_job(self._admit_waiting(self.config.pdmux_prefill_tokens), behind=True)
+            if len(self.jobs) == 1:
+                return
         behind = self.jobs[1]
         layers = self.planner.layers_behind(decision, behind.shape, behind.remaining_layers)
         if layers:
@@ -222,7 +244,7 @@ class PdmuxStepper:
             self.scheduler.commit(self.in_flight.launch.step.plan, publish=False)
         results: StepResults = []
         measured_prefill = self._observe_prefill_blocks()
-        if self.job is not None and self.job.finished:
+        if self.jobs and self.jobs[0].finished:
             results += self._finish_prefill()
         if not self.jobs and self.cut_prompts:  # a scan of the running batch only between prefill batches
             self.cut_prompts = self.scheduler.has_unfinished_prefill()
@@ -244,7 +266,7 @@ class PdmuxStepper:
         if self.config.pdmux_policy == "adaptive":
             budget = self.planner.decode_budget_ms([c.seq for c in decode_plan.chunks], now)
         decision = self.planner.decide(batch, context, prefill, remaining, slack, budget,
-                                       prefill_queued=bool(remaining) and job.queue_full)
+                                       prefill_queued=bool(remaining) and self._prefill_queued(job))
         # A prefill block alone on the whole GPU (pdmux_prefill_alone) leaves this step's decode for the next.
         inputs = self.runner.prepare(decode_plan) if decode_plan and decision.partition.decode_sms else None
         gang = decision.gang if remaining else 0
@@ -254,8 +276,8 @@ class PdmuxStepper:
                                            decode_plan if self.overlap else None)
         if gang:
             self.pending_blocks.append((decision.partition, prefill, gang, job.last_block))
-            if gang == remaining and len(self.jobs) > 1:
-                self._launch_behind(decision)
+            if gang == remaining and job is self.jobs[0]:
+                self._launch_behind(decision, now)
         step = PdmuxStep(decision, batch, context, prefill.tokens, measured_prefill, len(self.jobs))
         if self.overlap:
             return results + self._overlapped(launch, step, previous, job)

@@ -135,7 +135,7 @@ class StepDecision:
     predicted_prefill_ms: float | None
     decode_budget_ms: float | None = None  # what the adaptive policy planned decode within
     host_ms: float = 0.0  # the host's time per step the plan allowed for (learned on between steps)
-    gang_behind: int = 0  # layers of the prefill waiting behind, launched after this one's last (`layers_behind`)
+    gang_behind: int = 0  # layers of the next prefill batch, launched behind this one's last (`layers_behind`)
 
 
 def _open_trace(path: str):
@@ -259,11 +259,11 @@ class PdmuxPlanner:
         return StepDecision(part, gang, decode_ms, layer_ms * gang, budget)
 
     def layers_behind(self, decision: StepDecision, behind: PrefillShape, remaining_layers: int) -> int:
-        """Layers of the prefill waiting behind one whose last layers this step launched (a jump's
-        short prefill), to run after them in the same step (noted in `decision.gang_behind`). The
-        adaptive gang keeps the prefill SMs busy for the whole step; without these they would idle
-        from the jump's end to the next step, most of a step for a prompt of a few hundred tokens.
-        The other policies' gangs follow their own rules: none."""
+        """Layers of the prefill batch behind one whose last layers this step launched (the batch a
+        jump overtook, or the next from the queue), to run after them in the same step (noted in
+        `decision.gang_behind`). The adaptive gang keeps the prefill SMs busy for the whole step;
+        without these they would idle from that block's end to the next step, most of a step after
+        a jump's prompt of a few hundred tokens. The other policies' gangs follow their own rules: none."""
         part, pred = decision.partition, self.predictor
         if self.config.pdmux_policy != "adaptive" or not (part.prefill_sms and part.decode_sms) or not remaining_layers:
             return 0

@@ -674,11 +674,10 @@ def test_a_prefill_that_jumps_ahead_runs_first_and_the_overtaken_one_resumes(ref
     assert long.output_token_ids == ref[tuple(PROMPTS[-1])] and short.output_token_ids == ref[tuple(PROMPTS[0])]
 
 
-def test_the_overtaken_prefill_runs_its_next_layers_in_the_step_the_jump_ends(reference_tokens, monkeypatch):
-    llm = tiny(mode="pdmux", pdmux_prefill_jump="shorter", overlap_scheduling=False)
-    engine, stepper = llm.engine, llm.engine.stepper
+def _long_prompts_one_layer_a_step(stepper, monkeypatch):
+    """The adaptive planner, but a prompt over 8 tokens launches one layer a step (tiny has two)
+    and a step outlasts a short prefill: room for a jump, and time left after a last layer."""
     planner = stepper.planner
-    monkeypatch.setattr(planner, "jumps_ahead", lambda *args: True)
     decide = planner.decide
 
     def long_prompt_one_layer_a_step(*args, **kw):  # the long prompt's layers, one a step, leave room to jump
@@ -688,7 +687,14 @@ def test_the_overtaken_prefill_runs_its_next_layers_in_the_step_the_jump_ends(re
         return decision
 
     monkeypatch.setattr(planner, "decide", long_prompt_one_layer_a_step)
-    monkeypatch.setattr(planner.predictor, "step_wall_ms", 1e3)  # a step outlasts the short prefill
+    monkeypatch.setattr(planner.predictor, "step_wall_ms", 1e3)
+
+
+def test_the_overtaken_prefill_runs_its_next_layers_in_the_step_the_jump_ends(reference_tokens, monkeypatch):
+    llm = tiny(mode="pdmux", pdmux_prefill_jump="shorter", overlap_scheduling=False)
+    engine, stepper = llm.engine, llm.engine.stepper
+    monkeypatch.setattr(stepper.planner, "jumps_ahead", lambda *args: True)
+    _long_prompts_one_layer_a_step(stepper, monkeypatch)
     first = engine.add_request(PROMPTS[1], SamplingParams(max_tokens=50, temperature=0, ignore_eos=True))
     while first.num_output_tokens == 0:
         engine.step()
@@ -704,6 +710,41 @@ def test_the_overtaken_prefill_runs_its_next_layers_in_the_step_the_jump_ends(re
         engine.step()
     ref = {tuple(p): t for p, t in zip(PROMPTS, reference_tokens)}
     assert long.output_token_ids == ref[tuple(PROMPTS[-1])] and short.output_token_ids == ref[tuple(PROMPTS[0])]
+
+
+def test_the_next_prefill_batch_starts_behind_the_last_layers_of_the_one_before(reference_tokens, monkeypatch):
+    llm = tiny(mode="pdmux", overlap_scheduling=False)
+    engine, stepper = llm.engine, llm.engine.stepper
+    _long_prompts_one_layer_a_step(stepper, monkeypatch)
+    first = engine.add_request(PROMPTS[1], SamplingParams(max_tokens=50, temperature=0, ignore_eos=True))
+    while first.num_output_tokens == 0:
+        engine.step()
+    long = engine.add_request(PROMPTS[-1], GREEDY)
+    engine.step()  # layer 0 of the long prompt
+    short = engine.add_request(PROMPTS[0], GREEDY)
+    engine.step()  # the long prompt's last layer, then the short one's two behind it, in one step
+    assert [j.plan.chunks[0].seq for j in stepper.jobs] == [long, short]
+    assert [j.remaining_layers for j in stepper.jobs] == [0, 0]
+    assert [b[2] for b in stepper.pending_blocks][-2:] == [1, 2]
+    engine.step()
+    assert long.num_output_tokens == 1 and short.num_output_tokens == 0 and len(stepper.jobs) == 1
+    while engine.has_unfinished():
+        engine.step()
+    ref = {tuple(p): t for p, t in zip(PROMPTS, reference_tokens)}
+    assert long.output_token_ids == ref[tuple(PROMPTS[-1])] and short.output_token_ids == ref[tuple(PROMPTS[0])]
+
+
+def test_no_new_batch_goes_behind_a_prompt_cut_at_the_prefill_budget(monkeypatch):
+    llm = tiny(mode="pdmux", overlap_scheduling=False, pdmux_prefill_tokens=12, dispatch="fcfs")
+    engine, stepper = llm.engine, llm.engine.stepper
+    monkeypatch.setattr(stepper.planner.predictor, "step_wall_ms", 1e3)
+    first = engine.add_request(PROMPTS[1], SamplingParams(max_tokens=50, temperature=0, ignore_eos=True))
+    while first.num_output_tokens == 0:
+        engine.step()
+    cut = engine.add_request(PROMPTS[-1], GREEDY)  # 33 tokens: batches of 12, 12 and 9
+    engine.add_request(PROMPTS[0], GREEDY)
+    engine.step()
+    assert [j.plan.chunks[0].seq for j in stepper.jobs] == [cut]  # its rest goes next, not the short prompt
 
 
 def test_layers_behind_fill_the_step_the_jump_leaves_on_the_adaptive_policy_only():
