@@ -1,8 +1,8 @@
-# Session 23, call 3: the overtaken prefill's next layers now run in the step a jump ends (the
-# prefill SMs no longer idle from the jump's end to the next step). Does the shorter-first jump
-# keep 13.5 req/s now (calls 1-2: 2.7-4.4 s behind, over one TTFT)? Traced, one engine.
+# Session 23, call 3, at commit d2e93a9: the overtaken prefill's next layers run in the step a jump
+# ends, and the next prefill batch starts behind the last layers of the one before (the prefill
+# SMs no longer idle to the next step). First the pdmux GPU tests (same tokens as sequential, the
+# 10,000-step race test), then every mode and policy in one command at 13.5 req/s (all-13.5.sh).
 source results/h200/device/setup.sh
-S=results/h100/session23
-timeout 200 pdtune bench $M $MIX300 $SLO30 --rate 13.5 --mode pdmux@$S/shorter.json,pdmux@results/h100/session21/t0.8-shorter.json $P100 --trace $OUT/fill-13.5/trace.jsonl --out $OUT/fill-13.5 > $OUT/fill-13.5.log 2>&1
-echo "fill-13.5 rc=$?" >> $OUT/fill-13.5.log
-rm -f $OUT/fill-13.5/requests.csv; gzip -f $OUT/fill-13.5/trace.jsonl
+step gpu-tests-pdmux 150 "python3 -m pytest -q -x tests/gpu/test_gpu_pdmux.py"
+cp /tmp/r/gpu-tests-pdmux.log /tmp/r/steps.log /tmp/r/setup.log $OUT/
+bash results/h100/session23/all-13.5.sh
