@@ -1,5 +1,5 @@
-# Session 23: every mode and policy in one command at 13.5 req/s, with the overtaken prefill's layers
-# filling the step a jump ends: chunked, pdmux (defaults), pdmux:sglang, the shorter-first jump at
+# Session 23: every mode and policy in one command at 13.5 req/s, with the prefill SMs kept busy
+# between batches (d2e93a9: behind a jump and behind a batch's last layers): chunked, pdmux (defaults), pdmux:sglang, the shorter-first jump at
 # decode targets 1.0 (shorter.json) and 0.8 (session21/t0.8-shorter.json). Traced.
 source results/h200/device/setup.sh
 S=results/h100/session23
