@@ -674,13 +674,16 @@ def test_a_prefill_that_jumps_ahead_runs_first_and_the_overtaken_one_resumes(ref
     assert long.output_token_ids == ref[tuple(PROMPTS[-1])] and short.output_token_ids == ref[tuple(PROMPTS[0])]
 
 
-def _long_prompts_one_layer_a_step(stepper, monkeypatch):
+def _short_prompt_during_a_long_prefill(monkeypatch, **config):
     """The adaptive planner, but a prompt over 8 tokens launches one layer a step (tiny has two)
-    and a step outlasts a short prefill: room for a jump, and time left after a last layer."""
+    and a step outlasts a short prefill: a long prompt runs its layer 0 beside a decode, a short
+    one arrives, and the next step is taken. Returns the engine, its stepper, long and short."""
+    llm = tiny(mode="pdmux", overlap_scheduling=False, **config)
+    engine, stepper = llm.engine, llm.engine.stepper
     planner = stepper.planner
     decide = planner.decide
 
-    def long_prompt_one_layer_a_step(*args, **kw):  # the long prompt's layers, one a step, leave room to jump
+    def long_prompt_one_layer_a_step(*args, **kw):
         decision = decide(*args, **kw)
         if args[2].tokens > 8 and decision.gang:
             decision.gang, decision.predicted_prefill_ms = 1, decision.predicted_prefill_ms / decision.gang
@@ -688,50 +691,43 @@ def _long_prompts_one_layer_a_step(stepper, monkeypatch):
 
     monkeypatch.setattr(planner, "decide", long_prompt_one_layer_a_step)
     monkeypatch.setattr(planner.predictor, "step_wall_ms", 1e3)
-
-
-def test_the_overtaken_prefill_runs_its_next_layers_in_the_step_the_jump_ends(reference_tokens, monkeypatch):
-    llm = tiny(mode="pdmux", pdmux_prefill_jump="shorter", overlap_scheduling=False)
-    engine, stepper = llm.engine, llm.engine.stepper
-    monkeypatch.setattr(stepper.planner, "jumps_ahead", lambda *args: True)
-    _long_prompts_one_layer_a_step(stepper, monkeypatch)
+    monkeypatch.setattr(planner, "jumps_ahead", lambda *args: True)  # when a jump is on, the short one jumps
     first = engine.add_request(PROMPTS[1], SamplingParams(max_tokens=50, temperature=0, ignore_eos=True))
     while first.num_output_tokens == 0:
         engine.step()
     long = engine.add_request(PROMPTS[-1], GREEDY)
-    engine.step()  # layer 0 of the long prompt
+    engine.step()
     assert stepper.job.next_layer == 1
     short = engine.add_request(PROMPTS[0], GREEDY)
-    engine.step()  # the short prompt's two layers, then the long one's last layer, in one step
-    assert [j.plan.chunks[0].seq for j in stepper.jobs] == [short, long]
-    assert stepper.jobs[0].remaining_layers == 0 and stepper.jobs[1].remaining_layers == 0
-    assert [b[2] for b in stepper.pending_blocks][-2:] == [2, 1]
+    engine.step()
+    return engine, stepper, long, short
+
+
+def _run_out_with_the_sequential_tokens(engine, reference_tokens, *seqs) -> None:
     while engine.has_unfinished():
         engine.step()
     ref = {tuple(p): t for p, t in zip(PROMPTS, reference_tokens)}
-    assert long.output_token_ids == ref[tuple(PROMPTS[-1])] and short.output_token_ids == ref[tuple(PROMPTS[0])]
+    assert [s.output_token_ids for s in seqs] == [ref[tuple(s.prompt_token_ids)] for s in seqs]
+
+
+def test_the_overtaken_prefill_runs_its_next_layers_in_the_step_the_jump_ends(reference_tokens, monkeypatch):
+    engine, stepper, long, short = _short_prompt_during_a_long_prefill(monkeypatch, pdmux_prefill_jump="shorter")
+    # that step: the short prompt's two layers, then the long one's last layer
+    assert [j.plan.chunks[0].seq for j in stepper.jobs] == [short, long]
+    assert [j.remaining_layers for j in stepper.jobs] == [0, 0]
+    assert [b[2] for b in stepper.pending_blocks][-2:] == [2, 1]
+    _run_out_with_the_sequential_tokens(engine, reference_tokens, long, short)
 
 
 def test_the_next_prefill_batch_starts_behind_the_last_layers_of_the_one_before(reference_tokens, monkeypatch):
-    llm = tiny(mode="pdmux", overlap_scheduling=False)
-    engine, stepper = llm.engine, llm.engine.stepper
-    _long_prompts_one_layer_a_step(stepper, monkeypatch)
-    first = engine.add_request(PROMPTS[1], SamplingParams(max_tokens=50, temperature=0, ignore_eos=True))
-    while first.num_output_tokens == 0:
-        engine.step()
-    long = engine.add_request(PROMPTS[-1], GREEDY)
-    engine.step()  # layer 0 of the long prompt
-    short = engine.add_request(PROMPTS[0], GREEDY)
-    engine.step()  # the long prompt's last layer, then the short one's two behind it, in one step
+    engine, stepper, long, short = _short_prompt_during_a_long_prefill(monkeypatch)
+    # that step: the long prompt's last layer, then the short one's two behind it
     assert [j.plan.chunks[0].seq for j in stepper.jobs] == [long, short]
     assert [j.remaining_layers for j in stepper.jobs] == [0, 0]
     assert [b[2] for b in stepper.pending_blocks][-2:] == [1, 2]
     engine.step()
     assert long.num_output_tokens == 1 and short.num_output_tokens == 0 and len(stepper.jobs) == 1
-    while engine.has_unfinished():
-        engine.step()
-    ref = {tuple(p): t for p, t in zip(PROMPTS, reference_tokens)}
-    assert long.output_token_ids == ref[tuple(PROMPTS[-1])] and short.output_token_ids == ref[tuple(PROMPTS[0])]
+    _run_out_with_the_sequential_tokens(engine, reference_tokens, long, short)
 
 
 def test_no_new_batch_goes_behind_a_prompt_cut_at_the_prefill_budget(monkeypatch):
