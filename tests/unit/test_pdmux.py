@@ -3,6 +3,7 @@
 import itertools
 import json
 import math
+import random
 import time
 
 import pytest
@@ -254,6 +255,49 @@ def test_no_prefill_block_is_launched_while_one_waits_behind_the_running_one(tmp
     job.prev_done.complete = True  # block 1 done, block 2 running: room for one more behind it
     engine.step()
     assert json.loads(trace.read_text().splitlines()[-1])["gang"] == 1 and job.next_layer == 3
+
+
+def test_the_batch_behind_launches_no_layers_while_the_last_block_before_it_runs():
+    from pdtune.executor.pdmux import PrefillJob
+    from pdtune.scheduler.scheduler import StepPlan
+
+    stepper = tiny(mode="pdmux").engine.stepper
+    last, behind = HeldEvent(0.0), HeldEvent(0.0)
+    before = PrefillJob(StepPlan(), None, 2, next_layer=2, done=last)
+    after = PrefillJob(StepPlan(), None, 2, next_layer=1, done=behind)
+    stepper.jobs = [before, after]
+    assert stepper.job is after and stepper._prefill_queued(after)  # its first block waits behind `last`
+    last.finished = True
+    assert not stepper._prefill_queued(after)
+
+
+@pytest.mark.parametrize("overlap", [False, True])
+@pytest.mark.parametrize("jump", ["off", "shorter"])
+def test_blocks_that_finish_in_any_order_of_steps_keep_the_sequential_tokens(reference_tokens, monkeypatch, jump,
+                                                                              overlap):
+    from pdtune.executor import pdmux as pdmux_executor
+
+    rng = random.Random(0)
+
+    class Racing(pdmux_executor.DoneEvent):  # a block found done at a random later poll
+        def __init__(self):
+            self.complete = False
+
+        def query(self) -> bool:
+            self.complete = self.complete or rng.random() < 0.3
+            return self.complete
+
+        def synchronize(self) -> None:
+            self.complete = True
+
+    monkeypatch.setattr(pdmux_executor, "_record", lambda stream: Racing())
+    llm = tiny(mode="pdmux", pdmux_prefill_jump=jump, pdmux_prefill_tokens=20, overlap_scheduling=overlap)
+    stepper, behind_steps = llm.engine.stepper, []
+    launch_behind = stepper._launch_behind
+    monkeypatch.setattr(stepper, "_launch_behind", lambda *a: (launch_behind(*a), behind_steps.append(len(stepper.jobs))))
+    outs = llm.generate(PROMPTS * 3, GREEDY)
+    assert [o.token_ids for o in outs] == reference_tokens * 3
+    assert 2 in behind_steps  # a batch went behind another's last layers
 
 
 def test_banked_tpot_slack_buys_prefill_sms_and_a_deficit_takes_them_back():
