@@ -55,6 +55,9 @@ class TraceRunSummary:
     over_budget: float | None  # share of budgeted decode steps whose measured decode exceeded the budget
     planned_tpot_p10: float  # the decode budget plus the host's time: the TPOT the step planned for
     planned_tpot_p50: float
+    # steps that launched the next prefill batch's layers behind a batch's last ones (`gang_behind`);
+    # None for a trace written before session 23, which did not record them
+    behind_steps: int | None = None
 
 
 def _split_sms(name: str) -> tuple[int, int]:
@@ -86,6 +89,7 @@ def summarize_run(run: str, rows: list[dict]) -> TraceRunSummary:
         over_budget=sum(r["measured_decode_ms"] > r["decode_budget_ms"] for r in budgeted) / len(budgeted)
         if budgeted else None,
         planned_tpot_p10=percentile(planned, 10), planned_tpot_p50=percentile(planned, 50),
+        behind_steps=sum(1 for r in rows if r.get("gang_behind")) if any("gang_behind" in r for r in rows) else None,
     )
 
 
@@ -106,9 +110,10 @@ def trace_table(summaries: list[TraceRunSummary], title: str) -> Table:
     table = Table(title=title, caption="steps: beside = decode with prefill layers launched; waiting = a mixed "
                                        "split, no layers launched (the block before still ran); alone = the "
                                        "whole GPU (in brackets: with a prefill batch in hand, paused or in "
-                                       "its last block). Decode error: "
+                                       "its last block). Behind: steps that launched the next prefill "
+                                       "batch's layers after a batch's last ones. Decode error: "
                                        "measured over predicted.")
-    for name in ("run", "req/s", "steps", "beside / waiting / decode alone (paused) / prefill alone",
+    for name in ("run", "req/s", "steps", "beside / waiting / decode alone (paused) / prefill alone", "behind",
                  "mixed splits (P/D: share)", "decode batch p50 / p90", "decode ms p50 / p90",
                  "decode error p50 / p90", "over budget", "planned TPOT ms p10 / p50"):
         table.add_column(name, overflow="fold", justify="left" if name.startswith(("run", "mixed")) else "right")
@@ -119,7 +124,7 @@ def trace_table(summaries: list[TraceRunSummary], title: str) -> Table:
             splits += f" (+{len(s.splits) - 4})"
         table.add_row(s.run, _num(s.rate, "g"), str(s.steps),
                       f"{s.beside_steps} / {s.waiting_steps} / {s.decode_alone_steps} ({s.paused_steps}) / "
-                      f"{s.prefill_alone_steps}",
+                      f"{s.prefill_alone_steps}", _num(s.behind_steps, "d"),
                       splits, f"{_num(s.decode_batch_p50, 'g')} / {_num(s.decode_batch_p90, 'g')}",
                       f"{_num(s.decode_ms_p50, '.1f')} / {_num(s.decode_ms_p90, '.1f')}",
                       f"{_num(s.decode_error_p50, '.2f')} / {_num(s.decode_error_p90, '.2f')}",
