@@ -92,6 +92,11 @@ class EngineConfig:
     # pdmux: prefill blocks of up to 2048 rows replay graph pieces captured on each prefill stream;
     # False launches them eagerly (what they did before, for comparison)
     pdmux_prefill_graphs: bool = True
+    # pdmux: in the step a prefill batch's last layers launch, the next batch (the one a jump
+    # overtook, else the next from the queue) launches its first layers behind them, so the
+    # prefill SMs do not idle to the next step; False leaves them idle as before session 23, for
+    # comparison in one command
+    pdmux_prefill_behind: bool = True
     trace_path: str | None = None  # JSONL of every pdmux step decision
     perf_model: str | None = None  # JSON from `pdtune profile`: priors of the pdmux planner and the DP dispatcher
     seed: int = 0

@@ -135,8 +135,13 @@ class PdmuxStepper:
     @property
     def job(self) -> PrefillJob | None:
         """The prefill batch whose layers run now: the first with layers left to launch (the one
-        before it, all launched, may still run its last block)."""
-        return next((j for j in self.jobs if j.remaining_layers), self.jobs[0] if self.jobs else None)
+        before it, all launched, may still run its last block); without `pdmux_prefill_behind`,
+        the first."""
+        if not self.jobs:
+            return None
+        if not self.config.pdmux_prefill_behind:
+            return self.jobs[0]
+        return next((j for j in self.jobs if j.remaining_layers), self.jobs[0])
 
     def _prefill_queued(self, job: PrefillJob) -> bool:
         """A block still waits on the prefill stream behind the running one: the job's own, or
@@ -276,7 +281,7 @@ class PdmuxStepper:
                                            decode_plan if self.overlap else None)
         if gang:
             self.pending_blocks.append((decision.partition, prefill, gang, job.last_block))
-            if gang == remaining and job is self.jobs[0]:
+            if gang == remaining and job is self.jobs[0] and self.config.pdmux_prefill_behind:
                 self._launch_behind(decision, now)
         step = PdmuxStep(decision, batch, context, prefill.tokens, measured_prefill, len(self.jobs))
         if self.overlap:

@@ -36,7 +36,8 @@ def reference_tokens():
 
 @pytest.mark.parametrize("policy", [{}, {"pdmux_policy": "sglang"}, STATIC,
                                     {"pdmux_prefill_alone": True, "slo_tpot_ms": 1e4}, {"dispatch": "fewest-misses"},
-                                    {"pdmux_prefill_jump": "shorter"}, {"pdmux_spare_decode_target": 0.5}])
+                                    {"pdmux_prefill_jump": "shorter"}, {"pdmux_spare_decode_target": 0.5},
+                                    {"pdmux_prefill_jump": "shorter", "pdmux_prefill_behind": False}])
 @pytest.mark.parametrize("budget", [16384, 20])
 def test_pdmux_gives_the_same_greedy_tokens_as_sequential(reference_tokens, policy, budget):
     outs = tiny(mode="pdmux", pdmux_prefill_tokens=budget, **policy).generate(PROMPTS, GREEDY)
@@ -771,6 +772,16 @@ def test_the_next_prefill_batch_starts_behind_the_last_layers_of_the_one_before(
     assert [b[2] for b in stepper.pending_blocks][-2:] == [1, 2]
     engine.step()
     assert long.num_output_tokens == 1 and short.num_output_tokens == 0 and len(stepper.jobs) == 1
+    _run_out_with_the_sequential_tokens(engine, reference_tokens, long, short)
+
+
+def test_without_prefill_behind_the_next_batch_waits_for_the_step_after_the_last_layers(reference_tokens, monkeypatch):
+    engine, stepper, long, short = _short_prompt_during_a_long_prefill(monkeypatch, pdmux_prefill_behind=False)
+    assert [j.plan.chunks[0].seq for j in stepper.jobs] == [long] and stepper.jobs[0].remaining_layers == 0
+    _run_out_with_the_sequential_tokens(engine, reference_tokens, long, short)
+    engine, stepper, long, short = _short_prompt_during_a_long_prefill(
+        monkeypatch, pdmux_prefill_jump="shorter", pdmux_prefill_behind=False)
+    assert [j.remaining_layers for j in stepper.jobs] == [0, 1]  # the overtaken waits for the next step
     _run_out_with_the_sequential_tokens(engine, reference_tokens, long, short)
 
 
