@@ -207,8 +207,11 @@ class PdmuxStepper:
         them on the same prefill stream (`PdmuxPlanner.layers_behind`), so the prefill SMs do not
         idle from that block's end to the next step: the batch a jump overtook, or else a new one
         from the queue. A prompt cut at `pdmux_prefill_tokens` goes on only once its batch is done
-        (its next cut starts where that one ends), so no new batch is taken meanwhile."""
+        (its next cut starts where that one ends), so no new batch is taken meanwhile; nor is one
+        that no layers would launch for (the step is full, or a policy whose gang is its own)."""
         last = self.jobs[0]
+        if not self.planner.time_left_behind_ms(decision):
+            return
         if len(self.jobs) == 1:
             if not self.scheduler.waiting or self.cut_prompts or any(
                     c.seq.num_uncomputed_tokens - c.num_new_tokens > 1 for c in last.plan.chunks):

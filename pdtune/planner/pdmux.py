@@ -258,18 +258,26 @@ class PdmuxPlanner:
         gang = min(gang, remaining_layers)
         return StepDecision(part, gang, decode_ms, layer_ms * gang, budget)
 
+    def time_left_behind_ms(self, decision: StepDecision) -> float:
+        """What the step leaves the prefill SMs after the layers it launched, when they were a
+        batch's last: the adaptive gang keeps those SMs busy for the whole step, so the next batch
+        fills it (`layers_behind`); without it they would idle from that block's end to the next
+        step, most of a step after a jump's prompt of a few hundred tokens. 0 for the other
+        policies, whose gangs follow their own rules, and off the mixed splits."""
+        part, pred = decision.partition, self.predictor
+        if self.config.pdmux_policy != "adaptive" or not (part.prefill_sms and part.decode_sms):
+            return 0.0
+        step_ms = max(decision.predicted_decode_ms or 0.0, pred.step_wall_ms or 0.0)
+        return max(0.0, step_ms - (decision.predicted_prefill_ms or 0.0))
+
     def layers_behind(self, decision: StepDecision, behind: PrefillShape, remaining_layers: int) -> int:
         """Layers of the prefill batch behind one whose last layers this step launched (the batch a
-        jump overtook, or the next from the queue), to run after them in the same step (noted in
-        `decision.gang_behind`). The adaptive gang keeps the prefill SMs busy for the whole step;
-        without these they would idle from that block's end to the next step, most of a step after
-        a jump's prompt of a few hundred tokens. The other policies' gangs follow their own rules: none."""
-        part, pred = decision.partition, self.predictor
-        if self.config.pdmux_policy != "adaptive" or not (part.prefill_sms and part.decode_sms) or not remaining_layers:
-            return 0
-        left_ms = max(decision.predicted_decode_ms or 0.0, pred.step_wall_ms or 0.0) - (decision.predicted_prefill_ms or 0.0)
-        if left_ms > 0:
-            decision.gang_behind = min(remaining_layers, math.ceil(left_ms / pred.layer_ms(part, behind)))
+        jump overtook, or the next from the queue) that fill `time_left_behind_ms`; noted in
+        `decision.gang_behind`."""
+        left_ms = self.time_left_behind_ms(decision)
+        if left_ms and remaining_layers:
+            decision.gang_behind = min(remaining_layers, math.ceil(left_ms / self.predictor.layer_ms(decision.partition,
+                                                                                                       behind)))
         return decision.gang_behind
 
     def _keeps_spare_slack(self, slack_ms: float) -> bool:

@@ -785,6 +785,18 @@ def test_without_prefill_behind_the_next_batch_waits_for_the_step_after_the_last
     _run_out_with_the_sequential_tokens(engine, reference_tokens, long, short)
 
 
+def test_no_new_batch_goes_behind_when_the_policy_sizes_its_own_gang():
+    engine = tiny(mode="pdmux", overlap_scheduling=False, **STATIC).engine  # gang 1 of tiny's 2 layers
+    first = engine.add_request(PROMPTS[1], SamplingParams(max_tokens=50, temperature=0, ignore_eos=True))
+    while first.num_output_tokens == 0:
+        engine.step()
+    long = engine.add_request(PROMPTS[-1], GREEDY)
+    engine.step()
+    engine.add_request(PROMPTS[0], GREEDY)
+    engine.step()  # the long prompt's last layer: the short one stays queued
+    assert [j.plan.chunks[0].seq for j in engine.stepper.jobs] == [long] and len(engine.scheduler.waiting) == 1
+
+
 def test_no_new_batch_goes_behind_a_prompt_cut_at_the_prefill_budget(monkeypatch):
     llm = tiny(mode="pdmux", overlap_scheduling=False, pdmux_prefill_tokens=12, dispatch="fcfs")
     engine, stepper = llm.engine, llm.engine.stepper
@@ -804,6 +816,7 @@ def test_layers_behind_fill_the_step_the_jump_leaves_on_the_adaptive_policy_only
     behind = PrefillShape.single(4096)
     layer_ms = p.predictor.layer_ms(part, behind)
     decision = StepDecision(part, 2, 10 * layer_ms, 2.5 * layer_ms)
+    assert p.time_left_behind_ms(decision) == pytest.approx(7.5 * layer_ms)
     assert p.layers_behind(decision, behind, 30) == 8 == decision.gang_behind  # ceil(7.5) layers fill the step
     assert p.layers_behind(StepDecision(part, 2, 10 * layer_ms, 2.5 * layer_ms), behind, 5) == 5  # all that is left
     assert p.layers_behind(StepDecision(part, 2, layer_ms, 2 * layer_ms), behind, 30) == 0  # the jump fills it
