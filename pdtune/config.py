@@ -66,6 +66,10 @@ class EngineConfig:
     # every queued prefill keeps `pdmux_spare_slack_share` of its TTFT SLO (as the spare decode
     # target: under load the long prompts overtaken would fall behind); "off"
     pdmux_prefill_jump: str = "off"
+    # pdmux: a "shorter" or "spare" jump takes the next shortest waiting requests with the shortest
+    # while they fit its share and slack (one jump for several short prompts: each alone reads every
+    # weight); False jumps one request at a time as before session 24, for comparison
+    pdmux_jump_batch: bool = True
     # pdmux adaptive: decode steps are planned to take at most this share of the TPOT SLO. Below 1,
     # decode gets SMs beyond the least that just meet the SLO: requests then finish sooner and the
     # decode batch (and its KV reads) stays smaller, which near saturation can be worth more to

@@ -170,8 +170,8 @@ class PdmuxStepper:
             self.scheduler.protected |= {id(c.seq) for c in plan.chunks}
 
     def _start_prefill(self, now: float) -> None:
-        """A new prefill batch when none is in flight; with `pdmux_prefill_jump`, a waiting
-        request alone ahead of the one in flight when the planner says it should go first."""
+        """A new prefill batch when none is in flight; with `pdmux_prefill_jump`, waiting requests
+        ahead of the one in flight when the planner says they should go first (`jump_batch`)."""
         if self.jobs:  # asked again only when the queue changed: its order is a sort, each step would cost
             queue = (len(self.scheduler.waiting), id(self.scheduler.waiting[-1]))
             if queue == self.jump_checked:
@@ -187,9 +187,11 @@ class PdmuxStepper:
             if not self.planner.jumps_ahead(self.scheduler, seq, job.shape, job.remaining_layers,
                                             min(c.seq.arrival_time for c in job.plan.chunks), now):
                 return
-            self.scheduler.waiting.remove(seq)
-            self.scheduler.waiting.appendleft(seq)
-            budget = 1  # admits it alone
+            jumpers, budget = self.planner.jump_batch(self.scheduler, seq, job.shape, job.remaining_layers,
+                                                      min(c.seq.arrival_time for c in job.plan.chunks), now)
+            for jumper in reversed(jumpers):
+                self.scheduler.waiting.remove(jumper)
+                self.scheduler.waiting.appendleft(jumper)
         self._launch_prefill_job(self._admit_waiting(budget))
 
     def _admit_waiting(self, budget: int) -> StepPlan:

@@ -88,6 +88,9 @@ def bench(
     pdmux_prefill_behind: Annotated[Optional[bool], typer.Option(
         "--pdmux-prefill-behind/--no-pdmux-prefill-behind",
         help="pdmux: the next prefill batch's layers launch behind a batch's last ones in its step (default on).")] = None,
+    pdmux_jump_batch: Annotated[Optional[bool], typer.Option(
+        "--pdmux-jump-batch/--no-pdmux-jump-batch",
+        help="pdmux: a shorter or spare jump takes the next shortest waiting requests too while they fit (default on).")] = None,
     pdmux_decode_budget: Annotated[Optional[str], typer.Option(
         help="pdmux adaptive: step (every step within the TPOT; default) or pace (each request's mean TPOT).")] = None,
     trace: Annotated[Optional[str], typer.Option(help="pdmux: write every step decision to this JSONL.")] = None,
@@ -122,7 +125,7 @@ def bench(
             dispatch=dispatch, pdmux_admission=pdmux_admission, pdmux_prefill_jump=pdmux_prefill_jump,
             pdmux_decode_target=pdmux_decode_target, pdmux_spare_decode_target=pdmux_spare_decode_target,
             pdmux_decode_budget=pdmux_decode_budget, pdmux_prefill_alone=pdmux_prefill_alone,
-            pdmux_prefill_behind=pdmux_prefill_behind, tune_decode_gemms=tune_decode_gemms,
+            pdmux_prefill_behind=pdmux_prefill_behind, pdmux_jump_batch=pdmux_jump_batch, tune_decode_gemms=tune_decode_gemms,
             overlap_scheduling=overlap_scheduling, trace_path=trace, perf_model=perf_model, **slo_ms,
         )
         bracket = _parse_bracket(goodput_bracket) if goodput_bracket else None
@@ -135,7 +138,7 @@ def bench(
                       "--pdmux-prefill-jump": pdmux_prefill_jump, "--pdmux-decode-target": pdmux_decode_target,
                       "--pdmux-spare-decode-target": pdmux_spare_decode_target,
                       "--pdmux-decode-budget": pdmux_decode_budget, "--pdmux-prefill-alone": pdmux_prefill_alone,
-                      "--pdmux-prefill-behind": pdmux_prefill_behind,
+                      "--pdmux-prefill-behind": pdmux_prefill_behind, "--pdmux-jump-batch": pdmux_jump_batch,
                       "--trace": trace}
         given = [flag for flag, value in pdmux_only.items() if value is not None]
         if given and not any(m.partition(":")[0] == "pdmux" for m in modes):

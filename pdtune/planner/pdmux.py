@@ -343,6 +343,41 @@ class PdmuxPlanner:
             return own_ms <= SHORTER_JUMP_SHARE * behind_ms
         return own_ms < behind_ms and deadline_ms < behind_ms + own_ms
 
+    def jump_batch(self, scheduler: Scheduler, first: Sequence, in_flight: PrefillShape, remaining_layers: int,
+                   earliest_arrival: float, now: float) -> tuple[list[Sequence], int]:
+        """The batch that jumps, and its new tokens: `first` (`jumps_ahead` let it go) and, with
+        `pdmux_jump_batch` on a "shorter" or "spare" jump, the next shortest waiting requests while
+        the batch stays within `SHORTER_JUMP_SHARE` of what remains of the overtaken prefill and
+        within its slack, and each member meets its TTFT at the batch's end. A prompt of ~150
+        tokens alone reads every weight as a batch of several does (an H100 prefill layer below
+        ~300 tokens is bound by the weights' bytes), so one jump for several short prompts spends
+        fewer prefill SMs than one jump each."""
+        pred, part, slo_s = self.predictor, self.mixed[-1], self.config.slo_ttft_ms / 1e3
+        first_hit = self._prefill_of(scheduler, first, part)[0]
+        batch, tokens = [first], len(first) - first_hit
+        if not self.config.pdmux_jump_batch or self.config.pdmux_prefill_jump not in ("shorter", "spare"):
+            return batch, tokens
+        shape = PrefillShape.single(tokens, first_hit)
+        cap_ms = min(SHORTER_JUMP_SHARE * pred.layer_ms(part, in_flight) * remaining_layers,
+                     self.prefill_slack_ms(earliest_arrival, in_flight, remaining_layers, now))
+        deadline_ms = (first.arrival_time + slo_s - now) * 1e3
+        others = sorted((self._prefill_of(scheduler, s, part) + (s,) for s in scheduler.waiting if s is not first),
+                        key=lambda entry: entry[1])
+        for hit, _, seq in others:
+            new = len(seq) - hit
+            if tokens + new > self.config.pdmux_prefill_tokens:
+                break
+            grown = shape + PrefillShape.single(new, hit)
+            batch_ms = pred.layer_ms(part, grown) * pred.arch.num_layers
+            if batch_ms > cap_ms:
+                break
+            seq_deadline_ms = (seq.arrival_time + slo_s - now) * 1e3
+            if batch_ms > min(deadline_ms, seq_deadline_ms):
+                continue  # it would miss in the batch, or make a member miss: it waits its turn
+            batch.append(seq)
+            shape, tokens, deadline_ms = grown, tokens + new, min(deadline_ms, seq_deadline_ms)
+        return batch, tokens
+
     def _prefill_of(self, scheduler: Scheduler, seq: Sequence, part: Partition) -> tuple[int, float]:
         """A waiting request's cached prefix (tokens) and its whole prefill's predicted ms on `part`."""
         hit = len(scheduler.blocks.match_prefix(seq)) * scheduler.blocks.block_size

@@ -15,6 +15,7 @@ from pdtune.executor.partitions import simulated_partitions
 from pdtune.model.arch import ModelArch
 from pdtune.model.loader import PRESET_DIR, read_json
 from pdtune.perf.model_costs import PrefillShape
+from pdtune.planner import pdmux as pdmux_planner
 from pdtune.planner.pdmux import LAYER_LAUNCH_MS, PdmuxPlanner, StepDecision, StepTimePredictor
 from pdtune.request.sequence import Sequence
 from pdtune.scheduler.block_manager import BlockManager
@@ -696,6 +697,31 @@ def test_the_shortest_waiting_prefill_jumps_when_it_is_a_quarter_of_what_remains
     assert jumper([256], overtaken_waited_s=overtaken_slack_s - 0.9) == 256  # "shorter" spends it
 
 
+def test_a_shorter_jump_takes_the_next_shortest_waiting_requests_while_they_fit_its_share_and_deadlines():
+    p = planner(slo_ttft_ms=2000.0, pdmux_prefill_jump="shorter")
+    now = time.perf_counter()
+    long_shape, layers = PrefillShape.single(16384), 30
+
+    def batch(lengths: list[int], waited_s: list[float] | None = None, planner_=p) -> list[int]:
+        s = Scheduler(BlockManager(4096, 16), max_num_seqs=16, max_num_batched_tokens=4096, max_model_len=32768)
+        for n, waited in zip(lengths, waited_s or [0.0] * len(lengths)):
+            s.add(Sequence(list(range(n)), GREEDY, arrival_time=now - waited))
+        first = planner_.jump_candidate(s)
+        seqs, tokens = planner_.jump_batch(s, first, long_shape, layers, now, now)
+        assert tokens == sum(len(q) for q in seqs)
+        return [len(q) for q in seqs]
+
+    assert batch([8000, 300, 150, 2000, 200]) == [150, 200, 300, 2000]  # shortest first; 8000 is over the share
+    assert batch([150, 3000, 2000]) == [150, 2000]  # with the 3000 too it would take over a quarter of what remains
+    assert batch([150, 5000]) == [150]
+    # a member that would miss its TTFT at the batch's end waits its turn; the others still go
+    assert batch([150, 200, 300], waited_s=[0.0, 1.999, 0.0]) == [150, 300]
+    one_at_a_time = planner(slo_ttft_ms=2000.0, pdmux_prefill_jump="shorter", pdmux_jump_batch=False)
+    assert batch([300, 150, 200], planner_=one_at_a_time) == [150]
+    late = planner(slo_ttft_ms=2000.0, pdmux_prefill_jump="late")
+    assert len(batch([300, 150, 200], planner_=late)) == 1  # "late" moves the one that would miss
+
+
 def test_a_prefill_that_jumps_ahead_runs_first_and_the_overtaken_one_resumes(reference_tokens, monkeypatch):
     llm = tiny(mode="pdmux", pdmux_prefill_jump="late", **STATIC)  # gang 1: two steps per prefill (2 layers)
     engine, stepper = llm.engine, llm.engine.stepper
@@ -719,10 +745,11 @@ def test_a_prefill_that_jumps_ahead_runs_first_and_the_overtaken_one_resumes(ref
     assert long.output_token_ids == ref[tuple(PROMPTS[-1])] and short.output_token_ids == ref[tuple(PROMPTS[0])]
 
 
-def _short_prompt_during_a_long_prefill(monkeypatch, **config):
+def _short_prompt_during_a_long_prefill(monkeypatch, also=(), **config):
     """The adaptive planner, but a prompt over 8 tokens launches one layer a step (tiny has two)
     and a step outlasts a short prefill: a long prompt runs its layer 0 beside a decode, a short
-    one arrives, and the next step is taken. Returns the engine, its stepper, long and short."""
+    one (and the prompts `also`) arrives, and the next step is taken. Returns the engine, its
+    stepper, long and short."""
     llm = tiny(mode="pdmux", overlap_scheduling=False, **config)
     engine, stepper = llm.engine, llm.engine.stepper
     planner = stepper.planner
@@ -744,6 +771,8 @@ def _short_prompt_during_a_long_prefill(monkeypatch, **config):
     engine.step()
     assert stepper.job.next_layer == 1
     short = engine.add_request(PROMPTS[0], GREEDY)
+    for prompt in also:
+        engine.add_request(prompt, GREEDY)
     engine.step()
     return engine, stepper, long, short
 
@@ -761,6 +790,19 @@ def test_the_overtaken_prefill_runs_its_next_layers_in_the_step_the_jump_ends(re
     assert [j.plan.chunks[0].seq for j in stepper.jobs] == [short, long]
     assert [j.remaining_layers for j in stepper.jobs] == [0, 0]
     assert [b[2] for b in stepper.pending_blocks][-2:] == [2, 1]
+    _run_out_with_the_sequential_tokens(engine, reference_tokens, long, short)
+
+
+def test_short_prompts_that_arrive_together_jump_in_one_batch(reference_tokens, monkeypatch):
+    monkeypatch.setattr(pdmux_planner, "SHORTER_JUMP_SHARE", 1e6)  # tiny's prefills are all launch-bound
+    engine, stepper, long, short = _short_prompt_during_a_long_prefill(
+        monkeypatch, also=(PROMPTS[2], PROMPTS[1]), pdmux_prefill_jump="shorter")
+    jump = [c.seq for c in stepper.jobs[0].plan.chunks]
+    assert [len(q) for q in jump] == [1, 7, 16] and jump[0] is short and stepper.jobs[1].plan.chunks[0].seq is long
+    _run_out_with_the_sequential_tokens(engine, reference_tokens, long, *jump)
+    engine, stepper, long, short = _short_prompt_during_a_long_prefill(
+        monkeypatch, also=(PROMPTS[2], PROMPTS[1]), pdmux_prefill_jump="shorter", pdmux_jump_batch=False)
+    assert [c.seq for c in stepper.jobs[0].plan.chunks] == [short] and len(engine.scheduler.waiting) == 2
     _run_out_with_the_sequential_tokens(engine, reference_tokens, long, short)
 
 
