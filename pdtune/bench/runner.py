@@ -147,6 +147,11 @@ def serve_workload(engine: Engine, label: str, workload: Workload, cfg: BenchCon
     return result
 
 
+def mode_name(label: str) -> str:
+    """The engine mode a mode label serves ("pdmux" for pdmux:POLICY and pdmux@FILE)."""
+    return label.partition("@")[0].partition(":")[0]
+
+
 def _engine_config(base: EngineConfig, label: str) -> EngineConfig:
     """A mode label's engine: "pdmux:POLICY" sets the planner policy, "pdmux@FILE" the planner
     settings of a config file (a `pdtune search` result, or any of `PLANNER_FIELDS`),

@@ -101,7 +101,7 @@ def bench(
     """Serve a workload in-process and report latency, SLO attainment and goodput per mode."""
     console = Console()
     with user_errors(console):
-        from pdtune.bench.runner import BenchConfig, run_bench
+        from pdtune.bench.runner import BenchConfig, mode_name, run_bench
         from pdtune.config import build_engine_config
         from pdtune.errors import PdtuneError
         from pdtune.report.bench_report import (
@@ -141,7 +141,7 @@ def bench(
                       "--pdmux-prefill-behind": pdmux_prefill_behind, "--pdmux-jump-batch": pdmux_jump_batch,
                       "--trace": trace}
         given = [flag for flag, value in pdmux_only.items() if value is not None]
-        if given and not any(m.partition(":")[0] == "pdmux" for m in modes):
+        if given and not any(mode_name(m) == "pdmux" for m in modes):
             verb = "applies" if len(given) == 1 else "apply"
             raise PdtuneError(f"{', '.join(given)} {verb} only to pdmux modes; --mode {mode} has none")
         rates = _parse_rates(rate) if rate is not None else None

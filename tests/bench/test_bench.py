@@ -680,6 +680,17 @@ def test_a_config_files_planner_settings_are_a_pdmux_mode_served_on_the_same_eng
     assert bad.exit_code == 1 and "a mode label takes only the planner" in " ".join(bad.output.split())
 
 
+def test_pdmux_flags_apply_to_a_pdmux_at_file_mode(tmp_path):
+    plan = tmp_path / "jump.json"
+    plan.write_text(json.dumps({"engine": {"pdmux_prefill_jump": "shorter", "pdmux_jump_batch": False}}))
+    trace = tmp_path / "trace.jsonl"
+    result = runner.invoke(app, ["bench", "--workload", "random", "--num-requests", "3", "--rate", "50", "--mode",
+                                 f"chunked,pdmux@{plan}", "--max-prompt-len", "24", "--max-output-len", "3",
+                                 "--trace", str(trace), "--out", str(tmp_path / "res"), *TINY])
+    assert result.exit_code == 0, result.output
+    assert {json.loads(line)["run"] for line in trace.read_text().splitlines()} >= {f"pdmux@{plan}"}
+
+
 def test_kernel_compiles_and_allocator_growth_and_retries_inside_a_timed_run_are_counted_and_shown(monkeypatch):
     from pdtune.bench import runner as bench_runner
     from pdtune.bench.runner import BenchConfig, serve_workload
