@@ -8,7 +8,7 @@ DEFAULT_MODEL = "smollm2-135m-instruct"
 MODES = ("sequential", "chunked", "pdmux")
 PDMUX_POLICIES = ("adaptive", "static", "sglang")
 DISPATCH_ORDERS = ("edf", "fcfs", "fewest-misses")
-PREFILL_JUMPS = ("off", "late", "shorter", "spare")
+PREFILL_JUMPS = ("off", "late", "shorter", "spare", "safe")
 
 
 def prefill_jump_name(value: str | bool) -> str:
@@ -64,9 +64,10 @@ class EngineConfig:
     # TTFT behind; "shorter", the shortest waiting prefill when it is at most a quarter of what
     # remains (shortest remaining time first, for TTFT below the SLO); "spare", "shorter" only while
     # every queued prefill keeps `pdmux_spare_slack_share` of its TTFT SLO (as the spare decode
-    # target: under load the long prompts overtaken would fall behind); "off"
+    # target: under load the long prompts overtaken would fall behind); "safe", "shorter" while no
+    # waiting request that can still meet its TTFT would miss it behind the jump; "off"
     pdmux_prefill_jump: str = "off"
-    # pdmux: a "shorter" or "spare" jump takes the next shortest waiting requests with the shortest
+    # pdmux: a "shorter", "spare" or "safe" jump takes the next shortest waiting requests with the shortest
     # while they fit its share and slack (one jump for several short prompts: each alone reads every
     # weight); False jumps one request at a time as before session 24, for comparison
     pdmux_jump_batch: bool = True

@@ -76,7 +76,8 @@ def bench(
     pdmux_prefill_jump: Annotated[Optional[str], typer.Option(
         help="pdmux: a waiting request runs its prefill before the rest of the one in flight: off (default); late "
              "(it would miss its TTFT behind it); shorter (the shortest, when at most a quarter of what remains); "
-             "spare (shorter, while every queued prefill keeps pdmux_spare_slack_share of its TTFT).")] = None,
+             "spare (shorter, while every queued prefill keeps pdmux_spare_slack_share of its TTFT); safe (shorter, "
+             "while no waiting request that can meet its TTFT would miss it for the jump).")] = None,
     pdmux_decode_target: Annotated[Optional[float], typer.Option(
         help="pdmux adaptive: plan decode steps to this share of the TPOT SLO (default 1).")] = None,
     pdmux_spare_decode_target: Annotated[Optional[float], typer.Option(
@@ -90,7 +91,7 @@ def bench(
         help="pdmux: the next prefill batch's layers launch behind a batch's last ones in its step (default on).")] = None,
     pdmux_jump_batch: Annotated[Optional[bool], typer.Option(
         "--pdmux-jump-batch/--no-pdmux-jump-batch",
-        help="pdmux: a shorter or spare jump takes the next shortest waiting requests too while they fit (default on).")] = None,
+        help="pdmux: a shorter, spare or safe jump takes the next shortest waiting requests too while they fit (default on).")] = None,
     pdmux_decode_budget: Annotated[Optional[str], typer.Option(
         help="pdmux adaptive: step (every step within the TPOT; default) or pace (each request's mean TPOT).")] = None,
     trace: Annotated[Optional[str], typer.Option(help="pdmux: write every step decision to this JSONL.")] = None,

@@ -30,6 +30,7 @@ SGLANG_SPLIT_TOKEN_BUDGET = 65536
 # pdmux_prefill_jump "shorter": a request overtakes the prefill in flight only when its own prefill
 # is at most this share of what remains of that one (a jump costs the overtaken its whole length)
 SHORTER_JUMP_SHARE = 0.25
+SHORTEST_FIRST_JUMPS = ("shorter", "spare", "safe")  # the jumps of the shortest waiting prefill
 
 
 def bandwidth_share(sms: int) -> float:
@@ -316,7 +317,7 @@ class PdmuxPlanner:
 
     def jump_candidate(self, scheduler: Scheduler) -> Sequence:
         """The waiting request that may jump ahead: the head of the dispatch order ("late"), or
-        the one with the shortest predicted prefill ("shorter", "spare")."""
+        the one with the shortest predicted prefill ("shorter", "spare", "safe")."""
         if self.config.pdmux_prefill_jump == "late":
             return scheduler.waiting[0]
         return min(scheduler.waiting, key=lambda s: self._prefill_of(scheduler, s, self.mixed[-1])[1])
@@ -325,41 +326,56 @@ class PdmuxPlanner:
                     earliest_arrival: float, now: float) -> bool:
         """Whether waiting `seq` should run its prefill before the remaining layers of the one in
         flight (the paper's "let a shorter prefill go first" at a layer boundary): it meets its
-        TTFT going first, the prefill it overtakes keeps enough TTFT slack to absorb it, and, with
-        `pdmux_prefill_jump` "late", it is shorter than what remains and would miss its TTFT
-        behind it; with "shorter", it takes at most `SHORTER_JUMP_SHARE` of what remains; with
-        "spare", so too, while the queue keeps `pdmux_spare_slack_share` of its TTFT SLO."""
+        TTFT going first and, with `pdmux_prefill_jump` "late", it is shorter than what remains,
+        would miss its TTFT behind it, and the overtaken keeps the slack to absorb it; with
+        "shorter", "spare" or "safe", it fits `_jump_cap_ms`, "spare" only while the queue keeps
+        `pdmux_spare_slack_share` of its TTFT SLO."""
         pred, part = self.predictor, self.mixed[-1]
         own_ms = self._prefill_of(scheduler, seq, part)[1]
-        behind_ms = pred.layer_ms(part, in_flight) * remaining_layers
         deadline_ms = (seq.arrival_time + self.config.slo_ttft_ms / 1e3 - now) * 1e3
+        if own_ms > deadline_ms:
+            return False
+        jump = self.config.pdmux_prefill_jump
+        if jump in SHORTEST_FIRST_JUMPS:
+            if jump == "spare" and not self._keeps_spare_slack(
+                    self.queue_slack_ms(scheduler, in_flight, remaining_layers, earliest_arrival, now)):
+                return False
+            return own_ms <= self._jump_cap_ms(scheduler, seq, in_flight, remaining_layers, earliest_arrival, now)
+        behind_ms = pred.layer_ms(part, in_flight) * remaining_layers
         overtaken_slack_ms = self.prefill_slack_ms(earliest_arrival, in_flight, remaining_layers, now)
-        if own_ms > deadline_ms or overtaken_slack_ms < own_ms:
-            return False
-        if self.config.pdmux_prefill_jump == "spare" and not self._keeps_spare_slack(
-                self.queue_slack_ms(scheduler, in_flight, remaining_layers, earliest_arrival, now)):
-            return False
-        if self.config.pdmux_prefill_jump in ("shorter", "spare"):
-            return own_ms <= SHORTER_JUMP_SHARE * behind_ms
-        return own_ms < behind_ms and deadline_ms < behind_ms + own_ms
+        return overtaken_slack_ms >= own_ms and own_ms < behind_ms and deadline_ms < behind_ms + own_ms
+
+    def _jump_cap_ms(self, scheduler: Scheduler, first: Sequence, in_flight: PrefillShape, remaining_layers: int,
+                     earliest_arrival: float, now: float) -> float:
+        """The most a "shorter", "spare" or "safe" jump may take: `SHORTER_JUMP_SHARE` of what
+        remains of the overtaken prefill, within that one's TTFT slack; with "safe", also within
+        the least slack of the waiting requests that can still meet their TTFT (`queue_slack_ms`,
+        `first` aside), so no one who would meet it misses for the jump. Under load a "shorter"
+        jump turned long prompts waiting behind into misses, which the dispatcher then served
+        last (H100, 13.5 req/s: three or four 16k-token prompts 2.9-3.7 s after the last arrival)."""
+        pred, part = self.predictor, self.mixed[-1]
+        cap_ms = min(SHORTER_JUMP_SHARE * pred.layer_ms(part, in_flight) * remaining_layers,
+                     self.prefill_slack_ms(earliest_arrival, in_flight, remaining_layers, now))
+        if self.config.pdmux_prefill_jump == "safe":
+            cap_ms = min(cap_ms, self.queue_slack_ms(scheduler, in_flight, remaining_layers, earliest_arrival, now,
+                                                     skip=first))
+        return cap_ms
 
     def jump_batch(self, scheduler: Scheduler, first: Sequence, in_flight: PrefillShape, remaining_layers: int,
                    earliest_arrival: float, now: float) -> tuple[list[Sequence], int]:
         """The batch that jumps, and its new tokens: `first` (`jumps_ahead` let it go) and, with
-        `pdmux_jump_batch` on a "shorter" or "spare" jump, the next shortest waiting requests while
-        the batch stays within `SHORTER_JUMP_SHARE` of what remains of the overtaken prefill and
-        within its slack, and each member meets its TTFT at the batch's end. A prompt of ~150
-        tokens alone reads every weight as a batch of several does (an H100 prefill layer below
-        ~300 tokens is bound by the weights' bytes), so one jump for several short prompts spends
-        fewer prefill SMs than one jump each."""
+        `pdmux_jump_batch` on a "shorter", "spare" or "safe" jump, the next shortest waiting
+        requests while the batch stays within `_jump_cap_ms` and each member meets its TTFT at the
+        batch's end. A prompt of ~150 tokens alone reads every weight as a batch of several does
+        (an H100 prefill layer below ~300 tokens is bound by the weights' bytes), so one jump for
+        several short prompts spends fewer prefill SMs than one jump each."""
         pred, part, slo_s = self.predictor, self.mixed[-1], self.config.slo_ttft_ms / 1e3
         first_hit = self._prefill_of(scheduler, first, part)[0]
         batch, tokens = [first], len(first) - first_hit
-        if not self.config.pdmux_jump_batch or self.config.pdmux_prefill_jump not in ("shorter", "spare"):
+        if not self.config.pdmux_jump_batch or self.config.pdmux_prefill_jump not in SHORTEST_FIRST_JUMPS:
             return batch, tokens
         shape = PrefillShape.single(tokens, first_hit)
-        cap_ms = min(SHORTER_JUMP_SHARE * pred.layer_ms(part, in_flight) * remaining_layers,
-                     self.prefill_slack_ms(earliest_arrival, in_flight, remaining_layers, now))
+        cap_ms = self._jump_cap_ms(scheduler, first, in_flight, remaining_layers, earliest_arrival, now)
         deadline_ms = (first.arrival_time + slo_s - now) * 1e3
         others = sorted((self._prefill_of(scheduler, s, part) + (s,) for s in scheduler.waiting if s is not first),
                         key=lambda entry: entry[1])
@@ -385,19 +401,22 @@ class PdmuxPlanner:
         return hit, pred.layer_ms(part, PrefillShape.single(len(seq) - hit, hit)) * pred.arch.num_layers
 
     def queue_slack_ms(self, scheduler: Scheduler, in_flight: PrefillShape, remaining_layers: int,
-                       earliest_arrival: float, now: float) -> float:
+                       earliest_arrival: float, now: float, skip: Sequence | None = None) -> float:
         """The least TTFT slack among what a pause of prefill delays: the batch in flight and each
         waiting request that can still meet its TTFT after the prefill queued ahead of it (the
         rest of the batch in flight, then the waiting ones before it, in queue order, on the
         smallest mixed prefill partition: the slowest prefill a mixed step runs). A request
         already past hope is not counted: waiting longer does not change that it misses. The scan stops once the queue ahead holds more
-        than one TTFT of prefill, beyond which no request can meet its TTFT."""
+        than one TTFT of prefill, beyond which no request can meet its TTFT. `skip`: a request left
+        out (one about to jump ahead)."""
         pred, part, slo_ms = self.predictor, self.mixed[-1], self.config.slo_ttft_ms
         ahead_ms = pred.layer_ms(part, in_flight) * remaining_layers
         slack = self.prefill_slack_ms(earliest_arrival, in_flight, remaining_layers, now)
         for seq in scheduler.waiting:
             if ahead_ms > slo_ms:
                 break
+            if seq is skip:
+                continue
             ahead_ms += self._prefill_of(scheduler, seq, part)[1]
             own = (seq.arrival_time - now) * 1e3 + slo_ms - ahead_ms
             if own >= 0:

@@ -697,6 +697,30 @@ def test_the_shortest_waiting_prefill_jumps_when_it_is_a_quarter_of_what_remains
     assert jumper([256], overtaken_waited_s=overtaken_slack_s - 0.9) == 256  # "shorter" spends it
 
 
+def test_a_safe_jump_waits_while_a_request_that_can_still_meet_its_ttft_would_miss_behind_it():
+    now = time.perf_counter()
+    long_shape, layers = PrefillShape.single(16384), 30
+
+    def jumper(jump: str, long_waited_s: float):
+        p = planner(slo_ttft_ms=2000.0, pdmux_prefill_jump=jump)
+        s = Scheduler(BlockManager(4096, 16), max_num_seqs=8, max_num_batched_tokens=4096, max_model_len=32768)
+        s.add(Sequence(list(range(2000)), GREEDY, arrival_time=now - long_waited_s))
+        s.add(Sequence(list(range(256)), GREEDY, arrival_time=now))
+        seq = p.jump_candidate(s)
+        return len(seq) if p.jumps_ahead(s, seq, long_shape, layers, now, now) else None
+
+    p = planner(slo_ttft_ms=2000.0)
+    part = p.mixed[-1]
+    ahead_ms = p.predictor.layer_ms(part, long_shape) * layers + p.predictor.layer_ms(
+        part, PrefillShape.single(2000)) * p.predictor.arch.num_layers  # the 2000-token prompt's first token
+    short_ms = p.predictor.layer_ms(part, PrefillShape.single(256)) * p.predictor.arch.num_layers
+    just_meets_s = (2000.0 - ahead_ms - short_ms / 2) / 1e3  # it meets its TTFT, with less slack than the jump takes
+    assert jumper("shorter", just_meets_s) == 256
+    assert jumper("safe", just_meets_s) is None
+    assert jumper("safe", just_meets_s - 0.1) == 256  # 0.1 s more slack: the jump costs it nothing
+    assert jumper("safe", just_meets_s + 0.1) == 256  # already past hope: the jump changes nothing for it
+
+
 def test_a_shorter_jump_takes_the_next_shortest_waiting_requests_while_they_fit_its_share_and_deadlines():
     p = planner(slo_ttft_ms=2000.0, pdmux_prefill_jump="shorter")
     now = time.perf_counter()
