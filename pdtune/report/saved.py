@@ -42,9 +42,10 @@ def _result_name(path: str) -> str:
 
 
 # What a result saved before an engine setting existed ran with: the setting's default, which is
-# what the code did before it (new settings come in off)
+# what the code did before it (new settings come in off), but for those that came in on
 _ENGINE_DEFAULTS = {f.name: f.default if f.default is not MISSING else f.default_factory()
                     for f in fields(EngineConfig) if f.default is not MISSING or f.default_factory is not MISSING}
+_ENGINE_DEFAULTS.update(pdmux_prefill_behind=False, pdmux_jump_batch=False)  # on since session 24's runs
 
 # Bench settings that vary between runs of one setup: the load and how it was searched.
 _PER_RUN = ("rate", "concurrency", "goodput", "goodput_iterations", "goodput_bracket", "save_workload", "repeat", "modes")
