@@ -184,11 +184,11 @@ class PdmuxStepper:
             if len(self.jobs) > 1 or not job.remaining_layers:
                 return
             seq = self.planner.jump_candidate(self.scheduler)
-            if not self.planner.jumps_ahead(self.scheduler, seq, job.shape, job.remaining_layers,
-                                            min(c.seq.arrival_time for c in job.plan.chunks), now):
+            arrival = min(c.seq.arrival_time for c in job.plan.chunks)
+            if not self.planner.jumps_ahead(self.scheduler, seq, job.shape, job.remaining_layers, arrival, now):
                 return
-            jumpers, budget = self.planner.jump_batch(self.scheduler, seq, job.shape, job.remaining_layers,
-                                                      min(c.seq.arrival_time for c in job.plan.chunks), now)
+            jumpers, budget = self.planner.jump_batch(self.scheduler, seq, job.shape, job.remaining_layers, arrival,
+                                                      now)
             for jumper in reversed(jumpers):
                 self.scheduler.waiting.remove(jumper)
                 self.scheduler.waiting.appendleft(jumper)
