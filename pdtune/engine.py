@@ -18,7 +18,8 @@ from pdtune.model.loader import LoadedModel, load_model
 from pdtune.model.ops import resolve_block_size
 from pdtune.perf.perf_model import read_perf_model
 from pdtune.perf.timing import measure_ceilings
-from pdtune.planner.pdmux import PdmuxPlanner, StepTimePredictor
+from pdtune.planner.pdmux import PdmuxPlanner
+from pdtune.planner.predictor import StepTimePredictor
 from pdtune.request.output import RequestOutput
 from pdtune.request.sampling import SamplingParams
 from pdtune.request.sequence import Sequence

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pdtune.model.arch import ModelArch
 from pdtune.perf.model_costs import PrefillShape, batch_prefill_flops, kv_bytes_per_token, num_params
 from pdtune.perf.perf_model import PerfModel
-from pdtune.planner.pdmux import H100_COPY_BYTES_PER_S, H100_MATMUL_FLOPS_PER_S
+from pdtune.planner.predictor import H100_COPY_BYTES_PER_S, H100_MATMUL_FLOPS_PER_S
 from pdtune.scheduler.block_manager import chain_hash
 
 

@@ -16,7 +16,8 @@ from pdtune.model.arch import ModelArch
 from pdtune.model.loader import PRESET_DIR, read_json
 from pdtune.perf.model_costs import PrefillShape
 from pdtune.planner import pdmux as pdmux_planner
-from pdtune.planner.pdmux import LAYER_LAUNCH_MS, PdmuxPlanner, StepDecision, StepTimePredictor
+from pdtune.planner.pdmux import PdmuxPlanner, StepDecision
+from pdtune.planner.predictor import LAYER_LAUNCH_MS, StepTimePredictor
 from pdtune.request.sequence import Sequence
 from pdtune.scheduler.block_manager import BlockManager
 from pdtune.scheduler.scheduler import Scheduler

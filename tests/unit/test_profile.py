@@ -17,7 +17,7 @@ from pdtune.executor.partitions import Partition
 from pdtune.perf.model_costs import PrefillShape, kv_bytes_per_token, num_params
 from pdtune.perf.perf_model import DECODE_TERMS, LAYER_TERMS, LinearFit, fit_linear, read_perf_model
 from pdtune.perf.profile import decode_sample, fit_partition, prefill_sample
-from pdtune.planner.pdmux import StepTimePredictor, bandwidth_share
+from pdtune.planner.predictor import StepTimePredictor, bandwidth_share
 
 GREEDY = SamplingParams(max_tokens=12, temperature=0, ignore_eos=True)
 PROMPTS = [list(range(1, n + 1)) for n in (1, 7, 16, 17, 40)] + [[5, 9, 200] * 11]
