@@ -122,6 +122,7 @@ class PdmuxStepper:
         self.last_step_start: float | None = None
         self.last_decode_ms: float | None = None
         self.cut_prompts = False  # a finished batch held a prompt cut at `pdmux_prefill_tokens` (more may follow)
+        self.jumped = 0  # requests that jumped ahead this step, for its trace row
         self.overlap = config.overlap_scheduling and runner.tp is None
         self.in_flight: InFlightDecode | None = None
         self.num_decodes = 0
@@ -192,6 +193,7 @@ class PdmuxStepper:
             for jumper in reversed(jumpers):
                 self.scheduler.waiting.remove(jumper)
                 self.scheduler.waiting.appendleft(jumper)
+            self.jumped = len(jumpers)
         self._launch_prefill_job(self._admit_waiting(budget))
 
     def _admit_waiting(self, budget: int) -> StepPlan:
@@ -277,6 +279,7 @@ class PdmuxStepper:
             budget = self.planner.decode_budget_ms([c.seq for c in decode_plan.chunks], now)
         decision = self.planner.decide(batch, context, prefill, remaining, slack, budget,
                                        prefill_queued=bool(remaining) and self._prefill_queued(job))
+        decision.jumped, self.jumped = self.jumped, 0
         # A prefill block alone on the whole GPU (pdmux_prefill_alone) leaves this step's decode for the next.
         inputs = self.runner.prepare(decode_plan) if decode_plan and decision.partition.decode_sms else None
         gang = decision.gang if remaining else 0

@@ -36,6 +36,7 @@ class StepDecision:
     decode_budget_ms: float | None = None  # what the adaptive policy planned decode within
     host_ms: float = 0.0  # the host's time per step the plan allowed for (learned on between steps)
     gang_behind: int = 0  # layers of the next prefill batch, launched behind this one's last (`layers_behind`)
+    jumped: int = 0  # waiting requests that jumped ahead of the prefill in flight this step (`jump_batch`)
 
 
 def _open_trace(path: str):
@@ -398,7 +399,7 @@ class PdmuxPlanner:
         if self.trace is None:
             return
         row = {"step": self.num_steps, "t": time.time(), "split": decision.partition.name, "gang": decision.gang,
-               "gang_behind": decision.gang_behind,
+               "gang_behind": decision.gang_behind, "jumped": decision.jumped,
                "decode_batch": decode_batch, "prefill_tokens": prefill_tokens, "prefill_jobs": prefill_jobs,
                "predicted_decode_ms": decision.predicted_decode_ms, "measured_decode_ms": measured_decode_ms,
                "predicted_prefill_ms": decision.predicted_prefill_ms, "measured_prefill_blocks_ms": measured_prefill_ms or [],

@@ -58,6 +58,10 @@ class TraceRunSummary:
     # steps that launched the next prefill batch's layers behind a batch's last ones (`gang_behind`);
     # None for a trace written before session 23, which did not record them
     behind_steps: int | None = None
+    # steps where waiting requests jumped ahead of the prefill in flight, and those requests
+    # (`jumped`); None for a trace written before session 24
+    jump_steps: int | None = None
+    jumped_requests: int | None = None
 
 
 def _split_sms(name: str) -> tuple[int, int]:
@@ -90,7 +94,14 @@ def summarize_run(run: str, rows: list[dict]) -> TraceRunSummary:
         if budgeted else None,
         planned_tpot_p10=percentile(planned, 10), planned_tpot_p50=percentile(planned, 50),
         behind_steps=sum(1 for r in rows if r.get("gang_behind")) if any("gang_behind" in r for r in rows) else None,
+        **_jumps(rows),
     )
+
+
+def _jumps(rows: list[dict]) -> dict:
+    if not any("jumped" in r for r in rows):
+        return {}
+    return {"jump_steps": sum(1 for r in rows if r.get("jumped")), "jumped_requests": sum(r.get("jumped", 0) for r in rows)}
 
 
 def summarize_trace(rows: list[dict]) -> list[TraceRunSummary]:
@@ -111,9 +122,11 @@ def trace_table(summaries: list[TraceRunSummary], title: str) -> Table:
                                        "split, no layers launched (the block before still ran); alone = the "
                                        "whole GPU (in brackets: with a prefill batch in hand, paused or in "
                                        "its last block). Behind: steps that launched the next prefill "
-                                       "batch's layers after a batch's last ones. Decode error: "
+                                       "batch's layers after a batch's last ones. Jumps: steps where "
+                                       "waiting requests jumped ahead of the prefill in flight (the "
+                                       "requests). Decode error: "
                                        "measured over predicted.")
-    for name in ("run", "req/s", "steps", "beside / waiting / decode alone (paused) / prefill alone", "behind",
+    for name in ("run", "req/s", "steps", "beside / waiting / decode alone (paused) / prefill alone", "behind", "jumps",
                  "mixed splits (P/D: share)", "decode batch p50 / p90", "decode ms p50 / p90",
                  "decode error p50 / p90", "over budget", "planned TPOT ms p10 / p50"):
         table.add_column(name, overflow="fold", justify="left" if name.startswith(("run", "mixed")) else "right")
@@ -125,6 +138,7 @@ def trace_table(summaries: list[TraceRunSummary], title: str) -> Table:
         table.add_row(s.run, _num(s.rate, "g"), str(s.steps),
                       f"{s.beside_steps} / {s.waiting_steps} / {s.decode_alone_steps} ({s.paused_steps}) / "
                       f"{s.prefill_alone_steps}", _num(s.behind_steps, "d"),
+                      "-" if s.jump_steps is None else f"{s.jump_steps} ({s.jumped_requests})",
                       splits, f"{_num(s.decode_batch_p50, 'g')} / {_num(s.decode_batch_p90, 'g')}",
                       f"{_num(s.decode_ms_p50, '.1f')} / {_num(s.decode_ms_p90, '.1f')}",
                       f"{_num(s.decode_error_p50, '.2f')} / {_num(s.decode_error_p90, '.2f')}",

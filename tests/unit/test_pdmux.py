@@ -818,13 +818,15 @@ def test_the_overtaken_prefill_runs_its_next_layers_in_the_step_the_jump_ends(re
     _run_out_with_the_sequential_tokens(engine, reference_tokens, long, short)
 
 
-def test_short_prompts_that_arrive_together_jump_in_one_batch(reference_tokens, monkeypatch):
+def test_short_prompts_that_arrive_together_jump_in_one_batch(reference_tokens, monkeypatch, tmp_path):
     monkeypatch.setattr(pdmux_planner, "SHORTER_JUMP_SHARE", 1e6)  # tiny's prefills are all launch-bound
+    trace = tmp_path / "trace.jsonl"
     engine, stepper, long, short = _short_prompt_during_a_long_prefill(
-        monkeypatch, also=(PROMPTS[2], PROMPTS[1]), pdmux_prefill_jump="shorter")
+        monkeypatch, also=(PROMPTS[2], PROMPTS[1]), pdmux_prefill_jump="shorter", trace_path=str(trace))
     jump = [c.seq for c in stepper.jobs[0].plan.chunks]
     assert [len(q) for q in jump] == [1, 7, 16] and jump[0] is short and stepper.jobs[1].plan.chunks[0].seq is long
     _run_out_with_the_sequential_tokens(engine, reference_tokens, long, *jump)
+    assert [r["jumped"] for r in map(json.loads, trace.read_text().splitlines()) if r["jumped"]] == [3]
     engine, stepper, long, short = _short_prompt_during_a_long_prefill(
         monkeypatch, also=(PROMPTS[2], PROMPTS[1]), pdmux_prefill_jump="shorter", pdmux_jump_batch=False)
     assert [c.seq for c in stepper.jobs[0].plan.chunks] == [short] and len(engine.scheduler.waiting) == 2

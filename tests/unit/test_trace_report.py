@@ -19,7 +19,8 @@ ROWS = [
     _row(1, "132/0", 2, 0, 512, run="warm-up"),
     _row(2, "108/24", 1, 4, 512, 10.0, 12.0, 23.0, run="pdmux", rate=8.75),  # beside
     _row(3, "108/24", 0, 4, 512, 10.0, 25.0, 23.0, run="pdmux", rate=8.75),  # waiting; 25 > 23: over budget
-    _row(4, "100/32", 2, 6, 256, 10.0, 10.0, 29.0, run="pdmux", rate=8.75, gang_behind=3),  # beside, and 3 behind
+    _row(4, "100/32", 2, 6, 256, 10.0, 10.0, 29.0, run="pdmux", rate=8.75, gang_behind=3,
+         jumped=2),  # beside, 3 behind; two requests jumped ahead
     _row(5, "0/132", 0, 6, 256, 8.0, 8.0, 29.0, run="pdmux", rate=8.75),  # decode alone, prefill paused
     _row(6, "0/132", 0, 2, 0, 8.0, 8.0, 29.0, run="pdmux", rate=8.75),  # decode alone, nothing queued
     _row(7, "68/64", 1, 40, 1024, 12.0, 12.0, run="pdmux:sglang", rate=8.75),  # sglang plans no budget
@@ -37,6 +38,7 @@ def test_a_trace_is_summarized_per_run_from_its_rows():
     assert pdmux.planned_tpot_p10 == 24 and pdmux.planned_tpot_p50 == 30
     assert sglang.splits == [("68/64", 1)] and sglang.over_budget is None and math.isnan(sglang.planned_tpot_p50)
     assert pdmux.behind_steps == 1 and sglang.behind_steps is None  # none of its rows recorded the field
+    assert (pdmux.jump_steps, pdmux.jumped_requests) == (1, 2) and sglang.jump_steps is None
     # a trace written before rows were tagged is one run
     untagged = summarize_trace([{k: v for k, v in r.items() if k not in ("run", "rate")} for r in ROWS])
     assert [(s.run, s.steps) for s in untagged] == [("-", 7)]
