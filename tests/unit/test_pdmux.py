@@ -720,6 +720,18 @@ def test_a_safe_jump_waits_while_a_request_that_can_still_meet_its_ttft_would_mi
     assert jumper("safe", just_meets_s) is None
     assert jumper("safe", just_meets_s - 0.1) == 256  # 0.1 s more slack: the jump costs it nothing
     assert jumper("safe", just_meets_s + 0.1) == 256  # already past hope: the jump changes nothing for it
+    # a safe jump's batch grows only while that request keeps its TTFT behind it
+    safe = planner(slo_ttft_ms=2000.0, pdmux_prefill_jump="safe")
+    batch_ms = [p.predictor.layer_ms(part, sum((PrefillShape.single(n) for n in lengths), PrefillShape())) * 32
+                for lengths in ([150, 200], [150, 200, 300])]
+    s = Scheduler(BlockManager(4096, 16), max_num_seqs=8, max_num_batched_tokens=4096, max_model_len=32768)
+    long_waited_s = (2000.0 - ahead_ms - sum(batch_ms) / 2) / 1e3  # its slack lies between the two batches
+    for n, waited in ((2000, long_waited_s), (150, 0.0), (200, 0.0), (300, 0.0)):
+        s.add(Sequence(list(range(n)), GREEDY, arrival_time=now - waited))
+    first = safe.jump_candidate(s)
+    assert [len(q) for q in safe.jump_batch(s, first, long_shape, layers, now, now)[0]] == [150, 200]
+    shorter = planner(slo_ttft_ms=2000.0, pdmux_prefill_jump="shorter")
+    assert [len(q) for q in shorter.jump_batch(s, first, long_shape, layers, now, now)[0]] == [150, 200, 300]
 
 
 def test_a_shorter_jump_takes_the_next_shortest_waiting_requests_while_they_fit_its_share_and_deadlines():
