@@ -731,7 +731,7 @@ def test_a_safe_jump_waits_while_a_request_that_can_still_meet_its_ttft_would_mi
     first = safe.jump_candidate(s)
     assert [len(q) for q in safe.jump_batch(s, first, long_shape, layers, now, now)[0]] == [150, 200]
     shorter = planner(slo_ttft_ms=2000.0, pdmux_prefill_jump="shorter")
-    assert [len(q) for q in shorter.jump_batch(s, first, long_shape, layers, now, now)[0]] == [150, 200, 300]
+    assert [len(q) for q in shorter.jump_batch(s, first, long_shape, layers, now, now)[0]] == [150, 200, 300, 2000]
 
 
 def test_a_shorter_jump_takes_the_next_shortest_waiting_requests_while_they_fit_its_share_and_deadlines():
