@@ -122,7 +122,6 @@ class PdmuxStepper:
         self.last_step_start: float | None = None
         self.last_decode_ms: float | None = None
         self.cut_prompts = False  # a finished batch held a prompt cut at `pdmux_prefill_tokens` (more may follow)
-        self.jumped = 0  # requests that jumped ahead this step, for its trace row
         self.overlap = config.overlap_scheduling and runner.tp is None
         self.in_flight: InFlightDecode | None = None
         self.num_decodes = 0
@@ -170,31 +169,33 @@ class PdmuxStepper:
             self.jobs.insert(len(self.jobs) if behind else 0, self.executor.start_prefill(plan))
             self.scheduler.protected |= {id(c.seq) for c in plan.chunks}
 
-    def _start_prefill(self, now: float) -> None:
+    def _start_prefill(self, now: float) -> int:
         """A new prefill batch when none is in flight; with `pdmux_prefill_jump`, waiting requests
-        ahead of the one in flight when the planner says they should go first (`jump_batch`)."""
+        ahead of the one in flight when the planner says they should go first (`jump_batch`).
+        Returns how many jumped, for the step's trace row."""
         if self.jobs:  # asked again only when the queue changed: its order is a sort, each step would cost
             queue = (len(self.scheduler.waiting), id(self.scheduler.waiting[-1]))
             if queue == self.jump_checked:
-                return
+                return 0
             self.jump_checked = queue
         self.planner.order_waiting(self.scheduler, now)
-        budget = self.config.pdmux_prefill_tokens
-        if self.jobs:
+        budget, jumping = self.config.pdmux_prefill_tokens, bool(self.jobs)
+        if jumping:
             job = self.jobs[0]
             if len(self.jobs) > 1 or not job.remaining_layers:
-                return
+                return 0
             seq = self.planner.jump_candidate(self.scheduler)
             arrival = min(c.seq.arrival_time for c in job.plan.chunks)
             if not self.planner.jumps_ahead(self.scheduler, seq, job.shape, job.remaining_layers, arrival, now):
-                return
+                return 0
             jumpers, budget = self.planner.jump_batch(self.scheduler, seq, job.shape, job.remaining_layers, arrival,
                                                       now)
             for jumper in reversed(jumpers):
                 self.scheduler.waiting.remove(jumper)
                 self.scheduler.waiting.appendleft(jumper)
-            self.jumped = len(jumpers)
-        self._launch_prefill_job(self._admit_waiting(budget))
+        plan = self._admit_waiting(budget)
+        self._launch_prefill_job(plan)
+        return len(plan.chunks) if jumping else 0
 
     def _admit_waiting(self, budget: int) -> StepPlan:
         """The next prefill batch from the head of the (ordered) waiting queue."""
@@ -262,8 +263,9 @@ class PdmuxStepper:
             self.cut_prompts = self.scheduler.has_unfinished_prefill()
             if self.cut_prompts:
                 self._continue_prefill()
+        jumped = 0
         if self.scheduler.waiting and (not self.jobs or self.config.pdmux_prefill_jump != "off"):
-            self._start_prefill(now)
+            jumped = self._start_prefill(now)
         decode_plan = StepPlan()
         self.scheduler.schedule_running(decode_plan, self.scheduler.max_num_seqs, decode_only=True)
         job = self.job
@@ -279,7 +281,7 @@ class PdmuxStepper:
             budget = self.planner.decode_budget_ms([c.seq for c in decode_plan.chunks], now)
         decision = self.planner.decide(batch, context, prefill, remaining, slack, budget,
                                        prefill_queued=bool(remaining) and self._prefill_queued(job))
-        decision.jumped, self.jumped = self.jumped, 0
+        decision.jumped = jumped
         # A prefill block alone on the whole GPU (pdmux_prefill_alone) leaves this step's decode for the next.
         inputs = self.runner.prepare(decode_plan) if decode_plan and decision.partition.decode_sms else None
         gang = decision.gang if remaining else 0

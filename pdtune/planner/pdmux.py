@@ -252,7 +252,7 @@ class PdmuxPlanner:
         the least slack of the waiting requests that can still meet their TTFT (`queue_slack_ms`,
         `first` aside), so no one who would meet it misses for the jump. Under load a "shorter"
         jump turned long prompts waiting behind into misses, which the dispatcher then served
-        last (H100, 13.5 req/s: three or four 16k-token prompts, the last 2.9-3.8 s after the last arrival)."""
+        last (H100, 13.5 req/s: three or four 14-16k-token prompts, the last 2.9-3.8 s after the last arrival)."""
         pred, part = self.predictor, self.mixed[-1]
         cap_ms = min(SHORTER_JUMP_SHARE * pred.layer_ms(part, in_flight) * remaining_layers,
                      self.prefill_slack_ms(earliest_arrival, in_flight, remaining_layers, now))
