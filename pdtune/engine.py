@@ -8,11 +8,13 @@ import warnings
 
 import torch
 
+from pdtune.clock import HOST_CLOCK
 from pdtune.config import EngineConfig
 from pdtune.errors import InvalidRequestError, PdtuneError
 from pdtune.executor.model_runner import ModelRunner, kv_bytes_per_block
 from pdtune.executor.pdmux import make_pdmux_executor, pdmux_piece_rows
 from pdtune.executor.tensor_parallel import TPWorkers
+from pdtune.executor.virtual_gpu import VirtualGPU, VirtualPdmuxExecutor, VirtualRunner, load_virtual
 from pdtune.model.arch import ModelArch
 from pdtune.model.loader import LoadedModel, load_model
 from pdtune.model.ops import resolve_block_size
@@ -44,12 +46,16 @@ def activation_bytes(loaded: LoadedModel, config: EngineConfig) -> int:
     return total
 
 
-def size_kv_pool(loaded: LoadedModel, config: EngineConfig) -> int:
+def size_kv_pool(loaded: LoadedModel, config: EngineConfig, gpu_memory: tuple[int, int] | None = None) -> int:
+    """KV blocks in the memory left beside the weights and activations: of this process's GPU, of
+    `gpu_memory` (free, total bytes: a virtual GPU's) or, on a CPU, `kv_cache_gb`."""
     per_block = kv_bytes_per_block(loaded, config.block_size)
     if config.num_kv_blocks is not None:
         return config.num_kv_blocks
-    if loaded.device.type == "cuda":
-        free, total = torch.cuda.mem_get_info(loaded.device)
+    if gpu_memory is None and loaded.device.type == "cuda":
+        gpu_memory = torch.cuda.mem_get_info(loaded.device)
+    if gpu_memory is not None:
+        free, total = gpu_memory
         budget = total * config.gpu_memory_utilization - (total - free) - activation_bytes(loaded, config)
     else:
         budget = config.kv_cache_gb * 1e9
@@ -100,13 +106,20 @@ def switches_plan_to(built: EngineConfig, wanted: EngineConfig) -> bool:
 
 
 class Engine:
-    def __init__(self, config: EngineConfig):
+    """With `simulate`, the engine runs on a virtual GPU (`pdtune.executor.virtual_gpu`): no weights,
+    each step taking the time `config.perf_model` predicts, on a virtual clock (`self.clock`)."""
+
+    def __init__(self, config: EngineConfig, simulate: bool = False):
         started = time.perf_counter()
+        self.virtual_gpu: VirtualGPU | None = None
+        if simulate:
+            config, self.loaded, self.virtual_gpu = load_virtual(config)
         self.config = config = resolve_block_size(config)
         self.tp_workers = TPWorkers(config, config.tensor_parallel_size) if config.tensor_parallel_size > 1 else None
         tp = self.tp_workers.group if self.tp_workers else None
         try:
-            self.loaded = load_model(config, tp)
+            if not simulate:
+                self.loaded = load_model(config, tp)
             self.tokenizer = self.loaded.tokenizer
             self.max_model_len = _max_model_len(config, self.loaded.arch)
             # The pdmux planner's and the data-parallel dispatcher's priors are bytes and FLOPs over
@@ -114,14 +127,19 @@ class Engine:
             # GPU they model the H100 (the simulated executor's 132 SMs).
             self.ceilings = measure_ceilings(self.loaded.device, self.loaded.dtype, copy_mib=512) \
                 if self.loaded.device.type == "cuda" else None
-            self.num_kv_blocks = size_kv_pool(self.loaded, config)
+            self.num_kv_blocks = size_kv_pool(self.loaded, config,
+                                              self.virtual_gpu.free_memory() if self.virtual_gpu else None)
         except BaseException:
             if self.tp_workers:
                 self.tp_workers.abort()
             raise
         if self.tp_workers:
             self.tp_workers.start_runners(self.num_kv_blocks, self.max_model_len)
-        self.runner = ModelRunner(self.loaded, config, self.num_kv_blocks, self.max_model_len, tp)
+        self.clock = self.virtual_gpu.clock if self.virtual_gpu else HOST_CLOCK
+        if self.virtual_gpu:
+            self.runner = VirtualRunner(self.virtual_gpu, self.virtual_gpu.partitions(config.pdmux_splits))
+        else:
+            self.runner = ModelRunner(self.loaded, config, self.num_kv_blocks, self.max_model_len, tp)
         self.block_manager = BlockManager(self.num_kv_blocks, config.block_size, config.enable_prefix_caching)
         self.scheduler = Scheduler(self.block_manager, config.max_num_seqs, config.max_num_batched_tokens,
                                    self.max_model_len)
@@ -130,12 +148,17 @@ class Engine:
         self.startup_s = time.perf_counter() - started  # weights, kernel warm-up, graph captures
 
     def _make_stepper(self):
-        config, runner = self.config, self.runner
+        config, runner, virtual = self.config, self.runner, self.virtual_gpu
         if config.mode != "pdmux":
             return SyncStepper(config, self.scheduler, runner)
-        executor, total_sms = make_pdmux_executor(runner, config, self.max_model_len)
+        if virtual:
+            partitions = virtual.partitions(config.pdmux_splits)
+            executor, total_sms = VirtualPdmuxExecutor(virtual, runner, partitions, virtual.arch.num_layers), virtual.total_sms
+            gpu = virtual.name
+        else:
+            executor, total_sms = make_pdmux_executor(runner, config, self.max_model_len)
+            gpu = torch.cuda.get_device_properties(runner.device).name if runner.device.type == "cuda" else None
         partitions = executor.partitions
-        gpu = torch.cuda.get_device_properties(runner.device).name if runner.device.type == "cuda" else None
         perf_model = None if config.perf_model is None else read_perf_model(
             config.perf_model, self.loaded.name, str(self.loaded.dtype), partitions, config.tensor_parallel_size, gpu,
             config.block_size)
@@ -143,7 +166,8 @@ class Engine:
                                                       matmul_flops_per_s=self.ceilings.matmul_flops_per_s)
         predictor = StepTimePredictor(self.loaded.arch, self.loaded.dtype.itemsize, total_sms, perf_model=perf_model,
                                       **rates)
-        return PdmuxStepper(config, self.scheduler, runner, executor, PdmuxPlanner(config, partitions, predictor))
+        return PdmuxStepper(config, self.scheduler, runner, executor, PdmuxPlanner(config, partitions, predictor, self.clock),
+                            self.clock)
 
     def set_pdmux_plan(self, policy: str, split: tuple[int, int] | None = None, gang: int | None = None,
                        prefill_tokens: int | None = None) -> None:
@@ -245,7 +269,7 @@ class Engine:
     def step(self) -> list[RequestOutput]:
         """Runs one step; returns the requests that finished in it."""
         results = self.stepper.step()
-        now = time.perf_counter()
+        now = self.clock.now()
         finished = []
         for chunk, token, logprobs in results:
             seq = chunk.seq
@@ -290,8 +314,11 @@ class Engine:
         return any(s in text for s in stops)
 
 
-def make_engine(config: EngineConfig):
-    """One engine, or data-parallel replicas behind the same interface."""
+def make_engine(config: EngineConfig, simulate: bool = False):
+    """One engine, or data-parallel replicas behind the same interface; with `simulate`, one on a
+    virtual GPU."""
+    if simulate:
+        return Engine(config, simulate=True)
     if config.data_parallel_size > 1:
         from pdtune.executor.data_parallel import DataParallelEngine
 

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import functools
-import time
 from collections import deque
 from dataclasses import dataclass
 
 import torch
 
+from pdtune.clock import HOST_CLOCK
 from pdtune.config import EngineConfig
 from pdtune.executor.model_runner import LaunchedStep, ModelRunner
 from pdtune.executor.pdmux import DecodeLaunch, PdmuxExecutor, PrefillJob
@@ -112,8 +112,8 @@ class PdmuxStepper:
     other streams' prefills until it is done, and the blocks it fills are shared only then."""
 
     def __init__(self, config: EngineConfig, scheduler: Scheduler, runner: ModelRunner, executor: PdmuxExecutor,
-                 planner: PdmuxPlanner):
-        self.config, self.scheduler, self.runner = config, scheduler, runner
+                 planner: PdmuxPlanner, clock=HOST_CLOCK):
+        self.config, self.scheduler, self.runner, self.clock = config, scheduler, runner, clock
         self.executor, self.planner = executor, planner
         self.jobs: list[PrefillJob] = []  # the first runs its layers; one behind it waits (at most two)
         # (partition, shape, layers, block) of each launched block not yet measured, in launch order
@@ -249,7 +249,7 @@ class PdmuxStepper:
 
     @torch.inference_mode()
     def step(self) -> StepResults:
-        now = time.perf_counter()
+        now = self.clock.now()
         if self.last_step_start is not None:
             self.planner.predictor.observe_step_wall((now - self.last_step_start) * 1e3, self.last_decode_ms)
         self.last_step_start, self.last_decode_ms = now, None

@@ -52,6 +52,7 @@ class BenchConfig:
     warmup_requests: int = 8
     save_workload: str | None = None  # also write the generated workload here (replay it with workload=PATH)
     repeat: int = 1  # serve the same timed workload this many times per mode (not with goodput)
+    simulate: bool = False  # on a virtual GPU: step times from engine.perf_model, on a virtual clock
 
     def __post_init__(self) -> None:
         if len(self.rates) > 1 and (self.goodput or self.concurrency or self.repeat > 1):
@@ -125,10 +126,12 @@ def serve_workload(engine: Engine, label: str, workload: Workload, cfg: BenchCon
     engine.reset_counters()
     engine.tag_trace(run=label, rate=rate)
     compiled_before, allocs_before = compiled_variants(), allocator_counts()
+    clock = engine.clock
     if cfg.concurrency:
-        result = serve_closed_loop(engine, workload.requests, cfg.concurrency, progress)
+        result = serve_closed_loop(engine, workload.requests, cfg.concurrency, progress, clock=clock.now)
     else:
-        result = serve_open_loop(engine, workload.requests, rate, progress, stop_below=stop_below)
+        result = serve_open_loop(engine, workload.requests, rate, progress, clock=clock.now, sleep=clock.sleep,
+                                 stop_below=stop_below)
     result.mode = label
     result.extra["preemptions"] = engine.num_preemptions
     result.extra["engine_startup_s"] = engine.startup_s
@@ -144,6 +147,8 @@ def serve_workload(engine: Engine, label: str, workload: Workload, cfg: BenchCon
     planner = engine.planner_inputs()
     if planner is not None:
         result.extra["planner"] = planner
+    if cfg.simulate:
+        result.extra["simulated"] = {"gpu": engine.virtual_gpu.name, "perf_model": engine.config.perf_model}
     return result
 
 
@@ -232,7 +237,7 @@ def run_bench(cfg: BenchConfig, progress_factory=None, out_dir: str | None = Non
     runs, goodputs, engine, workload, built = [], {}, None, None, None
     for label in cfg.modes:  # every label checked before the first engine loads
         _engine_config(cfg.engine, label)
-    if any(label.startswith("pdmux") for label in cfg.modes):
+    if any(label.startswith("pdmux") for label in cfg.modes) and not cfg.simulate:
         check_green_contexts()
     for label in cfg.modes:
         wanted = _engine_config(cfg.engine, label)
@@ -243,7 +248,7 @@ def run_bench(cfg: BenchConfig, progress_factory=None, out_dir: str | None = Non
                 engine.close()
             engine = None  # one engine at a time: two 8B engines do not fit one GPU
             _release_gpu_memory()
-            engine = make_engine(wanted)
+            engine = make_engine(wanted, cfg.simulate)
         built = wanted
         if workload is None:
             workload = build_workload(cfg, engine.vocab_size, engine.tokenizer)

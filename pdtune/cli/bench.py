@@ -97,6 +97,9 @@ def bench(
     trace: Annotated[Optional[str], typer.Option(help="pdmux: write every step decision to this JSONL.")] = None,
     perf_model: Annotated[Optional[str], typer.Option(
         "--perf-model", help="pdmux: the JSON `pdtune profile` wrote, for the planner's priors.")] = None,
+    simulate: Annotated[bool, typer.Option(
+        help="Serve on a virtual GPU: no weights, every step taking the time --perf-model predicts on the "
+             "GPU it was profiled on, on a virtual clock (a policy tried on a CPU; not a measurement).")] = False,
     out: Annotated[Optional[str], typer.Option("--out", help="Result folder (default results/bench-<workload>-<time>).")] = None,
 ) -> None:
     """Serve a workload in-process and report latency, SLO attainment and goodput per mode."""
@@ -148,7 +151,7 @@ def bench(
         rates = _parse_rates(rate) if rate is not None else None
         cfg = BenchConfig(engine, modes, workload, num_requests, rates, burstiness, concurrency, time_scale, seed,
                           max_prompt_len, max_output_len, parsed_slo, goodput, attainment, goodput_iterations,
-                          bracket, save_workload=save_workload, repeat=repeat)
+                          bracket, save_workload=save_workload, repeat=repeat, simulate=simulate)
         folder = out or os.path.join("results", f"bench-{os.path.basename(workload)}-{time.strftime('%Y%m%d-%H%M%S')}")
         report = run_bench(cfg, lambda m: LiveBenchProgress(console, m), out_dir=folder)
         tables = [] if goodput else bench_tables(report, console.width)  # a goodput search: its probes' table
@@ -158,4 +161,6 @@ def bench(
             console.print(against)
         for line in repeat_lines(report):
             console.print(line)
+        if simulate:
+            console.print(f"simulated: step times predicted by {perf_model} on a virtual GPU, not measured")
         console.print(f"saved {', '.join(sorted(os.listdir(folder)))} in {folder}")

@@ -12,6 +12,7 @@ import time
 import torch
 import torch.multiprocessing as mp
 
+from pdtune.clock import HOST_CLOCK
 from pdtune.config import EngineConfig
 from pdtune.engine import pdmux_plan_config
 from pdtune.errors import InvalidRequestError, PdtuneError
@@ -72,6 +73,8 @@ def _replica(index: int, config: EngineConfig, inbox, outbox) -> None:
 
 
 class DataParallelEngine:
+    clock = HOST_CLOCK
+
     def __init__(self, config: EngineConfig):
         from pdtune.model.loader import load_tokenizer, resolve_device, resolve_dtype
 

@@ -63,7 +63,7 @@ def _block_tables(chunks: list[ScheduledChunk]) -> torch.Tensor:
 
 
 def kv_bytes_per_block(loaded: LoadedModel, block_size: int) -> int:
-    a = loaded.model.local_arch
+    a = loaded.arch if loaded.model is None else loaded.model.local_arch  # None: a virtual GPU's, unsharded
     return 2 * a.num_layers * block_size * a.num_kv_heads * a.head_dim * loaded.dtype.itemsize
 
 

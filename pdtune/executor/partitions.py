@@ -109,9 +109,15 @@ def make_partitions(splits: tuple[tuple[int, int], ...] = DEFAULT_SPLITS) -> lis
     return sorted(parts, key=lambda p: p.decode_sms) + alone
 
 
-def simulated_partitions(splits: tuple[tuple[int, int], ...], total_sms: int = 132) -> list[Partition]:
+def simulated_partitions(splits: tuple[tuple[int, int], ...], total_sms: int = 132,
+                         sm_step: int = 1) -> list[Partition]:
     """Partitions without streams: the CPU runs each launch at once, on the same code path, so the
-    planner, gang and dispatch logic can be tested without a GPU."""
-    parts = [Partition((p, d), total_sms - d, d, None, None) for p, d in splits]
+    planner, gang and dispatch logic can be tested without a GPU. Decode SMs are rounded up to
+    `sm_step` as a driver grants them; splits that round alike are one partition, as on a GPU."""
+    parts: list[Partition] = []
+    for p, d in splits:
+        decode = min(total_sms, -(-d // sm_step) * sm_step)
+        if all(q.decode_sms != decode for q in parts):
+            parts.append(Partition((p, d), total_sms - decode, decode, None, None))
     alone = [Partition((total_sms, 0), total_sms, 0, None, None), Partition((0, total_sms), 0, total_sms, None, None)]
     return sorted(parts, key=lambda p: p.decode_sms) + alone

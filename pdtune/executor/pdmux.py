@@ -186,10 +186,9 @@ class PdmuxExecutor:
         return nullcontext() if tp is None else tp.phase(name)
 
     def start_prefill(self, plan: StepPlan) -> PrefillJob:
-        shape = sum((PrefillShape.single(c.num_new_tokens, c.seq.num_computed_tokens) for c in plan.chunks),
-                    PrefillShape())
         self.num_jobs += 1
-        return PrefillJob(plan, self.runner.prepare(plan), len(self.model.layers), shape, self.num_jobs)
+        return PrefillJob(plan, self.runner.prepare(plan), len(self.model.layers), PrefillShape.of_chunks(plan.chunks),
+                          self.num_jobs)
 
     def _claim_pieces(self, job: PrefillJob, stream: torch.cuda.Stream | None) -> bool:
         """Whether the job's layers can replay the graph pieces, which it then holds until its last

@@ -38,6 +38,11 @@ class PrefillShape:
     def single(cls, tokens: int, reused: int = 0) -> PrefillShape:
         return cls(tokens, tokens * tokens, tokens * reused, 1)
 
+    @classmethod
+    def of_chunks(cls, chunks) -> PrefillShape:
+        """A step's scheduled chunks (each its new tokens after those already computed)."""
+        return sum((cls.single(c.num_new_tokens, c.seq.num_computed_tokens) for c in chunks), cls())
+
     def __add__(self, other: PrefillShape) -> PrefillShape:
         return PrefillShape(self.tokens + other.tokens, self.square + other.square, self.cross + other.cross,
                             self.sequences + other.sequences)

@@ -120,6 +120,8 @@ class PerfModel:
     gpu: str | None  # the GPU's name as torch reports it; None: measured on a CPU
     partitions: dict[str, ProfiledPartition]  # by partition name, "prefill SMs/decode SMs" as granted
     block_size: int | None = None  # tokens per KV page; None: a file made before pages were recorded
+    total_sms: int | None = None  # the GPU's SMs and memory, for a virtual GPU (bench --simulate)
+    gpu_memory_gib: float | None = None
 
     def fit_for(self, part: Partition) -> tuple[PartitionFit | None, str]:
         """The partition's fit and where it comes from: "profiled", "interpolated" (a mixed split
@@ -169,7 +171,8 @@ def read_perf_model(path: str, model: str | None = None, dtype: str | None = Non
         perf = PerfModel(path, str(data["model"]), str(data["dtype"]), int(data["tensor_parallel_size"]),
                          data["environment"].get("gpu"), {
             str(p["name"]): ProfiledPartition(int(p["decode_sms"]), int(p["prefill_sms"]), PartitionFit.from_json(p))
-            for p in data["partitions"]}, data.get("block_size"))
+            for p in data["partitions"]}, data.get("block_size"), data.get("total_sms"),
+            data["environment"].get("gpu_memory_gib"))
     except (KeyError, TypeError, ValueError) as exc:
         raise InputFileError(f"perf model {path} is malformed: {type(exc).__name__} {exc}") from None
     if model is not None and perf.model != model:

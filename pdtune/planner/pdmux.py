@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
+from pdtune.clock import HOST_CLOCK
 from pdtune.config import EngineConfig
 from pdtune.errors import InputFileError
 from pdtune.executor.partitions import Partition
@@ -59,7 +60,9 @@ def _all_on_time(rows: list[tuple], now: float) -> bool:
 
 
 class PdmuxPlanner:
-    def __init__(self, config: EngineConfig, partitions: list[Partition], predictor: StepTimePredictor):
+    def __init__(self, config: EngineConfig, partitions: list[Partition], predictor: StepTimePredictor,
+                 clock=HOST_CLOCK):
+        self.clock = clock  # the engine's: the host's, or a virtual GPU's
         self.config = config
         self.predictor = predictor
         self.mixed = [p for p in partitions if p.prefill_sms and p.decode_sms]  # ascending decode SMs
@@ -84,7 +87,7 @@ class PdmuxPlanner:
         target = self.config.slo_tpot_ms * self.config.pdmux_decode_target
         budget = target
         if self.config.pdmux_decode_budget == "pace":
-            now = time.perf_counter() if now is None else now
+            now = self.clock.now() if now is None else now
             budget = min((len(s.token_times) * target - (now - s.token_times[0]) * 1e3
                           for s in decoding if s.token_times), default=target)
         if self.config.slo_itl_ms is not None:
@@ -328,7 +331,7 @@ class PdmuxPlanner:
                          now: float | None = None) -> float:
         """Time left to the prefill batch's earliest TTFT deadline after its predicted remaining
         layers (on the smallest mixed prefill partition: the slowest it could resume on)."""
-        now = time.perf_counter() if now is None else now
+        now = self.clock.now() if now is None else now
         deadline = earliest_arrival + self.config.slo_ttft_ms / 1e3
         return (deadline - now) * 1e3 - self.predictor.layer_ms(self.mixed[-1], prefill) * remaining_layers
 
@@ -339,7 +342,7 @@ class PdmuxPlanner:
         their TTFT are deferred behind those that can (still served, counted as misses)."""
         if self.config.dispatch == "fcfs" or len(scheduler.waiting) < 2:
             return
-        now = time.perf_counter() if now is None else now
+        now = self.clock.now() if now is None else now
         if self.config.dispatch == "fewest-misses":
             self._order_for_fewest_misses(scheduler, now)
             return

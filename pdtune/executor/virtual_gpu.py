@@ -1,0 +1,211 @@
+"""A virtual GPU for `bench --simulate`: the engine's scheduler, planner and dispatch run as on the
+GPU, while each launch takes the time a `pdtune profile` model predicts for it on its SM partition,
+on a virtual clock. A policy can so be tried on a laptop against the profile of the GPU it will run
+on. What the profile does not capture is not simulated: prefill slowed by a concurrent decode, a
+prefill block still holding SMs that the next step gives to decode, host stalls beyond a fixed
+launch time per step, and the fits' own error."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import torch
+
+from pdtune.clock import VirtualClock
+from pdtune.config import EngineConfig
+from pdtune.errors import PdtuneError
+from pdtune.executor.model_runner import LaunchedStep
+from pdtune.executor.partitions import Partition, simulated_partitions
+from pdtune.executor.pdmux import DecodeLaunch, PrefillBlock, PrefillJob
+from pdtune.model.loader import LoadedModel, load_tokenizer
+from pdtune.perf.model_costs import PrefillShape, num_params
+from pdtune.perf.perf_model import PerfModel, read_perf_model
+from pdtune.planner.predictor import StepTimePredictor
+from pdtune.scheduler.scheduler import ScheduledChunk, StepPlan
+
+# The driver grants SMs to a green context in steps of 8 on Hopper (device-facts.md): asking 20
+# decode SMs gives 24, as the profiled partitions' names show.
+SM_STEP = 8
+# Host time of an engine step that the GPU waits for: the planner's measured step wall time beyond
+# decode, 0.17-0.24 ms a step in results/h100/session24/all-8.75/trace.jsonl.gz.
+HOST_MS_PER_STEP = 0.2
+# Prefill layers inside pdmux over the profile's fit of them alone on the partition: 23.65 s of
+# measured prefill blocks against 18.27 s simulated for the same 300 requests (mixed workload at
+# 8.75 req/s, pdmux defaults; results/h100/session24/all-8.75, the H100). The profile times decode
+# beside prefill (its contention factor), not prefill beside decode.
+PREFILL_BESIDE_DECODE = 1.29
+# Memory a CUDA context and torch's workspaces take before the KV pool is sized (not profiled).
+CONTEXT_BYTES = 1 << 30
+
+
+@dataclass
+class VirtualEvent:
+    """A CUDA event's interface over a virtual completion time."""
+
+    clock: VirtualClock
+    t: float
+
+    def query(self) -> bool:
+        return self.clock.t >= self.t
+
+    def synchronize(self) -> None:
+        self.clock.advance_to(self.t)
+
+    def elapsed_time(self, end: VirtualEvent) -> float:
+        return (end.t - self.t) * 1e3
+
+
+@dataclass
+class VirtualInputs:
+    """A step's rows as the virtual GPU times them: no tensors are built."""
+
+    chunks: list[ScheduledChunk]
+    sampled_chunks: list[ScheduledChunk]
+
+
+class VirtualGPU:
+    """The GPU a profile was measured on: its SMs, memory, and step times from the profile's fits
+    (a partition it has no fit for gets the roofline, as the planner's priors do)."""
+
+    def __init__(self, perf_model: PerfModel, arch, itemsize: int):
+        if perf_model.gpu is None or perf_model.total_sms is None or perf_model.gpu_memory_gib is None:
+            raise PdtuneError(f"{perf_model.path}: --simulate needs a profile measured on a GPU (its SMs and memory "
+                              "are recorded there)")
+        self.perf_model, self.arch, self.itemsize = perf_model, arch, itemsize
+        self.name, self.total_sms = perf_model.gpu, perf_model.total_sms
+        self.memory_bytes = int(perf_model.gpu_memory_gib * (1 << 30))
+        self.clock = VirtualClock()
+        self.times = StepTimePredictor(arch, itemsize, self.total_sms, perf_model=perf_model)
+
+    def partitions(self, splits: tuple[tuple[int, int], ...]) -> list[Partition]:
+        return simulated_partitions(splits, self.total_sms, sm_step=SM_STEP)
+
+    def free_memory(self) -> tuple[int, int]:
+        """(free, total) bytes once the weights are loaded, as `torch.cuda.mem_get_info` gives them."""
+        used = num_params(self.arch) * self.itemsize + CONTEXT_BYTES
+        return self.memory_bytes - used, self.memory_bytes
+
+    def decode_ms(self, part: Partition, batch: int, context_tokens: int, beside_prefill: float) -> float:
+        """The decode step alone on its partition, slowed by the profile's contention factor for the
+        share of it that a prefill block runs beside."""
+        fit = self.times.fit(part)[0]
+        contention = fit.contention if fit is not None and fit.decode is not None else 1.0
+        alone = self.times.decode_prior_ms(part, batch, context_tokens) / contention
+        return alone * (1.0 + (contention - 1.0) * beside_prefill)
+
+    def layers_ms(self, part: Partition, shape: PrefillShape, layers: int) -> float:
+        """Prefill layers on the partition; beside decode (a mixed partition) slowed as measured."""
+        beside = PREFILL_BESIDE_DECODE if part.decode_sms else 1.0
+        return self.times.layer_prior_ms(part, shape) * layers * beside
+
+    def mixed_step_ms(self, plan: StepPlan, full_decode: Partition, full_prefill: Partition) -> float:
+        """A chunked step over the whole GPU: its rows' layers as one prefill (a decode row is one
+        new token) plus its decode rows' reads of their contexts, or the decode step, whichever
+        is longer."""
+        decode = [c for c in plan.chunks if c.num_new_tokens == 1]
+        batch, context = len(decode), sum(len(c.seq) for c in decode)
+        decode_ms = self.times.decode_prior_ms(full_decode, batch, context) if decode else 0.0
+        if len(decode) == len(plan.chunks):
+            return decode_ms
+        context_ms = decode_ms - self.times.decode_prior_ms(full_decode, batch, 0) if decode else 0.0
+        rows = PrefillShape.of_chunks([c for c in plan.chunks if c.num_new_tokens > 1]) + PrefillShape(
+            batch, batch, 0, batch)
+        return max(decode_ms, self.layers_ms(full_prefill, rows, self.arch.num_layers) + context_ms)
+
+
+def load_virtual(config: EngineConfig) -> tuple[EngineConfig, LoadedModel, VirtualGPU]:
+    """The GPU of `config.perf_model`, the model's architecture and tokenizer (no weights), and the
+    config the engine runs there: the profile's KV pages unless set, and steps one at a time (no
+    host time to hide: a virtual step's launch time is part of the step)."""
+    if config.perf_model is None:
+        raise PdtuneError("--simulate needs --perf-model: the profile of the GPU to simulate")
+    if config.tensor_parallel_size > 1 or config.data_parallel_size > 1:
+        raise PdtuneError("--simulate runs one GPU: drop --tensor-parallel-size and --data-parallel-size")
+    name, arch, tokenizer = load_tokenizer(config)
+    perf = read_perf_model(config.perf_model, model=name, tensor_parallel_size=1, block_size=config.block_size)
+    dtype = getattr(torch, perf.dtype.removeprefix("torch."))
+    gpu = VirtualGPU(perf, arch, dtype.itemsize)
+    config = dataclasses.replace(config, overlap_scheduling=False, block_size=config.block_size or perf.block_size)
+    return config, LoadedModel(None, arch, tokenizer, name, dtype, torch.device("cpu"), {}), gpu
+
+
+class VirtualRunner:
+    """The model runner's interface on the virtual GPU: steps take their predicted time and sample
+    token 0 (bench requests ignore end-of-sequence tokens, so outputs keep their lengths)."""
+
+    tp = None
+
+    def __init__(self, gpu: VirtualGPU, partitions: list[Partition]):
+        self.gpu = gpu
+        self.full_prefill = next(p for p in partitions if not p.decode_sms)
+        self.full_decode = next(p for p in partitions if not p.prefill_sms)
+
+    def prepare(self, plan: StepPlan) -> VirtualInputs:
+        return VirtualInputs(list(plan.chunks), [c for c in plan.chunks if c.completes])
+
+    def sample(self, inputs: VirtualInputs, logits=None) -> list:
+        return [(chunk, 0, None) for chunk in inputs.sampled_chunks]
+
+    def run(self, plan: StepPlan) -> list:
+        """A sequential or chunked step: the host's launch time, then the step over the whole GPU."""
+        ms = HOST_MS_PER_STEP + self.gpu.mixed_step_ms(plan, self.full_decode, self.full_prefill)
+        self.gpu.clock.sleep(ms / 1e3)
+        return self.sample(self.prepare(plan))
+
+    def launch(self, plan: StepPlan, previous: LaunchedStep | None) -> LaunchedStep:
+        raise PdtuneError("the virtual GPU runs steps one at a time (overlap_scheduling off)")
+
+
+class VirtualPdmuxExecutor:
+    """pdmux launches on the virtual GPU: one timeline for decode and one for prefill blocks (a
+    prefill block waits for the one before it, as on the prefill streams), each launch starting
+    once the host has spent its step's launch time."""
+
+    def __init__(self, gpu: VirtualGPU, runner: VirtualRunner, partitions: list[Partition], num_layers: int):
+        self.gpu, self.runner, self.partitions, self.num_layers = gpu, runner, partitions, num_layers
+        self.clock = gpu.clock
+        self.num_jobs = 0
+        self.decode_free = 0.0
+        self.prefill_blocks: list[tuple[float, float]] = []  # (start, end) of blocks not yet over
+
+    def start_prefill(self, plan: StepPlan) -> PrefillJob:
+        self.num_jobs += 1
+        return PrefillJob(plan, self.runner.prepare(plan), self.num_layers, PrefillShape.of_chunks(plan.chunks),
+                          self.num_jobs)
+
+    def _prefill_beside(self, start: float, end: float) -> float:
+        """The share of [start, end) that prefill blocks run in."""
+        covered = sum(max(0.0, min(end, b_end) - max(start, b_start)) for b_start, b_end in self.prefill_blocks)
+        return min(1.0, covered / (end - start)) if end > start else 0.0
+
+    def _launch_prefill(self, job: PrefillJob, part: Partition, layers: int, now: float) -> None:
+        start = max([now] + [end for _, end in self.prefill_blocks])
+        layers = min(layers, job.remaining_layers)
+        end = start + self.gpu.layers_ms(part, job.shape, layers) / 1e3
+        self.prefill_blocks.append((start, end))
+        job.next_layer += layers
+        job.prev_done, job.done = job.done, VirtualEvent(self.clock, end)
+        job.last_block = PrefillBlock(VirtualEvent(self.clock, start), job.done, now, now)
+
+    def launch_step(self, decode: tuple[Partition, VirtualInputs] | None, job: PrefillJob | None,
+                    prefill_partition: Partition | None, prefill_layers: int, previous: DecodeLaunch | None = None,
+                    plan: StepPlan | None = None) -> DecodeLaunch | None:
+        self.clock.sleep(HOST_MS_PER_STEP / 1e3)
+        now = self.clock.now()
+        self.prefill_blocks = [b for b in self.prefill_blocks if b[1] > now]
+        if job is not None and prefill_layers > 0:
+            self._launch_prefill(job, prefill_partition, prefill_layers, now)
+        if decode is None:
+            return None
+        part, inputs = decode
+        batch, context = len(inputs.chunks), sum(len(c.seq) for c in inputs.chunks)
+        start = max(now, self.decode_free)
+        alone_s = self.gpu.decode_ms(part, batch, context, 0.0) / 1e3
+        end = start + self.gpu.decode_ms(part, batch, context, self._prefill_beside(start, start + alone_s)) / 1e3
+        self.decode_free = end
+        return DecodeLaunch(None, VirtualEvent(self.clock, start), VirtualEvent(self.clock, end), now, now, False)
+
+    def finish_decode(self, launch: DecodeLaunch) -> tuple[None, float]:
+        launch.end.synchronize()
+        return None, launch.start.elapsed_time(launch.end)
