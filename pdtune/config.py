@@ -64,8 +64,9 @@ class EngineConfig:
     # TTFT behind; "shorter", the shortest waiting prefill when it is at most a quarter of what
     # remains (shortest remaining time first, for TTFT below the SLO); "spare", "shorter" only while
     # every queued prefill keeps `pdmux_spare_slack_share` of its TTFT SLO (as the spare decode
-    # target: under load the long prompts overtaken would fall behind); "safe", "shorter" while no
-    # waiting request that can still meet its TTFT would miss it behind the jump; "off"
+    # target, `pdmux_spare_none_lost` included: under load the long prompts overtaken would fall
+    # behind); "safe", "shorter" while no waiting request that can still meet its TTFT would miss
+    # it behind the jump; "off"
     pdmux_prefill_jump: str = "off"
     # pdmux: a "shorter", "spare" or "safe" jump takes the next shortest waiting requests with the shortest
     # while they fit its share and slack (one jump for several short prompts: each alone reads every
@@ -84,6 +85,12 @@ class EngineConfig:
     pdmux_spare_decode_target: float = 1.0
     # ... and the share of its TTFT SLO every queued prefill must keep for it to apply
     pdmux_spare_slack_share: float = 0.5
+    # ... and, on, only while no waiting request would miss its TTFT even if its prefill went first
+    # (the dispatcher defers such a one as lost). The slack above counts only requests that can
+    # still meet their TTFT, so under overload it let the spare target and jumps go on and turn the
+    # long prompts waiting behind into misses, served last (session 25's simulation); a lost
+    # request is the sign of overload that the slack leaves out
+    pdmux_spare_none_lost: bool = True
     # pdmux adaptive: "step" plans every step within the TPOT alone; "pace" plans each decode step
     # within what keeps every running request's mean TPOT (the SLO's measure) at the target, so slack
     # banked by fast steps (decode alone, small batches) buys prefill SMs later. Same goodput on the

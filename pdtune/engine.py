@@ -92,7 +92,7 @@ def pdmux_plan_config(config: EngineConfig, policy: str, split: tuple[int, int] 
 # The settings the pdmux stepper and planner read every step: an engine switches them in place.
 PLANNER_FIELDS = ("pdmux_policy", "pdmux_static_split", "pdmux_gang", "pdmux_prefill_tokens", "dispatch",
                   "pdmux_admission", "pdmux_prefill_jump", "pdmux_decode_target", "pdmux_spare_decode_target",
-                  "pdmux_spare_slack_share", "pdmux_decode_budget", "pdmux_prefill_alone", "pdmux_prefill_behind",
+                  "pdmux_spare_slack_share", "pdmux_spare_none_lost", "pdmux_decode_budget", "pdmux_prefill_alone", "pdmux_prefill_behind",
                   "pdmux_jump_batch")
 
 

@@ -272,15 +272,16 @@ class PdmuxStepper:
         batch, context = len(decode_plan.chunks), sum(len(c.seq) for c in decode_plan.chunks)
         remaining = job.remaining_layers if job else 0
         prefill = job.shape if job else PrefillShape()
-        slack = None
+        slack = lost = None
         if remaining and decode_plan:
             arrival = min(c.seq.arrival_time for c in job.plan.chunks)
             slack = functools.partial(self.planner.queue_slack_ms, self.scheduler, prefill, remaining, arrival, now)
+            lost = functools.partial(self.planner.lost_waiting, self.scheduler, now)
         budget = None  # only the adaptive policy plans against it: no per-step scan of the batch otherwise
         if self.config.pdmux_policy == "adaptive":
             budget = self.planner.decode_budget_ms([c.seq for c in decode_plan.chunks], now)
         decision = self.planner.decide(batch, context, prefill, remaining, slack, budget,
-                                       prefill_queued=bool(remaining) and self._prefill_queued(job))
+                                       prefill_queued=bool(remaining) and self._prefill_queued(job), queue_lost=lost)
         decision.jumped = jumped
         # A prefill block alone on the whole GPU (pdmux_prefill_alone) leaves this step's decode for the next.
         inputs = self.runner.prepare(decode_plan) if decode_plan and decision.partition.decode_sms else None

@@ -76,7 +76,7 @@ def bench(
     pdmux_prefill_jump: Annotated[Optional[str], typer.Option(
         help="pdmux: a waiting request runs its prefill before the rest of the one in flight: off (default); late "
              "(it would miss its TTFT behind it); shorter (the shortest, when at most a quarter of what remains); "
-             "spare (shorter, while every queued prefill keeps pdmux_spare_slack_share of its TTFT); safe (shorter, "
+             "spare (shorter, while every queued prefill keeps pdmux_spare_slack_share of its TTFT and none is lost); safe (shorter, "
              "while no waiting request that can meet its TTFT would miss it for the jump).")] = None,
     pdmux_decode_target: Annotated[Optional[float], typer.Option(
         help="pdmux adaptive: plan decode steps to this share of the TPOT SLO (default 1).")] = None,
@@ -92,6 +92,10 @@ def bench(
     pdmux_jump_batch: Annotated[Optional[bool], typer.Option(
         "--pdmux-jump-batch/--no-pdmux-jump-batch",
         help="pdmux: a shorter, spare or safe jump takes the next shortest waiting requests too while they fit (default on).")] = None,
+    pdmux_spare_none_lost: Annotated[Optional[bool], typer.Option(
+        "--pdmux-spare-none-lost/--no-pdmux-spare-none-lost",
+        help="pdmux: the spare decode target and the spare jump only while no waiting request would miss its TTFT "
+             "even going first (default on).")] = None,
     pdmux_decode_budget: Annotated[Optional[str], typer.Option(
         help="pdmux adaptive: step (every step within the TPOT; default) or pace (each request's mean TPOT).")] = None,
     trace: Annotated[Optional[str], typer.Option(help="pdmux: write every step decision to this JSONL.")] = None,
@@ -129,7 +133,8 @@ def bench(
             dispatch=dispatch, pdmux_admission=pdmux_admission, pdmux_prefill_jump=pdmux_prefill_jump,
             pdmux_decode_target=pdmux_decode_target, pdmux_spare_decode_target=pdmux_spare_decode_target,
             pdmux_decode_budget=pdmux_decode_budget, pdmux_prefill_alone=pdmux_prefill_alone,
-            pdmux_prefill_behind=pdmux_prefill_behind, pdmux_jump_batch=pdmux_jump_batch, tune_decode_gemms=tune_decode_gemms,
+            pdmux_prefill_behind=pdmux_prefill_behind, pdmux_jump_batch=pdmux_jump_batch,
+            pdmux_spare_none_lost=pdmux_spare_none_lost, tune_decode_gemms=tune_decode_gemms,
             overlap_scheduling=overlap_scheduling, trace_path=trace, perf_model=perf_model, **slo_ms,
         )
         bracket = _parse_bracket(goodput_bracket) if goodput_bracket else None
@@ -143,6 +148,7 @@ def bench(
                       "--pdmux-spare-decode-target": pdmux_spare_decode_target,
                       "--pdmux-decode-budget": pdmux_decode_budget, "--pdmux-prefill-alone": pdmux_prefill_alone,
                       "--pdmux-prefill-behind": pdmux_prefill_behind, "--pdmux-jump-batch": pdmux_jump_batch,
+                      "--pdmux-spare-none-lost": pdmux_spare_none_lost,
                       "--trace": trace}
         given = [flag for flag, value in pdmux_only.items() if value is not None]
         if given and not any(mode_name(m) == "pdmux" for m in modes):

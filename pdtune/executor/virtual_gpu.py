@@ -30,11 +30,14 @@ SM_STEP = 8
 # Host time of an engine step that the GPU waits for: the planner's measured step wall time beyond
 # decode, 0.17-0.24 ms a step in results/h100/session24/all-8.75/trace.jsonl.gz.
 HOST_MS_PER_STEP = 0.2
-# Prefill layers inside pdmux over the profile's fit of them alone on the partition: 23.65 s of
-# measured prefill blocks against 18.27 s simulated for the same 300 requests (mixed workload at
-# 8.75 req/s, pdmux defaults; results/h100/session24/all-8.75, the H100). The profile times decode
-# beside prefill (its contention factor), not prefill beside decode.
-PREFILL_BESIDE_DECODE = 1.29
+# A prefill layer inside pdmux, beside decode, against the profile's fit of it alone on the
+# partition: 1.18 x the fit + 0.35 ms. Fitted to 1,930 blocks of four pdmux runs of the H100 trace
+# results/h100/session24/all-8.75 (each block's measured time over its layers' fit); the measured
+# over this model has a median of 0.98-1.04 in every band of block sizes from under 256 tokens to
+# 16k (the fit alone: 1.2x for 16k-token blocks, 1.5-3x under 1k, whose layers wait on the host's
+# launches). The profile times decode beside prefill (its contention factor), not prefill beside decode.
+PREFILL_BESIDE_DECODE = 1.18
+PREFILL_LAYER_LAUNCH_MS = 0.35
 # Memory a CUDA context and torch's workspaces take before the KV pool is sized (not profiled).
 CONTEXT_BYTES = 1 << 30
 
@@ -95,9 +98,11 @@ class VirtualGPU:
         return alone * (1.0 + (contention - 1.0) * beside_prefill)
 
     def layers_ms(self, part: Partition, shape: PrefillShape, layers: int) -> float:
-        """Prefill layers on the partition; beside decode (a mixed partition) slowed as measured."""
-        beside = PREFILL_BESIDE_DECODE if part.decode_sms else 1.0
-        return self.times.layer_prior_ms(part, shape) * layers * beside
+        """Prefill layers on the partition; beside decode (a mixed partition) as measured there."""
+        fit_ms = self.times.layer_prior_ms(part, shape)
+        if part.decode_sms:
+            fit_ms = fit_ms * PREFILL_BESIDE_DECODE + PREFILL_LAYER_LAUNCH_MS
+        return fit_ms * layers
 
     def mixed_step_ms(self, plan: StepPlan, full_decode: Partition, full_prefill: Partition) -> float:
         """A chunked step over the whole GPU: its rows' layers as one prefill (a decode row is one

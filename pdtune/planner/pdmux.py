@@ -96,28 +96,29 @@ class PdmuxPlanner:
 
     def decide(self, decode_batch: int, context_tokens: int, prefill: PrefillShape, remaining_layers: int,
                prefill_slack: Callable[[], float] | None = None, budget_ms: float | None = None,
-               prefill_queued: bool = False) -> StepDecision:
+               prefill_queued: bool = False, queue_lost: Callable[[], bool] | None = None) -> StepDecision:
         """Decode keeps its TPOT: the smallest decode partition predicted (with the guard band) to
         meet `budget_ms` (`decode_budget_ms` of the decode batch; the step's TPOT when None);
         prefill gets the other SMs and enough layers to stay busy for the step. When no
         split meets the TPOT and prefill can wait (`prefill_slack`, called only when needed: the
         least TTFT slack, in ms, of what a pause delays, `queue_slack_ms`), decode takes the whole
         GPU for this step and prefill pauses: TTFT slack buys TPOT. So it does, with
-        `pdmux_spare_decode_target`, while the slack keeps `pdmux_spare_slack_share` of the TTFT:
-        decode is planned against that lower share of the TPOT. With `pdmux_prefill_alone` TPOT
+        `pdmux_spare_decode_target`, while the slack keeps `pdmux_spare_slack_share` of the TTFT
+        (and, with `pdmux_spare_none_lost`, `queue_lost` says no waiting request is lost): decode
+        is planned against that lower share of the TPOT. With `pdmux_prefill_alone` TPOT
         slack buys TTFT too: when the budget holds a block of prefill layers on the whole GPU and
         the next decode step after it, and a layer runs faster alone than beside decode, the step
         runs that block alone and decode waits. While a prefill block still waits behind the running
         one (`prefill_queued`: a layer can outlast a decode step), the step launches no layers, so
         the prefill stream stays within two blocks of the plan."""
         decision = self._decide(decode_batch, context_tokens, prefill, remaining_layers, prefill_slack, budget_ms,
-                                prefill_queued)
+                                prefill_queued, queue_lost)
         decision.host_ms = self.predictor.host_ms  # the trace row, written a step later, shows what was planned with
         return decision
 
     def _decide(self, decode_batch: int, context_tokens: int, prefill: PrefillShape, remaining_layers: int,
                 prefill_slack: Callable[[], float] | None, budget_ms: float | None,
-                prefill_queued: bool) -> StepDecision:
+                prefill_queued: bool, queue_lost: Callable[[], bool] | None) -> StepDecision:
         """`decide` before the host time it planned with is noted."""
         pred = self.predictor
         if not remaining_layers:
@@ -136,7 +137,8 @@ class PdmuxPlanner:
             gang = max(1, SGLANG_SPLIT_TOKEN_BUDGET // max(prefill.tokens, 1))
         else:
             slack = functools.cache(prefill_slack) if prefill_slack is not None else None
-            budget = self._with_spare_slack(self.decode_budget_ms() if budget_ms is None else budget_ms, slack)
+            budget = self._with_spare_slack(self.decode_budget_ms() if budget_ms is None else budget_ms, slack,
+                                            queue_lost)
             part = next((p for p in self.mixed
                          if pred.decode_ms(p, decode_batch, context_tokens, worst=True) <= budget), None)
             if part is None:
@@ -184,18 +186,30 @@ class PdmuxPlanner:
                                                                                                        behind)))
         return decision.gang_behind
 
-    def _keeps_spare_slack(self, slack_ms: float) -> bool:
-        """Whether the prefill queue's least TTFT slack (`queue_slack_ms`) is to spare: at least
-        `pdmux_spare_slack_share` of the TTFT SLO, where the spare decode target and jump apply."""
-        return slack_ms >= self.config.pdmux_spare_slack_share * self.config.slo_ttft_ms
+    def _keeps_spare_slack(self, slack_ms: float, lost: Callable[[], bool] | None) -> bool:
+        """Whether the prefill queue's TTFT slack is to spare, where the spare decode target and
+        jump apply: its least slack (`queue_slack_ms`) is at least `pdmux_spare_slack_share` of the
+        TTFT SLO and, with `pdmux_spare_none_lost`, no waiting request is lost (`lost`, `lost_waiting`)."""
+        config = self.config
+        if slack_ms < config.pdmux_spare_slack_share * config.slo_ttft_ms:
+            return False
+        return not (config.pdmux_spare_none_lost and lost is not None and lost())
 
-    def _with_spare_slack(self, budget_ms: float, slack: Callable[[], float] | None) -> float:
+    def lost_waiting(self, scheduler: Scheduler, now: float) -> bool:
+        """Whether a waiting request would miss its TTFT even if its prefill went first, as the
+        fewest-misses dispatcher judges it (on the largest prefill partition) before deferring it."""
+        part, slo_s = self.mixed[0], self.config.slo_ttft_ms / 1e3
+        return any(now + self._prefill_of(scheduler, seq, part)[1] / 1e3 > seq.arrival_time + slo_s
+                   for seq in scheduler.waiting)
+
+    def _with_spare_slack(self, budget_ms: float, slack: Callable[[], float] | None,
+                          lost: Callable[[], bool] | None) -> float:
         """The decode budget at `pdmux_spare_decode_target` instead of `pdmux_decode_target` while
-        the prefill queue keeps `pdmux_spare_slack_share` of its TTFT SLO (`slack`, `queue_slack_ms`:
-        on the slowest mixed prefill partition, so no split this step picks breaks it)."""
+        the prefill queue's slack is to spare (`slack`, `queue_slack_ms`: on the slowest mixed
+        prefill partition, so no split this step picks breaks it; `lost`: `_keeps_spare_slack`)."""
         config = self.config
         spare, target = config.pdmux_spare_decode_target, config.pdmux_decode_target
-        if spare >= target or slack is None or not self._keeps_spare_slack(slack()):
+        if spare >= target or slack is None or not self._keeps_spare_slack(slack(), lost):
             return budget_ms
         host_ms = self.predictor.host_ms  # the budget is the target's share of the TPOT less the host's work
         return (budget_ms + host_ms) * spare / target - host_ms
@@ -241,7 +255,8 @@ class PdmuxPlanner:
         jump = self.config.pdmux_prefill_jump
         if jump in SHORTEST_FIRST_JUMPS:
             if jump == "spare" and not self._keeps_spare_slack(
-                    self.queue_slack_ms(scheduler, in_flight, remaining_layers, earliest_arrival, now)):
+                    self.queue_slack_ms(scheduler, in_flight, remaining_layers, earliest_arrival, now),
+                    functools.partial(self.lost_waiting, scheduler, now)):
                 return False
             return own_ms <= self._jump_cap_ms(scheduler, seq, in_flight, remaining_layers, earliest_arrival, now)
         behind_ms = pred.layer_ms(part, in_flight) * remaining_layers

@@ -45,7 +45,8 @@ def _result_name(path: str) -> str:
 # what the code did before it (new settings come in off), but for those that came in on
 _ENGINE_DEFAULTS = {f.name: f.default if f.default is not MISSING else f.default_factory()
                     for f in fields(EngineConfig) if f.default is not MISSING or f.default_factory is not MISSING}
-_ENGINE_DEFAULTS.update(pdmux_prefill_behind=False, pdmux_jump_batch=False)  # on since session 24's runs
+_ENGINE_DEFAULTS.update(pdmux_prefill_behind=False, pdmux_jump_batch=False,  # on since session 24's runs
+                        pdmux_spare_none_lost=False)  # on since session 25
 
 # Bench settings that vary between runs of one setup: the load and how it was searched.
 _PER_RUN = ("rate", "concurrency", "goodput", "goodput_iterations", "goodput_bracket", "save_workload", "repeat", "modes")
@@ -72,7 +73,7 @@ def _setup(data: dict, mode: str) -> tuple[str, str]:
     where files were written and, for a mode other than pdmux, the settings only pdmux reads (a
     profile is told by its file name; a setting the result predates counts at its default; a
     `pdmux@FILE` run's are the file's)."""
-    config = {k: v for k, v in data["config"].items() if k not in _PER_RUN and k != "engine"}
+    config = {"simulate": False, **{k: v for k, v in data["config"].items() if k not in _PER_RUN and k != "engine"}}
     shown, settings = _shown_mode(data, mode)
     engine = {**_ENGINE_DEFAULTS, **data["config"].get("engine", {}), "trace_path": None, **settings}
     if not mode.startswith("pdmux"):

@@ -559,10 +559,10 @@ def test_a_mode_that_fails_keeps_the_results_of_the_modes_before_it(tmp_path, mo
 
     real = bench_runner.make_engine
 
-    def make_engine(config):  # the second mode's engine fails to build, as one out of memory would
+    def make_engine(config, simulate=False):  # the second mode's engine fails to build, as one out of memory would
         if config.mode == "pdmux":
             raise PdtuneError("no memory is left for the KV cache: lower the batch limits or raise the memory share")
-        return real(config)
+        return real(config, simulate)
 
     monkeypatch.setattr(bench_runner, "make_engine", make_engine)
     out = tmp_path / "o"
@@ -600,9 +600,9 @@ def test_pdmux_policies_share_one_engine_and_other_modes_build_their_own(tmp_pat
     built, served = [], []
     real_make, real_serve = bench_runner.make_engine, bench_runner.serve_workload
 
-    def make_engine(config):
+    def make_engine(config, simulate=False):
         built.append(config.mode + ("" if config.pdmux_prefill_graphs else " eager"))
-        return real_make(config)
+        return real_make(config, simulate)
 
     def serve_workload(engine, label, *args, **kwargs):
         served.append((label, engine.config.pdmux_policy, engine.stepper.planner.config.pdmux_policy
@@ -659,7 +659,8 @@ def test_a_config_files_planner_settings_are_a_pdmux_mode_served_on_the_same_eng
 
     built, served = [], []
     real_make, real_serve = bench_runner.make_engine, bench_runner.serve_workload
-    monkeypatch.setattr(bench_runner, "make_engine", lambda config: built.append(config.mode) or real_make(config))
+    monkeypatch.setattr(bench_runner, "make_engine",
+                        lambda config, simulate=False: built.append(config.mode) or real_make(config, simulate))
 
     def serve_workload(engine, label, *args, **kwargs):
         planner = engine.stepper.planner.config

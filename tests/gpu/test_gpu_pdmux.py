@@ -43,7 +43,9 @@ def test_granted_partitions_are_reported_and_really_limit_sms():
 
 @pytest.mark.parametrize("policy", [{}, {"pdmux_policy": "sglang"}, {"overlap_scheduling": False},
                                     {"pdmux_policy": "static", "pdmux_static_split": (96, 36), "pdmux_gang": 1},
-                                    {"pdmux_prefill_jump": "shorter", "pdmux_spare_decode_target": 0.5}])
+                                    {"pdmux_prefill_jump": "shorter", "pdmux_spare_decode_target": 0.5},
+                                    {"pdmux_prefill_jump": "spare", "pdmux_spare_decode_target": 0.7,
+                                     "pdmux_spare_slack_share": 0.1}])
 def test_pdmux_gives_the_same_greedy_tokens_as_sequential(folder, policy):
     prompts = [list(range(3, 3 + n)) for n in (1, 9, 16, 17, 50, 130, 200)]
     params = SamplingParams(max_tokens=20, temperature=0, ignore_eos=True)

@@ -39,7 +39,9 @@ def reference_tokens():
 @pytest.mark.parametrize("policy", [{}, {"pdmux_policy": "sglang"}, STATIC,
                                     {"pdmux_prefill_alone": True, "slo_tpot_ms": 1e4}, {"dispatch": "fewest-misses"},
                                     {"pdmux_prefill_jump": "shorter"}, {"pdmux_spare_decode_target": 0.5},
-                                    {"pdmux_prefill_jump": "shorter", "pdmux_prefill_behind": False}])
+                                    {"pdmux_prefill_jump": "shorter", "pdmux_prefill_behind": False},
+                                    {"pdmux_prefill_jump": "spare", "pdmux_spare_decode_target": 0.7,
+                                     "pdmux_spare_slack_share": 0.1}])
 @pytest.mark.parametrize("budget", [16384, 20])
 def test_pdmux_gives_the_same_greedy_tokens_as_sequential(reference_tokens, policy, budget):
     outs = tiny(mode="pdmux", pdmux_prefill_tokens=budget, **policy).generate(PROMPTS, GREEDY)
@@ -696,6 +698,38 @@ def test_the_shortest_waiting_prefill_jumps_when_it_is_a_quarter_of_what_remains
     assert jumper([256], overtaken_waited_s=overtaken_slack_s - 0.9) is None  # 0.9 s left: no jump
     p = planner(slo_ttft_ms=2000.0, pdmux_prefill_jump="shorter")
     assert jumper([256], overtaken_waited_s=overtaken_slack_s - 0.9) == 256  # "shorter" spends it
+
+
+def test_a_lost_waiting_request_closes_the_spare_target_and_the_spare_jump():
+    now = time.perf_counter()
+    long_shape, layers = PrefillShape.single(16384), 30
+
+    def queue(lost_waited_s: float) -> Scheduler:
+        s = Scheduler(BlockManager(4096, 16), max_num_seqs=8, max_num_batched_tokens=4096, max_model_len=32768)
+        s.add(Sequence(list(range(256)), GREEDY, arrival_time=now))
+        s.add(Sequence(list(range(2000)), GREEDY, arrival_time=now - lost_waited_s))
+        return s
+
+    p = planner(slo_ttft_ms=2000.0, pdmux_prefill_jump="spare")
+    two_k_ms = p.predictor.layer_ms(p.mixed[0], PrefillShape.single(2000)) * p.predictor.arch.num_layers
+    lost_s = 2.0 - two_k_ms / 1e3 + 0.01  # its TTFT passes before even its own prefill could end
+    assert not p.lost_waiting(queue(lost_s - 0.02), now) and p.lost_waiting(queue(lost_s), now)
+    # the queue's slack leaves the lost request out: only the new rule keeps the jump back
+    s = queue(lost_s)
+    assert p.queue_slack_ms(s, long_shape, layers, now, now) > 1000.0
+    assert not p.jumps_ahead(s, p.jump_candidate(s), long_shape, layers, now, now)
+    before = planner(slo_ttft_ms=2000.0, pdmux_prefill_jump="spare", pdmux_spare_none_lost=False)
+    assert before.jumps_ahead(s, before.jump_candidate(s), long_shape, layers, now, now)
+    assert p.jumps_ahead(queue(0.0), p.jump_candidate(queue(0.0)), long_shape, layers, now, now)
+    # the spare decode target likewise
+    target = dict(slo_tpot_ms=20.0, slo_ttft_ms=2000.0, pdmux_spare_decode_target=0.4)
+    roomy = lambda: 1500.0  # noqa: E731
+    assert planner(**target).decide(8, 8 * 1024, P4096, 32, roomy, queue_lost=lambda: True).decode_budget_ms == \
+        pytest.approx(20.0)
+    assert planner(**target).decide(8, 8 * 1024, P4096, 32, roomy, queue_lost=lambda: False).decode_budget_ms == \
+        pytest.approx(8.0)
+    assert planner(**target, pdmux_spare_none_lost=False).decide(
+        8, 8 * 1024, P4096, 32, roomy, queue_lost=lambda: True).decode_budget_ms == pytest.approx(8.0)
 
 
 def test_a_safe_jump_waits_while_a_request_that_can_still_meet_its_ttft_would_miss_behind_it():

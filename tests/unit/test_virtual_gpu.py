@@ -11,8 +11,8 @@ from pdtune.cli.app import app
 from pdtune.config import DEFAULT_SPLITS, EngineConfig
 from pdtune.engine import Engine
 from pdtune.executor.partitions import simulated_partitions
-from pdtune.executor.virtual_gpu import (HOST_MS_PER_STEP, PREFILL_BESIDE_DECODE, VirtualGPU, VirtualInputs,
-                                         VirtualPdmuxExecutor, VirtualRunner)
+from pdtune.executor.virtual_gpu import (HOST_MS_PER_STEP, PREFILL_BESIDE_DECODE, PREFILL_LAYER_LAUNCH_MS, VirtualGPU,
+                                         VirtualInputs, VirtualPdmuxExecutor, VirtualRunner)
 from pdtune.model.loader import load_tokenizer
 from pdtune.perf.perf_model import KIND, VERSION, read_perf_model
 from pdtune.request.sampling import SamplingParams
@@ -84,7 +84,7 @@ def test_pdmux_blocks_queue_on_the_prefill_timeline_and_slow_the_decode_they_run
     decode = (mixed, VirtualInputs([_chunk(1)], []))
     job = ex.start_prefill(StepPlan([_chunk(100)]))
     launch = ex.launch_step(decode, job, mixed, 2)
-    block_ms = 2 * LAYER_MS * PREFILL_BESIDE_DECODE  # beside decode, slowed as measured inside pdmux
+    block_ms = 2 * (LAYER_MS * PREFILL_BESIDE_DECODE + PREFILL_LAYER_LAUNCH_MS)  # beside decode, as measured in pdmux
     assert job.remaining_layers == 2 and not job.done.query()
     _, decode_ms = ex.finish_decode(launch)
     # the block covers block_ms of the decode's DECODE_MS alone: that share runs CONTENTION times slower
