@@ -92,8 +92,8 @@ def pdmux_plan_config(config: EngineConfig, policy: str, split: tuple[int, int] 
 # The settings the pdmux stepper and planner read every step: an engine switches them in place.
 PLANNER_FIELDS = ("pdmux_policy", "pdmux_static_split", "pdmux_gang", "pdmux_prefill_tokens", "dispatch",
                   "pdmux_admission", "pdmux_prefill_jump", "pdmux_decode_target", "pdmux_spare_decode_target",
-                  "pdmux_spare_slack_share", "pdmux_spare_none_lost", "pdmux_decode_budget", "pdmux_prefill_alone", "pdmux_prefill_behind",
-                  "pdmux_jump_batch")
+                  "pdmux_spare_slack_share", "pdmux_spare_none_lost", "pdmux_decode_budget", "pdmux_prefill_alone",
+                  "pdmux_prefill_behind", "pdmux_jump_batch")
 
 
 def switches_plan_to(built: EngineConfig, wanted: EngineConfig) -> bool:
@@ -152,9 +152,9 @@ class Engine:
         if config.mode != "pdmux":
             return SyncStepper(config, self.scheduler, runner)
         if virtual:
-            partitions = virtual.partitions(config.pdmux_splits)
-            executor, total_sms = VirtualPdmuxExecutor(virtual, runner, partitions, virtual.arch.num_layers), virtual.total_sms
-            gpu = virtual.name
+            executor = VirtualPdmuxExecutor(virtual, runner, virtual.partitions(config.pdmux_splits),
+                                            virtual.arch.num_layers)
+            total_sms, gpu = virtual.total_sms, virtual.name
         else:
             executor, total_sms = make_pdmux_executor(runner, config, self.max_model_len)
             gpu = torch.cuda.get_device_properties(runner.device).name if runner.device.type == "cuda" else None
@@ -166,8 +166,8 @@ class Engine:
                                                       matmul_flops_per_s=self.ceilings.matmul_flops_per_s)
         predictor = StepTimePredictor(self.loaded.arch, self.loaded.dtype.itemsize, total_sms, perf_model=perf_model,
                                       **rates)
-        return PdmuxStepper(config, self.scheduler, runner, executor, PdmuxPlanner(config, partitions, predictor, self.clock),
-                            self.clock)
+        planner = PdmuxPlanner(config, partitions, predictor, self.clock)
+        return PdmuxStepper(config, self.scheduler, runner, executor, planner, self.clock)
 
     def set_pdmux_plan(self, policy: str, split: tuple[int, int] | None = None, gang: int | None = None,
                        prefill_tokens: int | None = None) -> None:

@@ -56,5 +56,5 @@ def test_report_prints_and_saves_a_trace_summary_and_refuses_other_jsonl(tmp_pat
     assert len(saved) == 4 and "108/24:2 100/32:1" in saved[2]
     other = tmp_path / "requests.jsonl"
     other.write_text(json.dumps({"custom_id": "a", "body": {}}) + "\n")
-    bad = runner.invoke(app, ["report", str(other)])
+    bad = runner.invoke(app, ["report", str(other)], env={"COLUMNS": "250"})  # the message unwrapped, whatever the path
     assert bad.exit_code == 1 and "not a pdmux trace" in bad.output and "Traceback" not in bad.output

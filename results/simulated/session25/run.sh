@@ -10,7 +10,7 @@ COMMON="--model llama-3.1-8b --load-format dummy --workload mixed --num-requests
   --perf-model results/h100/session19/profile-p64/profile-llama-3.1-8b.json"
 # shellcheck disable=SC2086  # the flag lists split
 pdtune bench $COMMON --out $R/validation --mode chunked,pdmux,pdmux:sglang,pdmux@$S/t0.8-shorter-batch.json,pdmux@$S/t0.8-shorter-one.json,pdmux@$S/t0.9-shorter-batch.json > $R/validation.log 2>&1 &
-# Run at 44294eb, before `pdmux_spare_none_lost` (on since): off here, as the sweep ran.
+# `pdmux_spare_none_lost` off: the spare settings here as they ran before that rule (lost-gate.sh has it on).
 # shellcheck disable=SC2086
 pdtune bench $COMMON --no-pdmux-spare-none-lost --out $R/sweep --mode pdmux@$S/t0.8-safe.json,pdmux@$S/t0.9-safe.json,pdmux@$S/t0.8.json,pdmux@$S/spare0.8-safe.json,pdmux@$S/spare0.7-safe.json,pdmux@$R/shorter.json,pdmux@$R/spare0.8-share0.25.json,pdmux@$R/spare0.8-share0.25-shorter.json,pdmux@$R/spare0.8-share0.25-spare.json,pdmux@$R/spare0.8-share0.35-spare.json > $R/sweep.log 2>&1
 wait
