@@ -76,8 +76,8 @@ def bench(
     pdmux_prefill_jump: Annotated[Optional[str], typer.Option(
         help="pdmux: a waiting request runs its prefill before the rest of the one in flight: off (default); late "
              "(it would miss its TTFT behind it); shorter (the shortest, when at most a quarter of what remains); "
-             "spare (shorter, while every queued prefill keeps pdmux_spare_slack_share of its TTFT and none is lost); safe (shorter, "
-             "while no waiting request that can meet its TTFT would miss it for the jump).")] = None,
+             "spare (shorter, while every queued prefill keeps pdmux_spare_slack_share of its TTFT and none is "
+             "lost); safe (shorter, while no waiting request that can meet its TTFT would miss it for the jump).")] = None,
     pdmux_decode_target: Annotated[Optional[float], typer.Option(
         help="pdmux adaptive: plan decode steps to this share of the TPOT SLO (default 1).")] = None,
     pdmux_spare_decode_target: Annotated[Optional[float], typer.Option(

