@@ -11,9 +11,10 @@ from pdtune.cli.app import app
 from pdtune.config import DEFAULT_SPLITS, EngineConfig
 from pdtune.engine import Engine
 from pdtune.executor.partitions import simulated_partitions
-from pdtune.executor.virtual_gpu import (HOST_MS_PER_STEP, PREFILL_BESIDE_DECODE, PREFILL_LAYER_LAUNCH_MS, VirtualGPU,
-                                         VirtualInputs, VirtualPdmuxExecutor, VirtualRunner)
+from pdtune.executor.virtual_gpu import (CONTEXT_BYTES, HOST_MS_PER_STEP, PREFILL_BESIDE_DECODE, PREFILL_LAYER_LAUNCH_MS,
+                                         VirtualGPU, VirtualInputs, VirtualPdmuxExecutor, VirtualRunner)
 from pdtune.model.loader import load_tokenizer
+from pdtune.perf.model_costs import num_params
 from pdtune.perf.perf_model import KIND, VERSION, read_perf_model
 from pdtune.request.sampling import SamplingParams
 from pdtune.request.sequence import Sequence
@@ -56,7 +57,9 @@ def test_partitions_are_granted_in_the_drivers_sm_steps():
 
 
 def test_chunked_steps_take_the_profiles_times_on_the_virtual_clock(profile):
-    engine = Engine(EngineConfig(model="tiny", load_format="dummy", mode="chunked", perf_model=profile), simulate=True)
+    # a KV pool of its own: sized from the virtual H100's memory, the tiny model's would hold millions of blocks
+    engine = Engine(EngineConfig(model="tiny", load_format="dummy", mode="chunked", perf_model=profile,
+                                 num_kv_blocks=64), simulate=True)
     assert engine.config.overlap_scheduling is False and engine.config.block_size == 16  # the profile's pages
     seq = engine.add_request(list(range(1, 9)), PARAMS, arrival_time=0.0)
     while engine.has_unfinished():
@@ -76,6 +79,12 @@ def _executor(profile):
 
 def _chunk(tokens: int) -> ScheduledChunk:
     return ScheduledChunk(Sequence(list(range(1, tokens + 1)), PARAMS), tokens)
+
+
+def test_the_kv_pool_is_sized_from_the_profiled_gpus_memory(profile):
+    gpu, _, _ = _executor(profile)
+    free, total = gpu.free_memory()  # as torch.cuda.mem_get_info would give it once the weights are loaded
+    assert total == int(79.2 * (1 << 30)) and total - free == num_params(gpu.arch) * 2 + CONTEXT_BYTES
 
 
 def test_pdmux_blocks_queue_on_the_prefill_timeline_and_slow_the_decode_they_run_beside(profile):
@@ -107,7 +116,7 @@ def test_pdmux_blocks_queue_on_the_prefill_timeline_and_slow_the_decode_they_run
 
 
 def _bench(profile, modes=("chunked", "pdmux")):
-    engine = EngineConfig(model="tiny", load_format="dummy", perf_model=profile, max_model_len=512)
+    engine = EngineConfig(model="tiny", load_format="dummy", perf_model=profile, max_model_len=512, num_kv_blocks=512)
     cfg = BenchConfig(engine, modes, "random", num_requests=12, rate=40.0, max_prompt_len=200, max_output_len=16,
                       slo=SLO(ttft_s=0.5, tpot_s=0.05), warmup_requests=2, simulate=True)
     return run_bench(cfg)
