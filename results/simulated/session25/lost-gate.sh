@@ -2,7 +2,7 @@
 # (`pdmux_spare_none_lost`, on), on the virtual H100 of run.sh: chunked and the defaults beside
 # the spare jump at spare targets 0.8 (slack shares 0 and 0.1) and 0.7 (share 0.1), and the
 # share-0.25 setting of sweep/ with the rule on, at 13.5 and 8.75 req/s in one command, to
-# lost-gate/ (about 5 minutes on one CPU core).
+# lost-gate/ (about 2.5 minutes on one CPU core).
 set -e
 R=results/simulated/session25
 # shellcheck disable=SC2086  # the flag list splits

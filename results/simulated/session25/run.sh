@@ -2,7 +2,7 @@
 # (`bench --simulate`, step times from session 19's H100 profile) at 13.5 and 8.75 req/s.
 # validation/: the modes session 24 measured (results/h100/session24/all-*, jump-batch), to set
 # the simulation against the measurements; sweep/: the settings prepared for the next GPU session
-# (session 24's next.sh, next2.sh) and others, in one command. About 10 minutes on 2 CPU cores.
+# (session 24's next.sh, next2.sh) and others, in one command. About 4 minutes on 2 CPU cores.
 set -e
 S=results/h100/session24 R=results/simulated/session25
 COMMON="--model llama-3.1-8b --load-format dummy --workload mixed --num-requests 300 --max-prompt-len 16384

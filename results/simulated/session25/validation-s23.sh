@@ -1,6 +1,6 @@
 # Session 25: session 23's H100 runs (results/h100/session23/spare-jump, jump-target: commit
 # 936fc5a, before prefill-behind, batched jumps and `pdmux_spare_none_lost`, so all three off
-# here) served on the virtual H100 of run.sh, to validation-s23/ (about 5 minutes on one CPU core):
+# here) served on the virtual H100 of run.sh, to validation-s23/ (about 2 minutes on one CPU core):
 # the `spare` jump at decode target 0.8 and at spare target 0.8, and the `shorter` jump at decode
 # targets 1 and 0.9, at 13.5 and 8.75 req/s in one command.
 set -e
