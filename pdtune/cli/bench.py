@@ -101,9 +101,7 @@ def bench(
     trace: Annotated[Optional[str], typer.Option(help="pdmux: write every step decision to this JSONL.")] = None,
     perf_model: Annotated[Optional[str], typer.Option(
         "--perf-model", help="pdmux: the JSON `pdtune profile` wrote, for the planner's priors.")] = None,
-    simulate: Annotated[bool, typer.Option(
-        help="Serve on a virtual GPU: no weights, every step taking the time --perf-model predicts on the "
-             "GPU it was profiled on, on a virtual clock (a policy tried on a CPU; not a measurement).")] = False,
+    simulate: o.Simulate = False,
     out: Annotated[Optional[str], typer.Option("--out", help="Result folder (default results/bench-<workload>-<time>).")] = None,
 ) -> None:
     """Serve a workload in-process and report latency, SLO attainment and goodput per mode."""
@@ -168,5 +166,5 @@ def bench(
         for line in repeat_lines(report):
             console.print(line)
         if simulate:
-            console.print(f"simulated: step times predicted by {perf_model} on a virtual GPU, not measured")
+            console.print(o.simulated_note(perf_model))
         console.print(f"saved {', '.join(sorted(os.listdir(folder)))} in {folder}")

@@ -60,6 +60,16 @@ OverlapScheduling = Annotated[Optional[bool], typer.Option(
     help="Plan and launch each step before the last one's tokens are read back (default on; one process).")]
 Seed = Annotated[Optional[int], typer.Option("--seed", help="Seed for dummy weights and unseeded sampling.")]
 
+Simulate = Annotated[bool, typer.Option(
+    "--simulate", help="Serve on a virtual GPU: no weights, every step taking the time --perf-model predicts on the "
+                       "GPU it was profiled on, on a virtual clock (a policy tried on a CPU; not a measurement).")]
+
+
+def simulated_note(perf_model: str | None) -> str:
+    """The line under a simulated command's tables: its figures are predictions."""
+    return f"simulated: step times predicted by {perf_model} on a virtual GPU, not measured"
+
+
 TensorParallelSize = Annotated[Optional[int], typer.Option(
     "--tensor-parallel-size", "-tp", help="Processes (one GPU each) sharing every layer: gloo on CPUs, NCCL on GPUs.")]
 DataParallelSize = Annotated[Optional[int], typer.Option(

@@ -38,6 +38,7 @@ def search(
     trace: Annotated[Optional[str], typer.Option(help="Write every pdmux step decision to this JSONL.")] = None,
     perf_model: Annotated[Optional[str], typer.Option(
         "--perf-model", help="The JSON `pdtune profile` wrote: priors for the predicted prefill times and the adaptive run.")] = None,
+    simulate: o.Simulate = False,
     out: Annotated[Optional[str], typer.Option("--out", help="Config file to write (default "
                                                              "results/search-<workload>.json).")] = None,
 ) -> None:
@@ -67,7 +68,7 @@ def search(
             trace_path=trace, perf_model=perf_model)
         path = out or os.path.join("results", f"search-{os.path.basename(workload)}.json")
         cfg = SearchConfig(engine, parsed, rate, workload, num_requests, attainment, trials, seed, storage, study_name,
-                           path, choices, max_prompt_len, max_output_len)
+                           path, choices, max_prompt_len, max_output_len, simulate=simulate)
         optuna.logging.set_verbosity(optuna.logging.WARNING)  # the progress lines say what optuna's log would
         result = run_search(cfg, LiveSearchProgress(console, trials))
         s = result["search"]
@@ -78,3 +79,5 @@ def search(
         console.print(f"best static plan {verdict} the adaptive policy (attainment {best['attainment']:.1%} vs "
                       f"{adaptive['attainment']:.1%}, headroom {best['headroom']:+.1%} vs {adaptive['headroom']:+.1%}); "
                       f"saved {path} (use it with --config) and its trials CSV")
+        if simulate:
+            console.print(o.simulated_note(perf_model))

@@ -139,6 +139,11 @@ def load_virtual(config: EngineConfig) -> tuple[EngineConfig, LoadedModel, Virtu
     return config, LoadedModel(None, arch, tokenizer, name, dtype, torch.device("cpu"), {}), gpu
 
 
+def simulated_gpu(config: EngineConfig) -> str:
+    """The name of the GPU `config.perf_model` was profiled on, which `load_virtual` simulates."""
+    return load_virtual(config)[2].name
+
+
 class VirtualRunner:
     """The model runner's interface on the virtual GPU: steps take their predicted time and sample
     token 0 (bench requests ignore end-of-sequence tokens, so outputs keep their lengths)."""

@@ -21,6 +21,7 @@ from pdtune.config import EngineConfig
 from pdtune.engine import make_engine
 from pdtune.errors import PdtuneError
 from pdtune.executor.partitions import check_green_contexts
+from pdtune.executor.virtual_gpu import simulated_gpu
 from pdtune.model.loader import load_tokenizer
 from pdtune.perf.environment import environment
 from pdtune.search.study import join_study
@@ -46,6 +47,7 @@ class SearchConfig:
     max_prompt_len: int | None = None
     max_output_len: int | None = None
     warmup_requests: int = 8
+    simulate: bool = False  # trials on the virtual GPU of engine.perf_model (`bench --simulate`), on a CPU
 
     def __post_init__(self) -> None:
         checks = [
@@ -69,7 +71,8 @@ class SearchConfig:
         """The bench settings that build and time the workload exactly as `pdtune bench` would."""
         return BenchConfig(self.engine, ("pdmux:static",), self.workload, self.num_requests, self.rate, seed=self.seed,
                            max_prompt_len=self.max_prompt_len, max_output_len=self.max_output_len, slo=self.slo,
-                           attainment_target=self.attainment_target, warmup_requests=self.warmup_requests)
+                           attainment_target=self.attainment_target, warmup_requests=self.warmup_requests,
+                           simulate=self.simulate)
 
 
 @dataclass
@@ -193,19 +196,21 @@ def run_search(cfg: SearchConfig, progress: SearchProgress | None = None) -> dic
     `cfg.trials` trials, then serves the workload once more under the adaptive policy for
     comparison. Returns (and with `cfg.out` writes, with a CSV of trials) the config of the best
     trial under "engine" and the search's record under "search"."""
-    check_green_contexts()
+    if not cfg.simulate:
+        check_green_contexts()
     base = dataclasses.replace(cfg.engine, **cfg.slo.engine_targets())
     model, arch, tokenizer = load_tokenizer(base)
     bench = cfg.bench_config()
     workload = build_workload(bench, arch.vocab_size, tokenizer)  # an unknown workload fails before any model loads
     space = _space(cfg, arch.num_layers, base.max_model_len or arch.max_position_embeddings)
     env = environment()
-    device = env.get("gpu") or "cpu"  # trials on another kind of GPU would not be comparable
+    # trials on another kind of GPU, or simulated ones beside measured ones, would not be comparable
+    device = f"simulated {simulated_gpu(base)}" if cfg.simulate else env.get("gpu") or "cpu"
     study = join_study(cfg.storage, cfg.name, _identity(cfg, os.path.basename(model.rstrip("/")), space, device),
                        cfg.seed)
     machine = f"{platform.node()} ({device})"
     first = dict(pdmux_policy="static", pdmux_static_split=tuple(space.splits[0]), pdmux_gang=1)
-    engine = make_engine(dataclasses.replace(base, **first))
+    engine = make_engine(dataclasses.replace(base, **first), cfg.simulate)
     try:
         warm_up(engine, workload, cfg.warmup_requests)
 
@@ -244,6 +249,7 @@ def _result(cfg: SearchConfig, base: EngineConfig, study: optuna.Study, adaptive
             "kind": "pdtune-search", "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "study": cfg.name, "storage": cfg.storage, "slo": str(cfg.slo), "rate": cfg.rate,
             "workload": cfg.workload, "num_requests": cfg.num_requests, "attainment_target": cfg.attainment_target,
+            "simulated": {"perf_model": base.perf_model} if cfg.simulate else None,
             "best": dataclasses.asdict(best), "best_attainment": best.attainment,
             "adaptive": adaptive, "adaptive_attainment": adaptive["attainment"],
             "trials": [dataclasses.asdict(_row(t)) for t in study.trials],

@@ -19,6 +19,7 @@ from pdtune.perf.perf_model import KIND, VERSION, read_perf_model
 from pdtune.request.sampling import SamplingParams
 from pdtune.request.sequence import Sequence
 from pdtune.scheduler.scheduler import ScheduledChunk, StepPlan
+from pdtune.search import SearchConfig, StudyMismatchError, run_search
 from pdtune.slo import SLO
 
 DECODE_MS, LAYER_MS, CONTENTION = 10.0, 2.0, 1.5
@@ -134,13 +135,37 @@ def test_a_simulated_bench_repeats_exactly_and_says_it_was_simulated(profile):
     assert min(r["tpot_s"] for r in pdmux["records"] if r["tpot_s"]) >= (DECODE_MS + HOST_MS_PER_STEP) / 1e3 * 0.999
 
 
-def test_simulate_refuses_without_a_gpu_profile(tmp_path):
+@pytest.mark.parametrize("command", [["bench", "--mode", "pdmux", "--out", "out"],
+                                     ["search", "--slo", "ttft=1s,tpot=100ms", "--out", "out.json"]])
+def test_simulate_refuses_without_a_gpu_profile(tmp_path, command):
     runner = CliRunner()
-    base = ["bench", "--model", "tiny", "--load-format", "dummy", "--workload", "random", "--num-requests", "2",
-            "--rate", "10", "--mode", "pdmux", "--simulate", "--out", str(tmp_path / "out")]
+    base = [*command[:-1], str(tmp_path / command[-1]), "--model", "tiny", "--load-format", "dummy", "--workload",
+            "random", "--num-requests", "2", "--rate", "10", "--simulate"]
     result = runner.invoke(app, base)
     assert result.exit_code != 0 and "--simulate needs --perf-model" in result.output
     cpu_profile = write_profile(tmp_path / "cpu.json", gpu=None)
     result = runner.invoke(app, [*base, "--perf-model", cpu_profile])
     assert result.exit_code != 0 and "needs a profile measured on a GPU" in result.output
     assert "Traceback" not in result.output
+
+
+def _search(profile, **kw):
+    engine = EngineConfig(model="tiny", load_format="dummy", mode="pdmux", perf_model=profile, num_kv_blocks=512)
+    return run_search(SearchConfig(engine, SLO(ttft_s=0.5, tpot_s=0.05), rate=40.0, workload="random", num_requests=8,
+                                   trials=2, max_prompt_len=200, max_output_len=8, prefill_token_choices=(64, 256),
+                                   warmup_requests=2, simulate=True, **kw))
+
+
+def test_a_simulated_search_repeats_exactly_and_its_study_takes_no_measured_trials(profile, tmp_path):
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    first, again = _search(profile, storage=url, study_name="sim"), _search(profile)
+    rows = [{k: v for k, v in t.items() if k != "number"} for t in first["search"]["trials"]]
+    assert rows == [{k: v for k, v in t.items() if k != "number"} for t in again["search"]["trials"]]
+    assert all(t["machine"].endswith("(simulated NVIDIA H100 80GB HBM3)") and t["attainment"] is not None
+               for t in first["search"]["trials"])
+    assert first["search"]["simulated"] == {"perf_model": profile} and first["engine"]["perf_model"] == profile
+    measured = SearchConfig(EngineConfig(model="tiny", load_format="dummy", mode="pdmux"), SLO(ttft_s=0.5, tpot_s=0.05),
+                            rate=40.0, workload="random", num_requests=8, trials=1, max_prompt_len=200,
+                            max_output_len=8, prefill_token_choices=(64, 256), storage=url, study_name="sim")
+    with pytest.raises(StudyMismatchError, match="device=simulated NVIDIA H100 80GB HBM3; this search has device=cpu"):
+        run_search(measured)
