@@ -15,6 +15,11 @@ class HostClock:
     def sleep(seconds: float) -> None:
         time.sleep(seconds)
 
+    @staticmethod
+    def stamp() -> float:
+        """A trace row's time: the epoch's, to line a trace up with other logs."""
+        return time.time()
+
 
 class VirtualClock:
     def __init__(self) -> None:
@@ -28,6 +33,10 @@ class VirtualClock:
 
     def sleep(self, seconds: float) -> None:
         self.t += max(0.0, seconds)
+
+    def stamp(self) -> float:
+        """A trace row's time: the virtual GPU's (the host's would time the CPU's simulation)."""
+        return self.t
 
 
 HOST_CLOCK = HostClock()

@@ -7,7 +7,6 @@ import functools
 import json
 import math
 import os
-import time
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
@@ -416,7 +415,7 @@ class PdmuxPlanner:
         self.num_steps += 1
         if self.trace is None:
             return
-        row = {"step": self.num_steps, "t": time.time(), "split": decision.partition.name, "gang": decision.gang,
+        row = {"step": self.num_steps, "t": self.clock.stamp(), "split": decision.partition.name, "gang": decision.gang,
                "gang_behind": decision.gang_behind, "jumped": decision.jumped,
                "decode_batch": decode_batch, "prefill_tokens": prefill_tokens, "prefill_jobs": prefill_jobs,
                "predicted_decode_ms": decision.predicted_decode_ms, "measured_decode_ms": measured_decode_ms,

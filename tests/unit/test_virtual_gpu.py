@@ -116,8 +116,9 @@ def test_pdmux_blocks_queue_on_the_prefill_timeline_and_slow_the_decode_they_run
     assert job.last_block.ms() == pytest.approx(4 * LAYER_MS)
 
 
-def _bench(profile, modes=("chunked", "pdmux")):
-    engine = EngineConfig(model="tiny", load_format="dummy", perf_model=profile, max_model_len=512, num_kv_blocks=512)
+def _bench(profile, modes=("chunked", "pdmux"), trace_path=None):
+    engine = EngineConfig(model="tiny", load_format="dummy", perf_model=profile, max_model_len=512, num_kv_blocks=512,
+                          trace_path=trace_path)
     cfg = BenchConfig(engine, modes, "random", num_requests=12, rate=40.0, max_prompt_len=200, max_output_len=16,
                       slo=SLO(ttft_s=0.5, tpot_s=0.05), warmup_requests=2, simulate=True)
     return run_bench(cfg)
@@ -133,6 +134,15 @@ def test_a_simulated_bench_repeats_exactly_and_says_it_was_simulated(profile):
     assert all(r["error"] is None and r["ttft_s"] > 0 for r in chunked["records"] + pdmux["records"])
     # pdmux decodes beside prefill: its steps take at least a decode step, chunked's mixed ones layers only
     assert min(r["tpot_s"] for r in pdmux["records"] if r["tpot_s"]) >= (DECODE_MS + HOST_MS_PER_STEP) / 1e3 * 0.999
+
+
+def test_a_simulated_trace_is_stamped_with_the_virtual_clock(profile, tmp_path):
+    trace = tmp_path / "trace.jsonl"
+    run = _bench(profile, ("pdmux",), str(trace))["runs"][0]
+    stamps = [json.loads(line)["t"] for line in trace.read_text().splitlines()]
+    assert stamps == sorted(stamps) and 0 < stamps[-1] - stamps[0]
+    # warm-up and the timed run on one virtual clock: the host's epoch time would be 1.7e9 s
+    assert stamps[-1] < 60 and stamps[-1] - stamps[0] >= run["wall_s"] * 0.9
 
 
 @pytest.mark.parametrize("command", [["bench", "--mode", "pdmux", "--out", "out"],
