@@ -46,19 +46,21 @@ def search_table(result: dict, top: int = 5) -> Table:
              if any(r.stopped_early for r in done) else []) + \
             (["+ fell behind: a first token over one TTFT after the last arrival; ranked below every trial that kept up"]
              if any(r.fell_behind for r in done) else [])
+    machines = {r.machine for r in done}
+    one_machine = len(machines) == 1  # then named in the title, not on every row
+    where = f" on {next(iter(machines)) or 'one machine'}" if one_machine else ""
     table = Table(title=f"search {s['study']}: {s['workload']} at {s['rate']:g} req/s, SLO {s['slo']} "
-                        f"({len(done)} trials)", caption="\n".join(notes) or None)
-    for col in ("trial", "split (P/D)", "gang", "prefill tokens", "attainment", "headroom", "TTFT p90 ms",
-                "TPOT p90 ms", "machine"):
+                        f"({len(done)} trials{where})", caption="\n".join(notes) or None)
+    columns = ("trial", "split (P/D)", "gang", "prefill tokens", "attainment", "headroom", "TTFT p90 ms", "TPOT p90 ms")
+    for col in columns + (() if one_machine else ("machine",)):
         table.add_column(col, justify="left" if col == "machine" else "right")
     for r in done[:top]:
         table.add_row(str(r.number), "/".join(map(str, r.split)), str(r.gang), str(r.prefill_tokens),
                       f"{r.attainment:.1%}{'*' if r.stopped_early else ''}{'+' if r.fell_behind else ''}",
-                      _num(r.headroom, "+.0%"),
-                      _num(r.ttft_p90_ms, ",.0f"),
-                      _num(r.tpot_p90_ms, ",.1f"), r.machine or "-")
+                      _num(r.headroom, "+.0%"), _num(r.ttft_p90_ms, ",.0f"), _num(r.tpot_p90_ms, ",.1f"),
+                      *(() if one_machine else (r.machine or "-",)))
     a = s["adaptive"]
     table.add_row("adaptive", "-", "-", "-", f"{a['attainment']:.1%}", _num(a["headroom"], "+.0%"),
-                  _num(a["ttft_p90_ms"], ",.0f"),
-                  _num(a["tpot_p90_ms"], ",.1f"), "this run", style="italic")
+                  _num(a["ttft_p90_ms"], ",.0f"), _num(a["tpot_p90_ms"], ",.1f"),
+                  *(() if one_machine else ("this run",)), style="italic")
     return table

@@ -222,3 +222,27 @@ def test_a_study_made_on_another_gpu_is_refused(tmp_path, monkeypatch):
     monkeypatch.setattr(runner, "environment", lambda: {"gpu": "NVIDIA H200"})
     with pytest.raises(StudyMismatchError, match="device=NVIDIA H100 80GB HBM3; this search has device=NVIDIA H200"):
         run_search(search_config(storage=url, study_name="g", trials=1))
+
+
+def test_the_table_names_one_machine_in_its_title_and_several_in_a_column():
+    from rich.console import Console
+
+    from pdtune.report.search_report import search_table
+
+    def result(machines):
+        trials = [{"number": i, "state": "COMPLETE", "split": [108, 24], "gang": 2, "prefill_tokens": 4096,
+                   "attainment": 0.9, "score": 0.9, "headroom": 0.1, "ttft_p90_ms": 900.0, "tpot_p90_ms": 20.0,
+                   "machine": m} for i, m in enumerate(machines)]
+        adaptive = {"attainment": 0.95, "headroom": 0.2, "ttft_p90_ms": 800.0, "tpot_p90_ms": 19.0}
+        return {"search": {"study": "s", "workload": "mixed", "rate": 8.75, "slo": "ttft=2s", "trials": trials,
+                           "adaptive": adaptive}}
+
+    def shown(machines):
+        console = Console(width=250, record=True)
+        console.print(search_table(result(machines)))
+        return console.export_text()
+
+    one = shown(["vm (simulated NVIDIA H100 80GB HBM3)"] * 2)
+    assert "2 trials on vm (simulated NVIDIA H100 80GB HBM3)" in one and "machine" not in one
+    two = shown(["a (NVIDIA H100 80GB HBM3)", "b (NVIDIA H100 80GB HBM3)"])
+    assert "machine" in two and "b (NVIDIA H100 80GB HBM3)" in two and "this run" in two
