@@ -1,9 +1,9 @@
 """A virtual GPU for `bench --simulate`: the engine's scheduler, planner and dispatch run as on the
 GPU, while each launch takes the time a `pdtune profile` model predicts for it on its SM partition,
 on a virtual clock. A policy can so be tried on a CPU against the profile of the GPU it will run on.
-Prefill beside decode, which the profile does not time, is calibrated on H100 traces (below). Not
-simulated: a prefill block still holding SMs that the next step gives to decode, host stalls
-beyond a fixed launch time per step, and the fits' own error."""
+Prefill beside decode, which the profile does not time, is calibrated on H100 traces (below), as is
+decode beside a block still running from an earlier step. Not simulated: host stalls beyond a fixed
+launch time per step, and the fits' own error."""
 
 from __future__ import annotations
 
@@ -93,13 +93,15 @@ class VirtualGPU:
         used = num_params(self.arch) * self.itemsize + CONTEXT_BYTES
         return self.memory_bytes - used, self.memory_bytes
 
-    def decode_ms(self, part: Partition, batch: int, context_tokens: int, beside_prefill: float) -> float:
-        """The decode step alone on its partition, slowed by the profile's contention factor for the
-        share of it that a prefill block runs beside."""
+    def contention(self, part: Partition) -> float:
+        """How much slower decode runs beside a prefill block, as the profile measured it on the
+        partition (1.0 where it has no fit)."""
         fit = self.times.fit(part)[0]
-        contention = fit.contention if fit is not None and fit.decode is not None else 1.0
-        alone = self.times.decode_prior_ms(part, batch, context_tokens) / contention
-        return alone * (1.0 + (contention - 1.0) * beside_prefill)
+        return fit.contention if fit is not None and fit.decode is not None else 1.0
+
+    def decode_ms(self, part: Partition, batch: int, context_tokens: int) -> float:
+        """The decode step alone on its partition (the planner's prior is the step beside prefill)."""
+        return self.times.decode_prior_ms(part, batch, context_tokens) / self.contention(part)
 
     def layers_ms(self, part: Partition, shape: PrefillShape, layers: int) -> float:
         """Prefill layers on the partition; beside decode (a mixed partition) as measured there."""
@@ -178,23 +180,44 @@ class VirtualPdmuxExecutor:
         self.clock = gpu.clock
         self.num_jobs = 0
         self.decode_free = 0.0
-        self.prefill_blocks: list[tuple[float, float]] = []  # (start, end) of blocks not yet over
+        self.prefill_blocks: list[tuple[float, float, Partition]] = []  # (start, end, partition) of blocks not yet over
 
     def start_prefill(self, plan: StepPlan) -> PrefillJob:
         self.num_jobs += 1
         return PrefillJob(plan, self.runner.prepare(plan), self.num_layers, PrefillShape.of_chunks(plan.chunks),
                           self.num_jobs)
 
-    def _prefill_beside(self, start: float, end: float) -> float:
-        """The share of [start, end) that prefill blocks run in."""
-        covered = sum(max(0.0, min(end, b_end) - max(start, b_start)) for b_start, b_end in self.prefill_blocks)
-        return min(1.0, covered / (end - start)) if end > start else 0.0
+    def _decode_end(self, part: Partition, batch: int, context_tokens: int, start: float) -> float:
+        """When a decode step launched at `start` on `part` ends: at its pace alone, slowed while
+        prefill blocks run beside it by the contention factor of its partition, or, on a partition
+        of decode alone (a block launched in an earlier step still running on SMs it shares), of
+        the block's. In the H100 trace of results/h100/session24/all-8.75 (results/simulated/
+        session26/overlap.py), decode steps on the whole GPU that a block on 108 SMs ran beside for
+        most of their time took 1.10-1.29x their time alone in four runs (median per run; 1.89x in
+        the fifth's 41 steps; that partition's factor is 1.32), not the twice and more that the 24
+        SMs the block leaves would take; beside blocks on other partitions, 0.97-1.40x."""
+        alone_s = self.gpu.decode_ms(part, batch, context_tokens) / 1e3
+        t, left = start, 1.0  # the share of the step still to run
+        for b_start, b_end, b_part in self.prefill_blocks:  # one after another on the prefill timeline
+            if b_end <= t:
+                continue
+            if b_start > t:
+                if (b_start - t) / alone_s >= left:
+                    break
+                left -= (b_start - t) / alone_s
+                t = b_start
+            pace_s = alone_s * self.gpu.contention(part if part.prefill_sms else b_part)
+            if (b_end - t) / pace_s >= left:
+                return t + left * pace_s
+            left -= (b_end - t) / pace_s
+            t = b_end
+        return t + left * alone_s
 
     def _launch_prefill(self, job: PrefillJob, part: Partition, layers: int, now: float) -> None:
-        start = max([now] + [end for _, end in self.prefill_blocks])
+        start = max([now] + [end for _, end, _ in self.prefill_blocks])
         layers = min(layers, job.remaining_layers)
         end = start + self.gpu.layers_ms(part, job.shape, layers) / 1e3
-        self.prefill_blocks.append((start, end))
+        self.prefill_blocks.append((start, end, part))
         job.next_layer += layers
         job.prev_done, job.done = job.done, VirtualEvent(self.clock, end)
         job.last_block = PrefillBlock(VirtualEvent(self.clock, start), job.done, now, now)
@@ -212,9 +235,7 @@ class VirtualPdmuxExecutor:
         part, inputs = decode
         batch, context = len(inputs.chunks), sum(len(c.seq) for c in inputs.chunks)
         start = max(now, self.decode_free)
-        alone_s = self.gpu.decode_ms(part, batch, context, 0.0) / 1e3
-        end = start + self.gpu.decode_ms(part, batch, context, self._prefill_beside(start, start + alone_s)) / 1e3
-        self.decode_free = end
+        end = self.decode_free = self._decode_end(part, batch, context, start)
         return DecodeLaunch(None, VirtualEvent(self.clock, start), VirtualEvent(self.clock, end), now, now, False)
 
     def finish_decode(self, launch: DecodeLaunch) -> tuple[None, float]:

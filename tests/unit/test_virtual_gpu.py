@@ -97,8 +97,8 @@ def test_pdmux_blocks_queue_on_the_prefill_timeline_and_slow_the_decode_they_run
     block_ms = 2 * (LAYER_MS * PREFILL_BESIDE_DECODE + PREFILL_LAYER_LAUNCH_MS)  # beside decode, as measured in pdmux
     assert job.remaining_layers == 2 and not job.done.query()
     _, decode_ms = ex.finish_decode(launch)
-    # the block covers block_ms of the decode's DECODE_MS alone: that share runs CONTENTION times slower
-    assert decode_ms == pytest.approx(DECODE_MS * (1 + (CONTENTION - 1) * block_ms / DECODE_MS))
+    # beside the block the step runs CONTENTION times slower; once it ends, at its pace alone
+    assert decode_ms == pytest.approx(block_ms + (1 - block_ms / (DECODE_MS * CONTENTION)) * DECODE_MS)
     assert job.done.query() and job.last_block.ms() == pytest.approx(block_ms)
     start = gpu.clock.now()
     ex.launch_step(None, job, mixed, 1)
@@ -109,6 +109,14 @@ def test_pdmux_blocks_queue_on_the_prefill_timeline_and_slow_the_decode_they_run
     assert job.finished and (gpu.clock.now() - start) * 1e3 == pytest.approx(HOST_MS_PER_STEP + block_ms)
     alone = ex.launch_step((parts[-1], VirtualInputs([_chunk(1)], [])), None, None, 0)
     assert ex.finish_decode(alone)[1] == pytest.approx(DECODE_MS)  # decode alone: no contention
+    # a block on the mixed partition still running: the next decode, given the whole GPU, runs
+    # beside it slowed by the mixed partition's contention factor until it ends
+    job = ex.start_prefill(StepPlan([_chunk(100)]))
+    ex.launch_step(None, job, mixed, 4)
+    left_ms = (job.done.t - gpu.clock.now()) * 1e3 - HOST_MS_PER_STEP  # once the next step's host time is spent
+    assert 0 < left_ms < DECODE_MS * CONTENTION
+    full = ex.finish_decode(ex.launch_step((parts[-1], VirtualInputs([_chunk(1)], [])), None, None, 0))[1]
+    assert full == pytest.approx(left_ms + (1 - left_ms / (DECODE_MS * CONTENTION)) * DECODE_MS)
     job = ex.start_prefill(StepPlan([_chunk(100)]))
     ex.launch_step(None, job, parts[-2], 4)  # prefill alone on the whole GPU: the profile's fit as is
     assert job.last_block.ms() is None  # polled before it ends
