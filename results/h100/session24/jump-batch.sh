@@ -3,12 +3,12 @@
 # and chunked's (8.75), chunked beside them, in one command, straight to $OUT/$NAME. On an H200:
 # session 18's rates (13.125 and 10.169) and profile. Run untraced: `--trace` was refused when
 # every pdmux mode was a pdmux@FILE (fixed after the run, in `mode_name`). `next.sh` serves other
-# modes through it (NAME, MODES and TRACE from the environment).
+# modes through it (NAME, MODES, TRACE and the H100's RATES from the environment).
 source results/h200/device/setup.sh
 S=results/h100/session24
 NAME=${NAME:-jump-batch} TRACE=${TRACE:-}
 MODES=${MODES:-chunked,pdmux@$S/t0.8-shorter-batch.json,pdmux@$S/t0.8-shorter-one.json,pdmux@$S/t0.9-shorter-batch.json}
-RATES=13.5,8.75 PROFILE="$P100"
+RATES=${RATES:-13.5,8.75} PROFILE="$P100"
 if nvidia-smi --query-gpu=name --format=csv,noheader | grep -q H200; then
   RATES=13.125,10.169 PROFILE="--perf-model results/h200/session18/profile-p64/profile-llama-3.1-8b.json"
 fi
