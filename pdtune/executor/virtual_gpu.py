@@ -1,9 +1,10 @@
-"""A virtual GPU for `bench --simulate`: the engine's scheduler, planner and dispatch run as on the
-GPU, while each launch takes the time a `pdtune profile` model predicts for it on its SM partition,
-on a virtual clock. A policy can so be tried on a CPU against the profile of the GPU it will run on.
-Prefill beside decode, which the profile does not time, is calibrated on H100 traces (below), as is
-decode beside a block still running from an earlier step. Not simulated: host stalls beyond a fixed
-launch time per step, and the fits' own error."""
+"""A virtual GPU for `bench --simulate` and `search --simulate`: the engine's scheduler, planner and
+dispatch run as on the GPU, while each launch takes the time a `pdtune profile` model predicts for
+it on its SM partition, on a virtual clock. A policy can so be tried on a CPU against the profile
+of the GPU it will run on. Prefill beside decode, which the profile does not time, is calibrated on
+H100 traces (below), as are decode and prefill when decode has the whole GPU beside a block still
+running from an earlier step. Not simulated: host stalls beyond a fixed launch time per step, and
+the fits' own error."""
 
 from __future__ import annotations
 
@@ -42,6 +43,11 @@ HOST_MS_PER_STEP = 0.2
 # 1.23 came closest (results/simulated/session25, README "bench --simulate").
 PREFILL_BESIDE_DECODE = 1.23
 PREFILL_LAYER_LAUNCH_MS = 0.35
+# A prefill block runs this much slower while decode has the whole GPU beside it (a block launched
+# in an earlier step still running): in that trace, blocks beside whole-GPU decode for over half
+# their time took 1.00-1.17x the planner's prediction (median per run and partition; median of
+# those 1.07), those beside decode on its own SMs 0.94-1.02x (results/simulated/session26/overlap.py).
+PREFILL_BESIDE_WHOLE_GPU_DECODE = 1.07
 # Memory a CUDA context and torch's workspaces take before the KV pool is sized (not profiled).
 CONTEXT_BYTES = 1 << 30
 
@@ -61,6 +67,24 @@ class VirtualEvent:
 
     def elapsed_time(self, end: VirtualEvent) -> float:
         return (end.t - self.t) * 1e3
+
+
+@dataclass
+class VirtualBlock:
+    """A prefill block on the prefill timeline; its end is the event its job waits on, so a block
+    slowed after its launch (decode taking the whole GPU beside it) ends later for everyone."""
+
+    begun: VirtualEvent
+    done: VirtualEvent
+    partition: Partition
+
+    @property
+    def start(self) -> float:
+        return self.begun.t
+
+    @property
+    def end(self) -> float:
+        return self.done.t
 
 
 @dataclass
@@ -180,7 +204,7 @@ class VirtualPdmuxExecutor:
         self.clock = gpu.clock
         self.num_jobs = 0
         self.decode_free = 0.0
-        self.prefill_blocks: list[tuple[float, float, Partition]] = []  # (start, end, partition) of blocks not yet over
+        self.prefill_blocks: list[VirtualBlock] = []  # not yet over, in order
 
     def start_prefill(self, plan: StepPlan) -> PrefillJob:
         self.num_jobs += 1
@@ -198,36 +222,46 @@ class VirtualPdmuxExecutor:
         SMs the block leaves would take; beside blocks on other partitions, 0.97-1.40x."""
         alone_s = self.gpu.decode_ms(part, batch, context_tokens) / 1e3
         t, left = start, 1.0  # the share of the step still to run
-        for b_start, b_end, b_part in self.prefill_blocks:  # one after another on the prefill timeline
-            if b_end <= t:
+        for block in self.prefill_blocks:  # one after another on the prefill timeline
+            if block.end <= t:
                 continue
-            if b_start > t:
-                if (b_start - t) / alone_s >= left:
+            if block.start > t:
+                if (block.start - t) / alone_s >= left:
                     break
-                left -= (b_start - t) / alone_s
-                t = b_start
-            pace_s = alone_s * self.gpu.contention(part if part.prefill_sms else b_part)
-            if (b_end - t) / pace_s >= left:
+                left -= (block.start - t) / alone_s
+                t = block.start
+            pace_s = alone_s * self.gpu.contention(part if part.prefill_sms else block.partition)
+            if (block.end - t) / pace_s >= left:
                 return t + left * pace_s
-            left -= (b_end - t) / pace_s
-            t = b_end
+            left -= (block.end - t) / pace_s
+            t = block.end
         return t + left * alone_s
 
+    def _slow_blocks_beside(self, start: float, end: float) -> None:
+        """Decode on the whole GPU over [start, end): the blocks it runs beside take longer by
+        `PREFILL_BESIDE_WHOLE_GPU_DECODE` for that time, and the blocks queued behind them wait."""
+        delay = 0.0
+        for block in self.prefill_blocks:
+            block.begun.t += delay
+            overlap = max(0.0, min(end, block.end + delay) - max(start, block.start))
+            delay += (PREFILL_BESIDE_WHOLE_GPU_DECODE - 1.0) * overlap
+            block.done.t += delay
+
     def _launch_prefill(self, job: PrefillJob, part: Partition, layers: int, now: float) -> None:
-        start = max([now] + [end for _, end, _ in self.prefill_blocks])
+        start = max([now] + [block.end for block in self.prefill_blocks])
         layers = min(layers, job.remaining_layers)
         end = start + self.gpu.layers_ms(part, job.shape, layers) / 1e3
-        self.prefill_blocks.append((start, end, part))
         job.next_layer += layers
         job.prev_done, job.done = job.done, VirtualEvent(self.clock, end)
-        job.last_block = PrefillBlock(VirtualEvent(self.clock, start), job.done, now, now)
+        self.prefill_blocks.append(VirtualBlock(VirtualEvent(self.clock, start), job.done, part))
+        job.last_block = PrefillBlock(self.prefill_blocks[-1].begun, job.done, now, now)
 
     def launch_step(self, decode: tuple[Partition, VirtualInputs] | None, job: PrefillJob | None,
                     prefill_partition: Partition | None, prefill_layers: int, previous: DecodeLaunch | None = None,
                     plan: StepPlan | None = None) -> DecodeLaunch | None:
         self.clock.sleep(HOST_MS_PER_STEP / 1e3)
         now = self.clock.now()
-        self.prefill_blocks = [b for b in self.prefill_blocks if b[1] > now]
+        self.prefill_blocks = [b for b in self.prefill_blocks if b.end > now]
         if job is not None and prefill_layers > 0:
             self._launch_prefill(job, prefill_partition, prefill_layers, now)
         if decode is None:
@@ -236,6 +270,8 @@ class VirtualPdmuxExecutor:
         batch, context = len(inputs.chunks), sum(len(c.seq) for c in inputs.chunks)
         start = max(now, self.decode_free)
         end = self.decode_free = self._decode_end(part, batch, context, start)
+        if not part.prefill_sms:
+            self._slow_blocks_beside(start, end)
         return DecodeLaunch(None, VirtualEvent(self.clock, start), VirtualEvent(self.clock, end), now, now, False)
 
     def finish_decode(self, launch: DecodeLaunch) -> tuple[None, float]:

@@ -11,8 +11,9 @@ from pdtune.cli.app import app
 from pdtune.config import DEFAULT_SPLITS, EngineConfig
 from pdtune.engine import Engine
 from pdtune.executor.partitions import simulated_partitions
-from pdtune.executor.virtual_gpu import (CONTEXT_BYTES, HOST_MS_PER_STEP, PREFILL_BESIDE_DECODE, PREFILL_LAYER_LAUNCH_MS,
-                                         VirtualGPU, VirtualInputs, VirtualPdmuxExecutor, VirtualRunner)
+from pdtune.executor.virtual_gpu import (CONTEXT_BYTES, HOST_MS_PER_STEP, PREFILL_BESIDE_DECODE,
+                                         PREFILL_BESIDE_WHOLE_GPU_DECODE, PREFILL_LAYER_LAUNCH_MS, VirtualGPU,
+                                         VirtualInputs, VirtualPdmuxExecutor, VirtualRunner)
 from pdtune.model.loader import load_tokenizer
 from pdtune.perf.model_costs import num_params
 from pdtune.perf.perf_model import KIND, VERSION, read_perf_model
@@ -115,8 +116,11 @@ def test_pdmux_blocks_queue_on_the_prefill_timeline_and_slow_the_decode_they_run
     ex.launch_step(None, job, mixed, 4)
     left_ms = (job.done.t - gpu.clock.now()) * 1e3 - HOST_MS_PER_STEP  # once the next step's host time is spent
     assert 0 < left_ms < DECODE_MS * CONTENTION
+    block_end = job.done.t
     full = ex.finish_decode(ex.launch_step((parts[-1], VirtualInputs([_chunk(1)], [])), None, None, 0))[1]
     assert full == pytest.approx(left_ms + (1 - left_ms / (DECODE_MS * CONTENTION)) * DECODE_MS)
+    # ... and the block, beside decode on the whole GPU for the rest of its time, ends that much later
+    assert (job.done.t - block_end) * 1e3 == pytest.approx((PREFILL_BESIDE_WHOLE_GPU_DECODE - 1) * left_ms)
     job = ex.start_prefill(StepPlan([_chunk(100)]))
     ex.launch_step(None, job, parts[-2], 4)  # prefill alone on the whole GPU: the profile's fit as is
     assert job.last_block.ms() is None  # polled before it ends
