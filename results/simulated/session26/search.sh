@@ -7,8 +7,8 @@
 # validation-static/: that search's best plan (104/28, gang 5, 4096 prefill tokens) at 13.5 and
 #   8.75 (measured: results/h100/session22/static-13.5, static-8.75; session 22's code, so
 #   prefill-behind off; the other rules it lacked change nothing without jumps).
-# static-g18/: a plan of search/'s best family (112/20, gang 18, 16384 prefill tokens) at 13.125
-#   and 8.75 req/s.
+# static-g18/: a static plan with long blocks (112/20, gang 18, 16384 prefill tokens: a search
+#   found it on an earlier version of the virtual H100) at 13.125 and 8.75 req/s.
 set -e
 R=results/simulated/session26
 M="--model llama-3.1-8b --load-format dummy --max-prompt-len 16384 --max-num-seqs 128 --max-model-len 20000
