@@ -191,3 +191,17 @@ def test_a_simulated_search_repeats_exactly_and_its_study_takes_no_measured_tria
                             max_output_len=8, prefill_token_choices=(64, 256), storage=url, study_name="sim")
     with pytest.raises(StudyMismatchError, match="device=simulated NVIDIA H100 80GB HBM3; this search has device=cpu"):
         run_search(measured)
+
+
+def test_a_simulated_cli_search_writes_its_plan_and_says_it_was_simulated(profile, tmp_path):
+    out = tmp_path / "plan.json"
+    result = CliRunner().invoke(app, ["search", "--simulate", "--perf-model", profile, "--model", "tiny",
+                                      "--load-format", "dummy", "--num-kv-blocks", "512", "--workload", "random",
+                                      "--num-requests", "6", "--rate", "40", "--trials", "2", "--max-prompt-len", "64",
+                                      "--max-output-len", "4", "--prefill-tokens", "64,256", "--slo",
+                                      "ttft=500ms,tpot=50ms", "--out", str(out)], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    printed = " ".join(result.output.split())
+    assert "(simulated NVIDIA H100 80GB HBM3)" in printed and "on a virtual GPU, not measured" in printed
+    saved = json.loads(out.read_text())
+    assert saved["search"]["simulated"] == {"perf_model": profile} and saved["engine"]["pdmux_policy"] == "static"
