@@ -7,9 +7,8 @@
 # chunked's goodput of 8.75: the goodput target's bound) and 8.75, traced, to $OUT/spare-next
 # (through session 24's jump-batch.sh: on an H200, session 18's rates and profile). If one passes
 # both and becomes the default, a second call runs the pdmux GPU tests (`python3 -m pytest -q -x
-# tests/gpu/test_gpu_pdmux.py`, about 75 s: same greedy tokens as `sequential`, no hang). With
-# device time left, a third serves static-112-20-g18.json (a static plan with long blocks,
-# static-g18/) beside the defaults the same way (NAME=static-next MODES=pdmux,pdmux@$R/static-112-20-g18.json).
+# tests/gpu/test_gpu_pdmux.py`, about 75 s: same greedy tokens as `sequential`, no hang); if
+# neither passes, gpu-next2.sh serves the next setting and a static plan.
 R=results/simulated/session26
 NAME=spare-next TRACE="--trace $OUT/spare-next/trace.jsonl" RATES=13.125,8.75 \
   MODES="chunked,pdmux,pdmux@$R/spare0.6-share0.05-spare.json,pdmux@$R/spare0.7-share0.05-spare.json" \

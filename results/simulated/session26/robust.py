@@ -4,7 +4,9 @@ was chosen); host time per step 0.15 ms (the H100 trace's median) and 0.3 ms ins
 per prefill layer 0.25 and 0.45 ms instead of 0.35. Per variant, chunked at 8.75 req/s and the
 defaults and four candidates at 13.125 (1.5 x chunked's goodput) and 8.75, to robust/<variant>/
 (summary.csv and bench.json.gz; verdicts.py reads them). Usage: python robust.py VARIANT (one of
-VARIANTS; one process each: the constants are set on the module)."""
+VARIANTS; one process each: the constants are set on the module); `python robust.py VARIANT second`
+serves the two next-best settings of the sweep instead (SECOND: a fallback for the GPU), to
+robust/<variant>/pdmux-second/."""
 
 import gzip
 import os
@@ -24,6 +26,7 @@ VARIANTS = {"base": {}, "beside1.18": {"PREFILL_BESIDE_DECODE": 1.18}, "beside1.
 CANDIDATES = ["pdmux"] + [f"pdmux@{os.path.join(d, f)}" for d, f in (
     (HERE, "spare0.6-share0.05-spare.json"), (HERE, "spare0.6-share0.1-spare.json"),
     (HERE, "spare0.7-share0.05-spare.json"), (PREV, "spare0.8-share0.1-spare.json"))]
+SECOND = [f"pdmux@{os.path.join(HERE, f)}" for f in ("spare0.7-share0.1-spare.json", "spare0.8-share0.05-spare.json")]
 ENGINE = EngineConfig(model="llama-3.1-8b", load_format="dummy", max_num_seqs=128, max_model_len=20000,
                       slo_ttft_ms=2000.0, slo_tpot_ms=30.0,
                       perf_model=os.path.join(HERE, "..", "..", "h100", "session19", "profile-p64",
@@ -33,8 +36,11 @@ COMMON = dict(workload="mixed", num_requests=300, max_prompt_len=16384, slo=pars
 variant = sys.argv[1]
 for name, value in VARIANTS[variant].items():
     setattr(virtual_gpu, name, value)
-for modes, rates in ((("chunked",), (8.75,)), (tuple(CANDIDATES), (13.125, 8.75))):
-    out = os.path.join(HERE, "robust", variant, modes[0])
+runs = [("chunked", ("chunked",), (8.75,)), ("pdmux", tuple(CANDIDATES), (13.125, 8.75))]
+if sys.argv[2:] == ["second"]:
+    runs = [("pdmux-second", tuple(SECOND), (13.125, 8.75))]
+for folder, modes, rates in runs:
+    out = os.path.join(HERE, "robust", variant, folder)
     run_bench(BenchConfig(ENGINE, modes, rate=rates, **COMMON), out_dir=out)
     for name in os.listdir(out):  # the summaries and bench.json, gzipped, are what verdicts.py and a reader need
         path = os.path.join(out, name)

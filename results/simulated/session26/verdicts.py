@@ -3,7 +3,8 @@
 at 13.125 (1.5 x chunked's goodput) attainment >= 90% and the last first token at most one TTFT
 (2 s) after the last arrival; at 8.75 TTFT p90 at most chunked's and TPOT p90 at most 0.7 x
 chunked's. Prints one line per variant and setting and writes verdicts.csv beside this file.
-Usage: python verdicts.py FOLDER... (each holding chunked/ and pdmux/ summaries)."""
+Usage: python verdicts.py FOLDER... (each holding chunked/ and pdmux/ summaries, and
+pdmux-second/ where robust.py served its second set)."""
 
 import os
 import sys
@@ -12,7 +13,8 @@ import pandas as pd
 
 rows = []
 for folder in sys.argv[1:]:
-    runs = pd.concat(pd.read_csv(os.path.join(folder, sub, "summary.csv")) for sub in ("chunked", "pdmux"))
+    runs = pd.concat(pd.read_csv(os.path.join(folder, sub, "summary.csv")) for sub in ("chunked", "pdmux", "pdmux-second")
+                     if os.path.exists(os.path.join(folder, sub, "summary.csv")))
     runs["setting"] = runs["mode"].str.replace(r"pdmux@.*/", "", regex=True).str.removesuffix(".json")
     chunked = runs[(runs.setting == "chunked") & (runs.rate == 8.75)].iloc[0]
     for setting, group in runs[runs.setting != "chunked"].groupby("setting", sort=False):
